@@ -1,0 +1,48 @@
+//! # The Redis schema: every key, channel and payload byte, and the publish function
+//!
+//! This module is the written contract between publishers (ours, or anyone with a Redis
+//! client) and gateways. A change to anything here is a breaking change.
+//!
+//! ## Keys and channels, per topic
+//!
+//! | what | name | holds |
+//! |---|---|---|
+//! | history | `sse:{<topic>}:stream` | a Redis stream; entry fields `data` and, if named, `event` |
+//! | live | `sse:{<topic>}:live` | pub/sub messages `<id>\n<event>\n<data>` |
+//!
+//! The topic is the Redis Cluster hash tag, so both live in one hash slot ([`keys`]).
+//!
+//! ## Publishing: one atomic call
+//!
+//! The function library [`script::LIBRARY`] (`publish.lua`, library `sse`) registers
+//! `sse_publish`:
+//!
+//! ```text
+//! FCALL sse_publish 1 sse:{<topic>}:stream <data> <event or ""> <maxlen> <max-age-ms or 0>
+//! ```
+//!
+//! It validates the topic and event name (the same rules as [`crate::Topic`] and
+//! [`crate::EventName`]), `XADD`s the entry with `MAXLEN ~ <maxlen>` (and `XTRIM MINID ~` for
+//! a max age), then `PUBLISH`es the live message, and returns the new id. Being one function
+//! call, it runs atomically: no reader ever sees a live message whose entry is not in the
+//! stream, and a refused or failed call has written nothing.
+//!
+//! ## Ids
+//!
+//! The event id is the stream id Redis assigns (`<ms>-<seq>`): strictly increasing per topic,
+//! and its millisecond part is the publish time on the Redis clock.
+//!
+//! ## Loading the function
+//!
+//! `FUNCTION LOAD REPLACE` with [`script::LIBRARY`] is idempotent; `sse-publisher` does it at
+//! startup and again when Redis reports the function missing (after a restart without
+//! persistence). From a shell:
+//! `redis-cli -x FUNCTION LOAD REPLACE < crates/sse-core/src/schema/publish.lua`.
+
+pub mod keys;
+pub mod payload;
+pub mod script;
+
+pub use keys::{live_channel, stream_key, topic_of_channel};
+pub use payload::{PayloadError, PublishedEvent};
+pub use script::{FUNCTION, LIBRARY, PublishCall, Retention};

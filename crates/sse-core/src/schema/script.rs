@@ -1,0 +1,90 @@
+//! The publish function as data: its Lua source, its name and how to call it, without
+//! depending on any Redis client, so every reader and writer builds the same call.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::keys::stream_key;
+use crate::Event;
+
+/// The Redis function library (`#!lua name=sse`), for `FUNCTION LOAD REPLACE`. Loading it
+/// again is harmless, so every process that publishes loads it at startup and whenever Redis
+/// answers that the function is missing.
+pub const LIBRARY: &str = include_str!("publish.lua");
+
+/// The function that publishes one event.
+pub const FUNCTION: &str = "sse_publish";
+
+/// How much history each topic's stream keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// About this many newest entries are kept (`XADD … MAXLEN ~`: Redis trims whole
+    /// internal nodes, so the stream may hold up to one node, 100 entries by default, more).
+    pub max_len: u64,
+    /// Entries older than this are trimmed, also approximately (`XTRIM … MINID ~`).
+    pub max_age: Option<Duration>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_len: 10_000,
+            max_age: None,
+        }
+    }
+}
+
+/// One `FCALL sse_publish 1 <key> <args…>`: the key and the four arguments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishCall {
+    /// The topic's stream key, the call's only key.
+    pub key: String,
+    /// `data`, `event` (empty for none), `maxlen`, `max-age-ms` (0 for none).
+    pub args: [Bytes; 4],
+}
+
+impl PublishCall {
+    /// The call that publishes `event` with `retention`.
+    pub fn new(event: &Event, retention: Retention) -> Self {
+        let name = event.name.as_ref().map_or("", |n| n.as_str());
+        let max_age_ms = retention.max_age.map_or(0, |age| age.as_millis());
+        Self {
+            key: stream_key(&event.topic),
+            args: [
+                event.data.clone(),
+                Bytes::copy_from_slice(name.as_bytes()),
+                Bytes::from(retention.max_len.to_string()),
+                Bytes::from(max_age_ms.to_string()),
+            ],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EventName, Topic};
+
+    #[test]
+    fn the_call_follows_the_documented_argument_order() {
+        let event = Event::new(Topic::parse("orders").unwrap(), "{\"n\":1}")
+            .named(EventName::parse("created").unwrap());
+        let retention = Retention {
+            max_len: 500,
+            max_age: Some(Duration::from_secs(60)),
+        };
+        let call = PublishCall::new(&event, retention);
+        assert_eq!(call.key, "sse:{orders}:stream");
+        assert_eq!(
+            call.args.map(|a| String::from_utf8(a.to_vec()).unwrap()),
+            ["{\"n\":1}", "created", "500", "60000"]
+        );
+    }
+
+    #[test]
+    fn the_library_registers_the_function_it_is_called_by() {
+        assert!(LIBRARY.starts_with("#!lua name=sse\n"));
+        assert!(LIBRARY.contains(&format!("redis.register_function('{FUNCTION}'")));
+    }
+}

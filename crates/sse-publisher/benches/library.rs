@@ -1,0 +1,72 @@
+//! Publishing throughput through the library, against a real `redis-server` this benchmark
+//! starts: single events from many concurrent tasks (pipelined on the one multiplexed
+//! connection), and batches.
+//!
+//! `cargo bench -p sse-publisher --bench library` (pin it with `taskset -c 0` to see one
+//! core's worth: Redis then shares that core, as it would on a one-core box).
+
+use std::time::{Duration, Instant};
+
+use sse_core::schema::Retention;
+use sse_core::{Event, Topic};
+use sse_publisher::{Publisher, RedisOptions};
+use sse_testkit::RedisServer;
+
+const EVENTS: usize = 200_000;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let redis = RedisServer::start();
+    let options = RedisOptions {
+        url: redis.url(),
+        timeout: Duration::from_secs(5),
+    };
+    let publisher = Publisher::connect(&options, Retention::default())
+        .await
+        .expect("redis is up");
+    let topic = Topic::parse("bench").expect("valid topic");
+    let payload = r#"{"seq":123456,"ts":1700000000000,"body":"a typical small event"}"#;
+    let event = Event::new(topic, payload);
+
+    for concurrency in [1, 16, 64, 256] {
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..concurrency {
+            let (publisher, event) = (publisher.clone(), event.clone());
+            tasks.spawn(async move {
+                for _ in 0..EVENTS / concurrency {
+                    publisher.publish(&event).await.expect("publish succeeds");
+                }
+            });
+        }
+        tasks.join_all().await;
+        report(&format!("publish, {concurrency} concurrent"), started);
+    }
+
+    for (batch, concurrency) in [(16, 16), (100, 4)] {
+        let events = vec![event.clone(); batch];
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..concurrency {
+            let (publisher, events) = (publisher.clone(), events.clone());
+            tasks.spawn(async move {
+                for _ in 0..EVENTS / batch / concurrency {
+                    publisher
+                        .publish_batch(&events)
+                        .await
+                        .expect("publish succeeds");
+                }
+            });
+        }
+        tasks.join_all().await;
+        report(
+            &format!("batch of {batch}, {concurrency} concurrent"),
+            started,
+        );
+    }
+}
+
+fn report(what: &str, started: Instant) {
+    let rate = EVENTS as f64 / started.elapsed().as_secs_f64();
+    println!("{what:<28} {rate:>10.0} events/s");
+}

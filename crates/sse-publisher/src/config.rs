@@ -1,0 +1,110 @@
+//! [`Config`]: every flag of `sse-publisher`, each with an environment fallback. The doc
+//! comment of each field is its `--help` text.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use clap::{Parser, ValueEnum};
+
+/// Publishes events over HTTP into Redis streams and pub/sub, for sse-gateway to deliver.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "sse-publisher", version)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "SSE_LISTEN", default_value = "0.0.0.0:8081")]
+    pub listen: SocketAddr,
+
+    /// Redis to publish to: redis://[user:password@]host:port[/db].
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
+    pub redis_url: String,
+
+    /// How long one Redis call may take before the publish fails with 503.
+    #[arg(long, env = "SSE_REDIS_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub redis_timeout: Duration,
+
+    /// A bearer token that may publish; repeat the flag for several. In the environment, a
+    /// comma-separated list.
+    #[arg(
+        long = "token",
+        env = "SSE_PUBLISH_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub tokens: Vec<String>,
+
+    /// Let anyone publish without a token. For development only.
+    #[arg(long, env = "SSE_ALLOW_ANONYMOUS")]
+    pub allow_anonymous: bool,
+
+    /// Largest accepted request body (e.g. 1MiB, 64KiB, 1000); larger ones get 413.
+    #[arg(long, env = "SSE_MAX_BODY", default_value = "1MiB")]
+    pub max_body: ByteSize,
+
+    /// Most events in one batch; more get 413.
+    #[arg(long, env = "SSE_MAX_BATCH", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_batch: u32,
+
+    /// Events kept per topic stream, approximately (Redis trims whole nodes of 100 entries).
+    #[arg(long, env = "SSE_RETENTION", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub retention: u64,
+
+    /// Also trim events older than this (e.g. 24h); unset keeps events regardless of age.
+    #[arg(long, env = "SSE_RETENTION_AGE", value_parser = humantime::parse_duration)]
+    pub retention_age: Option<Duration>,
+
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before exit.
+    #[arg(long, env = "SSE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// How long a client may take to send its request headers (the slow-client guard).
+    #[arg(long, env = "SSE_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Log format; the level filter comes from RUST_LOG (default info).
+    #[arg(long, env = "SSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Neither tokens nor anonymous publishing: nobody could publish.
+    #[error(
+        "no publish token configured: pass --token (or SSE_PUBLISH_TOKENS), or --allow-anonymous for development"
+    )]
+    NoAuth,
+    /// An empty token would accept `Authorization: Bearer ` with nothing after it.
+    #[error("a publish token is empty; check --token / SSE_PUBLISH_TOKENS")]
+    EmptyToken,
+}
+
+impl Config {
+    /// Checks what clap cannot: that the settings make sense together.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the problem and the flag that fixes it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.tokens.iter().any(|token| token.trim().is_empty()) {
+            return Err(ConfigError::EmptyToken);
+        }
+        if self.tokens.is_empty() && !self.allow_anonymous {
+            return Err(ConfigError::NoAuth);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,136 @@
+//! [`ApiError`]: every way a request can fail, and the one place each becomes a status code
+//! and a JSON body `{"error": "<code>", "detail": "<a sentence for a person>"}`.
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::Full;
+use serde::Serialize;
+
+use crate::PublishError;
+use crate::request::RequestError;
+
+/// Seconds a client is told to wait before retrying while Redis is unavailable.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+/// The JSON body of every error response.
+#[derive(Serialize)]
+struct ErrorBody {
+    error: &'static str,
+    detail: String,
+}
+
+/// A failed request.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApiError {
+    /// The body is not a valid publish request.
+    #[error(transparent)]
+    Invalid(RequestError),
+    /// The body could not be read.
+    #[error("could not read the request body: {0}")]
+    BodyUnreadable(String),
+    /// No valid bearer token.
+    #[error("a valid bearer token is required: send Authorization: Bearer <token>")]
+    Unauthorized,
+    /// The body is larger than `--max-body`.
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// The batch has more events than `--max-batch`.
+    #[error(transparent)]
+    BatchTooLarge(RequestError),
+    /// The body is not declared as JSON.
+    #[error("content type must be application/json, not {found}")]
+    UnsupportedMediaType {
+        /// The content type that was sent, or a note that none was.
+        found: String,
+    },
+    /// No such route.
+    #[error("no route for {path:?}; publish with POST /v1/publish")]
+    NotFound {
+        /// The path that was requested.
+        path: String,
+    },
+    /// The route exists but not for this method.
+    #[error("method {method} is not allowed here; use {allow}")]
+    MethodNotAllowed {
+        /// The method that was used.
+        method: String,
+        /// The method the route takes.
+        allow: &'static str,
+    },
+    /// Redis is unreachable: nothing was written.
+    #[error("the event was not published: {0}")]
+    Unavailable(#[source] PublishError),
+    /// Redis refused the write, or answered nonsense: nothing was written.
+    #[error("the event was not published: {0}")]
+    Internal(#[source] PublishError),
+}
+
+impl From<RequestError> for ApiError {
+    fn from(error: RequestError) -> Self {
+        match error {
+            RequestError::BatchTooLarge { .. } => Self::BatchTooLarge(error),
+            other => Self::Invalid(other),
+        }
+    }
+}
+
+impl From<PublishError> for ApiError {
+    fn from(error: PublishError) -> Self {
+        match error {
+            PublishError::Unavailable(_) => Self::Unavailable(error),
+            PublishError::Refused(_) | PublishError::BadReply { .. } => Self::Internal(error),
+        }
+    }
+}
+
+impl ApiError {
+    /// The status code, and the short machine-readable code in the body.
+    pub(crate) fn status(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::Invalid(RequestError::Json(_)) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            Self::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Self::BodyUnreadable(_) => (StatusCode::BAD_REQUEST, "body_unreadable"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::BodyTooLarge { .. } | Self::BatchTooLarge(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+            }
+            Self::UnsupportedMediaType { .. } => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "publish_failed"),
+        }
+    }
+
+    /// The HTTP response.
+    pub(crate) fn into_response(self) -> http::Response<Full<Bytes>> {
+        let (status, code) = self.status();
+        let body = ErrorBody {
+            error: code,
+            detail: self.to_string(),
+        };
+        let mut response = super::json_response(status, &body);
+        let headers = response.headers_mut();
+        match self {
+            Self::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::MethodNotAllowed { allow, .. } => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            Self::Unavailable(_) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECONDS),
+                );
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,131 @@
+//! The HTTP surface: routing by `(method, path)`, and the state every handler shares.
+//!
+//! | route | does |
+//! |---|---|
+//! | `POST /v1/publish` | publish one event or a batch ([`publish`]) |
+//! | `GET /healthz` | the process is up |
+//! | `GET /readyz` | Redis answers and the service is not shutting down |
+//! | `GET /metrics` | Prometheus metrics |
+
+mod auth;
+mod error;
+mod publish;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+
+pub(crate) use auth::Auth;
+use error::ApiError;
+
+use crate::Publisher;
+use crate::metrics::Metrics;
+
+/// Request limits.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// Largest accepted body, in bytes.
+    pub(crate) max_body: u64,
+    /// Most events in one batch.
+    pub(crate) max_batch: usize,
+}
+
+/// What every handler shares.
+pub(crate) struct App {
+    pub(crate) publisher: Publisher,
+    pub(crate) auth: Auth,
+    pub(crate) limits: Limits,
+    pub(crate) metrics: Metrics,
+    /// Set once shutdown begins, so `/readyz` tells load balancers to stop sending traffic.
+    pub(crate) draining: AtomicBool,
+}
+
+/// Routes one request. Never fails: every error becomes a response.
+pub(crate) async fn route(
+    app: Arc<App>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let method = request.method().clone();
+    let path = request.uri().path();
+    let response = match (path, &method) {
+        ("/v1/publish", &Method::POST) => {
+            let started = Instant::now();
+            let response = publish::handle(&app, request)
+                .await
+                .unwrap_or_else(ApiError::into_response);
+            app.metrics
+                .publish_duration
+                .observe(started.elapsed().as_secs_f64());
+            app.metrics
+                .publish_requests
+                .with_label_values(&[response.status().as_str()])
+                .inc();
+            response
+        }
+        ("/healthz", &Method::GET) => text_response(StatusCode::OK, "ok\n"),
+        ("/readyz", &Method::GET) => readyz(&app).await,
+        ("/metrics", &Method::GET) => metrics(&app),
+        ("/v1/publish", _) => not_allowed(&method, "POST"),
+        ("/healthz" | "/readyz" | "/metrics", _) => not_allowed(&method, "GET"),
+        _ => ApiError::NotFound {
+            path: path.chars().take(200).collect(),
+        }
+        .into_response(),
+    };
+    Ok(response)
+}
+
+fn not_allowed(method: &Method, allow: &'static str) -> Response<Full<Bytes>> {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        allow,
+    }
+    .into_response()
+}
+
+async fn readyz(app: &App) -> Response<Full<Bytes>> {
+    if app.draining.load(Ordering::Relaxed) {
+        text_response(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    } else if app.publisher.ping().await {
+        text_response(StatusCode::OK, "ready\n")
+    } else {
+        text_response(StatusCode::SERVICE_UNAVAILABLE, "redis unreachable\n")
+    }
+}
+
+fn metrics(app: &App) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(app.metrics.render())));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
+}
+
+fn text_response(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    // Serializing plain structs and `json!` values into memory cannot fail.
+    let body = serde_json::to_vec(body).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,91 @@
+//! # sse-publisher: the write path
+//!
+//! Publishes events into Redis so that every `sse-gateway` node delivers them: each event is
+//! appended to its topic's stream (the history clients resume from) and announced on its
+//! channel (the live path) in one atomic call. See `sse_core::schema` for the contract.
+//!
+//! As a library, [`Publisher`] publishes from Rust code. As a service ([`run`], the
+//! `sse-publisher` binary), it serves:
+//!
+//! - `POST /v1/publish`: `{"topic", "data", "event"?}` or an array of them, → `201`;
+//! - `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//!
+//! Modules: [`publisher`] (Redis), `request` (JSON → events), `http` (routes, auth,
+//! errors), `server` (accept loop, graceful shutdown), `metrics`, [`config`].
+
+pub mod config;
+mod http;
+mod metrics;
+pub mod publisher;
+mod request;
+mod server;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+pub use config::{Config, ConfigError, LogFormat};
+pub use publisher::{PublishError, Publisher, RedisOptions};
+use sse_core::schema::Retention;
+use tokio::net::TcpListener;
+
+/// Serves the publish API on `listener` until `shutdown` completes, then finishes in-flight
+/// requests (for at most `--shutdown-timeout`) and returns.
+///
+/// # Errors
+/// [`ConfigError`] if `config` cannot work, or if the Redis URL is invalid.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    config.validate()?;
+    let redis = RedisOptions {
+        url: config.redis_url.clone(),
+        timeout: config.redis_timeout,
+    };
+    let retention = Retention {
+        max_len: config.retention,
+        max_age: config.retention_age,
+    };
+    let publisher = Publisher::connect(&redis, retention)
+        .await
+        .map_err(StartError::Redis)?;
+    let auth = if config.tokens.is_empty() {
+        tracing::warn!("anonymous publishing is enabled: anyone who reaches this port can publish");
+        http::Auth::Anonymous
+    } else {
+        http::Auth::Tokens(config.tokens.clone())
+    };
+    let app = Arc::new(http::App {
+        publisher,
+        auth,
+        limits: http::Limits {
+            max_body: config.max_body.as_u64(),
+            max_batch: config.max_batch as usize,
+        },
+        metrics: metrics::Metrics::new(),
+        draining: AtomicBool::new(false),
+    });
+    tracing::info!(addr = ?listener.local_addr().ok(), "sse-publisher listening");
+    server::serve(
+        listener,
+        app,
+        shutdown,
+        config.header_timeout,
+        config.shutdown_timeout,
+    )
+    .await;
+    Ok(())
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The Redis URL is invalid.
+    #[error("invalid redis url: {0}")]
+    Redis(#[source] PublishError),
+}

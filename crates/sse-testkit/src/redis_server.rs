@@ -1,0 +1,332 @@
+//! [`RedisServer`]: a `redis-server` child process that one test owns, kills and restarts.
+//!
+//! Guarantees: the server listens on `127.0.0.1` only, on a port free at start, with its working
+//! directory and `redis.log` in a fresh temporary directory, and no config file, so nothing leaks
+//! between tests or from the machine's own Redis. `start` returns only once *this* process answers
+//! `PING` (the `process_id` in `INFO server` is checked, so a server another test started on a
+//! recycled port is never mistaken for ours). `restart` reuses the same port and directory, so with
+//! AOF the data written before `kill` is back.
+//!
+//! Not guaranteed: the port is not held while the server is down, so another process may take it
+//! between `kill` and `restart` (the restart then panics and says so). If the test process itself is
+//! killed with SIGKILL, `Drop` does not run and the child survives it.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::free_port;
+
+/// How long a start or restart may take until the server answers `PING`.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connect, read and write timeout of one readiness probe.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
+/// Pause between two readiness probes.
+const PROBE_INTERVAL: Duration = Duration::from_millis(10);
+/// Connect timeout of [`RedisServer::connection`].
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many ports `start` tries when the server exits early (most likely: the port was taken).
+const START_ATTEMPTS: usize = 5;
+/// The log file inside the temporary directory.
+const LOG_FILE: &str = "redis.log";
+/// How many lines of `redis.log` a panic message quotes.
+const LOG_TAIL_LINES: usize = 30;
+
+/// A real `redis-server` on `127.0.0.1`, owned by one test.
+///
+/// Dropping it kills the process (SIGKILL), waits for it and removes its temporary directory.
+#[derive(Debug)]
+pub struct RedisServer {
+    /// `None` while killed. A `Mutex` so that [`RedisServer::is_running`] can reap the child through
+    /// `&self`.
+    child: Mutex<Option<Child>>,
+    port: u16,
+    aof: bool,
+    /// Dropped after `Drop::drop` killed the child, so the directory outlives the process.
+    dir: TempDir,
+}
+
+/// Why a launched `redis-server` did not become ready.
+enum LaunchError {
+    /// The process exited before answering, most likely because the port was taken.
+    Exited(ExitStatus),
+    /// The process still runs but did not answer `PING` in time; holds the last probe's failure.
+    Timeout(String),
+}
+
+// === impl RedisServer ===
+
+impl RedisServer {
+    /// Starts a server with persistence off (`--save "" --appendonly no`): a restart loses all data.
+    ///
+    /// # Panics
+    ///
+    /// If `redis-server` is not on `PATH`, or does not answer `PING` within 10 s, or exits early on
+    /// 5 different ports in a row. The message quotes the tail of `redis.log`.
+    pub fn start() -> RedisServer {
+        Self::start_with(false)
+    }
+
+    /// Starts a server with `--appendonly yes --appendfsync always`: every acknowledged write is in
+    /// the AOF, so it survives [`kill`](RedisServer::kill) and [`restart`](RedisServer::restart).
+    ///
+    /// # Panics
+    ///
+    /// As [`RedisServer::start`].
+    pub fn start_with_aof() -> RedisServer {
+        Self::start_with(true)
+    }
+
+    fn start_with(aof: bool) -> RedisServer {
+        let dir = tempfile::Builder::new()
+            .prefix("sse-testkit-redis-")
+            .tempdir()
+            .expect("create a temporary directory for redis-server");
+        let mut early_exits = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            let port = free_port();
+            match launch(port, dir.path(), aof) {
+                Ok(child) => {
+                    return RedisServer {
+                        child: Mutex::new(Some(child)),
+                        port,
+                        aof,
+                        dir,
+                    };
+                }
+                // Another process took the port between `free_port` and the bind: try another one.
+                Err(LaunchError::Exited(status)) => {
+                    early_exits.push(format!("port {port}: {status}"));
+                }
+                Err(LaunchError::Timeout(last)) => panic!(
+                    "redis-server on port {port} did not answer PING within {READY_TIMEOUT:?} \
+                     (last attempt: {last}); {}",
+                    log_tail(dir.path())
+                ),
+            }
+        }
+        panic!(
+            "redis-server exited before answering PING {START_ATTEMPTS} times ({}); {}",
+            early_exits.join(", "),
+            log_tail(dir.path())
+        )
+    }
+
+    /// The TCP port the server listens on; the same across restarts.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's address as a URL: `redis://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        url(self.port)
+    }
+
+    /// A client for this server. Creating it does not connect, so it works while the server is killed.
+    ///
+    /// # Panics
+    ///
+    /// Never in practice: [`RedisServer::url`] is always a valid URL.
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).expect("redis://127.0.0.1:PORT/ is a valid redis URL")
+    }
+
+    /// A new synchronous connection to this server (connect timeout 5 s, no read timeout, so blocking
+    /// commands work).
+    ///
+    /// # Panics
+    ///
+    /// If the server cannot be reached, e.g. after [`RedisServer::kill`]. To observe that failure, use
+    /// [`RedisServer::client`] instead.
+    pub fn connection(&self) -> redis::Connection {
+        self.client()
+            .get_connection_with_timeout(CONNECT_TIMEOUT)
+            .unwrap_or_else(|err| panic!("connect to redis-server at {}: {err}", self.url()))
+    }
+
+    /// Kills the server with SIGKILL and waits for it to exit. Does nothing if it is already killed.
+    ///
+    /// The port and the directory are kept for [`RedisServer::restart`]; nothing holds the port while
+    /// the server is down.
+    ///
+    /// # Panics
+    ///
+    /// If the process cannot be waited for.
+    pub fn kill(&mut self) {
+        self.stop().expect("kill redis-server and wait for it");
+    }
+
+    /// Starts the server again on the same port and directory, and waits until it answers `PING`
+    /// (that is, until it finished loading its AOF, if any). Kills it first if it still runs.
+    ///
+    /// # Panics
+    ///
+    /// If the server exits early (most likely another process took the port while it was down) or does
+    /// not answer within 10 s. The message quotes the tail of `redis.log`. Unlike
+    /// [`RedisServer::start`], it does not retry: the port must stay the same.
+    pub fn restart(&mut self) {
+        self.kill();
+        let port = self.port;
+        match launch(port, self.dir.path(), self.aof) {
+            Ok(child) => {
+                *self.child.get_mut().unwrap_or_else(PoisonError::into_inner) = Some(child);
+            }
+            Err(LaunchError::Exited(status)) => panic!(
+                "redis-server exited on restart on port {port} with {status} (did another process \
+                 take the port while it was down?); {}",
+                log_tail(self.dir.path())
+            ),
+            Err(LaunchError::Timeout(last)) => panic!(
+                "restarted redis-server on port {port} did not answer PING within {READY_TIMEOUT:?} \
+                 (last attempt: {last}); {}",
+                log_tail(self.dir.path())
+            ),
+        }
+    }
+
+    /// Whether the server process is alive: `false` after [`RedisServer::kill`], and also if it died
+    /// on its own.
+    ///
+    /// # Panics
+    ///
+    /// If the process status cannot be read.
+    pub fn is_running(&self) -> bool {
+        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        match child.as_mut() {
+            None => false,
+            Some(child) => child
+                .try_wait()
+                .expect("read the status of redis-server")
+                .is_none(),
+        }
+    }
+
+    /// SIGKILLs and reaps the child if there is one.
+    fn stop(&mut self) -> io::Result<()> {
+        let child = self
+            .child
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(mut child) = child {
+            // Fails only if the child already exited; `wait` below reaps it either way.
+            let _ = child.kill();
+            child.wait()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        // No panic here: this may run while a test is already unwinding.
+        let _ = self.stop();
+    }
+}
+
+// === launching ===
+
+fn url(port: u16) -> String {
+    format!("redis://127.0.0.1:{port}/")
+}
+
+/// Spawns `redis-server` and waits until it answers; on a timeout the child is killed.
+fn launch(port: u16, dir: &Path, aof: bool) -> Result<Child, LaunchError> {
+    let mut command = Command::new("redis-server");
+    command
+        .arg("--port")
+        .arg(port.to_string())
+        .args(["--bind", "127.0.0.1", "--protected-mode", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .arg("--logfile")
+        .arg(dir.join(LOG_FILE))
+        .args(["--daemonize", "no", "--save", ""]);
+    if aof {
+        command.args(["--appendonly", "yes", "--appendfsync", "always"]);
+    } else {
+        command.args(["--appendonly", "no"]);
+    }
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|err| match err.kind() {
+            io::ErrorKind::NotFound => panic!(
+                "redis-server not found on PATH: install it (apt-get install -y redis-server) — \
+                 the tests run a real Redis"
+            ),
+            _ => panic!("spawn redis-server: {err}"),
+        });
+    match wait_ready(&mut child, port) {
+        Ok(()) => Ok(child),
+        Err(err) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(err)
+        }
+    }
+}
+
+/// Polls until `child` itself answers `PING` on `port`, or exits, or [`READY_TIMEOUT`] passes.
+fn wait_ready(child: &mut Child, port: u16) -> Result<(), LaunchError> {
+    let client =
+        redis::Client::open(url(port)).expect("redis://127.0.0.1:PORT/ is a valid redis URL");
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("read the status of redis-server") {
+            return Err(LaunchError::Exited(status));
+        }
+        let last = match probe(&client) {
+            Ok(pid) if pid == child.id() => return Ok(()),
+            Ok(pid) => format!("port {port} is served by another redis-server, pid {pid}"),
+            Err(err) => err,
+        };
+        if Instant::now() >= deadline {
+            return Err(LaunchError::Timeout(last));
+        }
+        thread::sleep(PROBE_INTERVAL);
+    }
+}
+
+/// Sends `PING` (an error while Redis loads its AOF: `LOADING`) and returns the server's pid.
+fn probe(client: &redis::Client) -> Result<u32, String> {
+    let mut conn = client
+        .get_connection_with_timeout(PROBE_TIMEOUT)
+        .map_err(|err| err.to_string())?;
+    conn.set_read_timeout(Some(PROBE_TIMEOUT))
+        .and_then(|()| conn.set_write_timeout(Some(PROBE_TIMEOUT)))
+        .map_err(|err| err.to_string())?;
+    let _pong: String = redis::cmd("PING")
+        .query(&mut conn)
+        .map_err(|err| err.to_string())?;
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query(&mut conn)
+        .map_err(|err| err.to_string())?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("process_id:"))
+        .and_then(|pid| pid.trim().parse().ok())
+        .ok_or_else(|| "INFO server has no process_id".to_owned())
+}
+
+/// The last lines of `redis.log`, for panic messages.
+fn log_tail(dir: &Path) -> String {
+    let path = dir.join(LOG_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
+            format!("tail of {}:\n{tail}", path.display())
+        }
+        Err(err) => format!("no log: read {}: {err}", path.display()),
+    }
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs the system on this machine, in the foreground, without Docker:
+#   - redis-server on $REDIS_PORT (default 6379), unless a Redis already answers there;
+#   - sse-publisher on $PUBLISHER_PORT (default 8081), accepting the token $SSE_TOKEN
+#     (default "dev-token": for local use only).
+# Ctrl-C (or SIGTERM) stops exactly what this script started.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+REDIS_PORT=${REDIS_PORT:-6379}
+PUBLISHER_PORT=${PUBLISHER_PORT:-8081}
+SSE_TOKEN=${SSE_TOKEN:-dev-token}
+STATE_DIR=${STATE_DIR:-$(mktemp -d -t sse-local.XXXXXX)}
+
+started=()
+stop() {
+  for pid in "${started[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap stop EXIT INT TERM
+
+if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+  echo "using the Redis already running on port $REDIS_PORT"
+else
+  command -v redis-server >/dev/null || { echo "redis-server not found: apt-get install -y redis-server" >&2; exit 1; }
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$STATE_DIR" --appendonly yes \
+    --save "" --logfile "$STATE_DIR/redis.log" &
+  started+=($!)
+  until redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; do sleep 0.1; done
+  echo "redis-server on port $REDIS_PORT (AOF in $STATE_DIR)"
+fi
+
+cargo build --release --quiet -p sse-publisher
+SSE_PUBLISH_TOKENS="$SSE_TOKEN" target/release/sse-publisher \
+  --listen "127.0.0.1:$PUBLISHER_PORT" --redis-url "redis://127.0.0.1:$REDIS_PORT" &
+started+=($!)
+until curl -fsS "http://127.0.0.1:$PUBLISHER_PORT/readyz" >/dev/null 2>&1; do sleep 0.1; done
+cat <<INFO
+sse-publisher on http://127.0.0.1:$PUBLISHER_PORT (token: $SSE_TOKEN)
+Publish:  curl -X POST http://127.0.0.1:$PUBLISHER_PORT/v1/publish -H 'Authorization: Bearer $SSE_TOKEN' \\
+            -H 'Content-Type: application/json' -d '{"topic":"orders","data":{"n":1}}'
+Press Ctrl-C to stop.
+INFO
+wait -n
