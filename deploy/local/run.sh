@@ -3,6 +3,7 @@
 #   - redis-server on $REDIS_PORT (default 6379), unless a Redis already answers there;
 #   - sse-publisher on $PUBLISHER_PORT (default 8081), accepting the token $SSE_TOKEN
 #     (default "dev-token": for local use only).
+# SSE_PUBLISHER_BIN names a prebuilt sse-publisher binary; without it the script builds one.
 # Ctrl-C (or SIGTERM) stops exactly what this script started.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,8 +31,11 @@ else
   echo "redis-server on port $REDIS_PORT (AOF in $STATE_DIR)"
 fi
 
-cargo build --release --quiet -p sse-publisher
-SSE_PUBLISH_TOKENS="$SSE_TOKEN" target/release/sse-publisher \
+if [ -z "${SSE_PUBLISHER_BIN:-}" ]; then
+  cargo build --release --quiet -p sse-publisher
+  SSE_PUBLISHER_BIN=target/release/sse-publisher
+fi
+SSE_PUBLISH_TOKENS="$SSE_TOKEN" "$SSE_PUBLISHER_BIN" \
   --listen "127.0.0.1:$PUBLISHER_PORT" --redis-url "redis://127.0.0.1:$REDIS_PORT" &
 started+=($!)
 until curl -fsS "http://127.0.0.1:$PUBLISHER_PORT/readyz" >/dev/null 2>&1; do sleep 0.1; done
