@@ -5,10 +5,11 @@
 //! many clients, but a client subscribed to several topics carries its own resume cursor as
 //! the `id:`, so the encoding is split in two:
 //!
-//! - [`Frame`]: the `event:` and `data:` lines, encoded once per event and shared by every
-//!   client (cloning is a reference-count bump);
-//! - [`id_tail`]: the short `id: <id>` line plus the blank line that dispatches the message,
-//!   per client (or shared too, when every client has the same id).
+//! - [`Frame`]: the whole message, encoded once per event with the event's own id and shared by
+//!   every client (cloning is a reference-count bump); its `event:`/`data:` lines are a slice
+//!   of the same buffer;
+//! - [`id_tail`]: a short `id: <cursor>` line plus the blank line that dispatches the message,
+//!   for a client whose id is its own multi-topic cursor.
 //!
 //! Payload lines are split at `\r\n`, `\r` and `\n` alike (a `\r\n` is one line ending), each
 //! becoming its own `data:` line, so a parser reassembles the payload with `\n` line endings.
@@ -36,23 +37,39 @@ pub enum FrameError {
     LineBreakInComment,
 }
 
-/// The shared part of one event on the wire: its `event:` line (if named) and one `data:`
-/// line per payload line. Complete it with [`id_tail`] or [`Frame::END`].
+/// One event on the wire, encoded once: its `event:` line (if named), one `data:` line per
+/// payload line, its `id:` line (if any) and the blank line that dispatches it.
+///
+/// [`Frame::message`] is the whole message, for every client whose id for this event is the
+/// event's own id. [`Frame::fields`] is the `event:`/`data:` part alone, a slice of the same
+/// buffer, for a client that completes it with an [`id_tail`] of its own.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame {
-    fields: Bytes,
+    message: Bytes,
+    fields_len: usize,
 }
 
 impl Frame {
     /// The blank line that dispatches a message without changing the client's last event id.
     pub const END: Bytes = Bytes::from_static(b"\n");
 
-    /// Encodes an event's name and payload. An empty payload is one empty `data:` line, which
-    /// clients dispatch as an event with empty data.
-    pub fn new(name: Option<&EventName>, data: &[u8]) -> Self {
+    /// Encodes an event. An empty payload is one empty `data:` line, which clients dispatch as
+    /// an event with empty data.
+    ///
+    /// # Errors
+    /// [`FrameError`] if `id` contains CR, LF or NUL.
+    pub fn new(
+        id: Option<&str>,
+        name: Option<&EventName>,
+        data: &[u8],
+    ) -> Result<Self, FrameError> {
+        if let Some(id) = id {
+            check_id(id)?;
+        }
         let name_len = name.map_or(0, |n| n.as_str().len() + 8);
+        let id_len = id.map_or(0, |id| id.len() + 5);
         // Each line costs "data: " + "\n" on top of its bytes; most payloads are one line.
-        let mut out = BytesMut::with_capacity(name_len + data.len() + 8);
+        let mut out = BytesMut::with_capacity(name_len + data.len() + id_len + 9);
         if let Some(name) = name {
             out.put_slice(b"event: ");
             out.put_slice(name.as_str().as_bytes());
@@ -63,30 +80,28 @@ impl Frame {
             out.put_slice(line);
             out.put_u8(b'\n');
         }
-        Self {
-            fields: out.freeze(),
+        let fields_len = out.len();
+        if let Some(id) = id {
+            out.put_slice(b"id: ");
+            out.put_slice(id.as_bytes());
+            out.put_u8(b'\n');
         }
+        out.put_u8(b'\n');
+        Ok(Self {
+            message: out.freeze(),
+            fields_len,
+        })
     }
 
-    /// The encoded `event:` and `data:` lines.
-    pub fn fields(&self) -> &Bytes {
-        &self.fields
+    /// The whole message, ready to write.
+    pub fn message(&self) -> &Bytes {
+        &self.message
     }
 
-    /// The whole message with `id` as its `id:` field, in one buffer. The fan-out path sends
-    /// [`Frame::fields`] and an [`id_tail`] as two buffers instead, to share the first.
-    ///
-    /// # Errors
-    /// [`FrameError`] if `id` contains CR, LF or NUL.
-    pub fn to_message(&self, id: Option<&str>) -> Result<Bytes, FrameError> {
-        let tail = match id {
-            Some(id) => id_tail(id)?,
-            None => Self::END,
-        };
-        let mut out = BytesMut::with_capacity(self.fields.len() + tail.len());
-        out.put_slice(&self.fields);
-        out.put_slice(&tail);
-        Ok(out.freeze())
+    /// The `event:` and `data:` lines alone (no copy): complete them with an [`id_tail`] or
+    /// [`Frame::END`].
+    pub fn fields(&self) -> Bytes {
+        self.message.slice(..self.fields_len)
     }
 }
 
@@ -121,17 +136,22 @@ fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// # Errors
 /// [`FrameError`] if `id` contains CR, LF or NUL.
 pub fn id_tail(id: &str) -> Result<Bytes, FrameError> {
+    check_id(id)?;
+    let mut out = BytesMut::with_capacity(id.len() + 6);
+    out.put_slice(b"id: ");
+    out.put_slice(id.as_bytes());
+    out.put_slice(b"\n\n");
+    Ok(out.freeze())
+}
+
+fn check_id(id: &str) -> Result<(), FrameError> {
     if id.contains(['\r', '\n']) {
         return Err(FrameError::LineBreakInId);
     }
     if id.contains('\0') {
         return Err(FrameError::NulInId);
     }
-    let mut out = BytesMut::with_capacity(id.len() + 6);
-    out.put_slice(b"id: ");
-    out.put_slice(id.as_bytes());
-    out.put_slice(b"\n\n");
-    Ok(out.freeze())
+    Ok(())
 }
 
 /// A comment message (`: text`), which clients ignore.
@@ -156,10 +176,8 @@ mod tests {
 
     fn message(name: Option<&str>, data: &str, id: Option<&str>) -> String {
         let name = name.map(|n| EventName::parse(n).unwrap());
-        let bytes = Frame::new(name.as_ref(), data.as_bytes())
-            .to_message(id)
-            .unwrap();
-        String::from_utf8(bytes.to_vec()).unwrap()
+        let frame = Frame::new(id, name.as_ref(), data.as_bytes()).unwrap();
+        String::from_utf8(frame.message().to_vec()).unwrap()
     }
 
     #[test]
@@ -193,6 +211,10 @@ mod tests {
         assert_eq!(id_tail("a\nb"), Err(FrameError::LineBreakInId));
         assert_eq!(id_tail("a\rb"), Err(FrameError::LineBreakInId));
         assert_eq!(id_tail("a\0b"), Err(FrameError::NulInId));
+        assert_eq!(
+            Frame::new(Some("a\nb"), None, b"x"),
+            Err(FrameError::LineBreakInId)
+        );
         assert_eq!(comment("a\nb"), Err(FrameError::LineBreakInComment));
     }
 

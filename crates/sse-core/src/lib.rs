@@ -9,6 +9,7 @@
 //! - [`frame`]: the WHATWG event-stream encoder, one encode per event into shared [`bytes::Bytes`];
 //! - [`parser`]: a streaming WHATWG event-stream parser, fed any chunking, for clients and tests;
 //! - [`cursor`]: [`Cursor`], the resume position a client carries as its `Last-Event-ID`;
+//! - [`control`]: the control events the gateway itself sends (history truncated);
 //! - [`schema`]: the Redis contract: keys, channels, the publish function and its payload.
 //!
 //! The crate is sans-I/O (no runtime, no sockets), so anything can depend on it. Input from the
@@ -17,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod control;
 pub mod cursor;
 pub mod event;
 pub mod frame;

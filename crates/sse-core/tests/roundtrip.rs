@@ -91,10 +91,9 @@ fn encode(pieces: &[Piece]) -> (Vec<u8>, Vec<Item>, String) {
     for piece in pieces {
         match piece {
             Piece::Message { name, data, id } => {
-                let message = Frame::new(name.as_ref(), data)
-                    .to_message(id.as_deref())
+                let frame = Frame::new(id.as_deref(), name.as_ref(), data)
                     .expect("generated ids have no CR, LF or NUL");
-                stream.extend_from_slice(&message);
+                stream.extend_from_slice(frame.message());
                 if let Some(id) = id {
                     last_id.clone_from(id);
                 }
@@ -154,7 +153,7 @@ proptest! {
             },
             None => None,
         };
-        let frame = Frame::new(name.as_ref(), &data);
+        let frame = Frame::new(id.as_deref(), name.as_ref(), &data).unwrap();
         let expected = Item::Event(MessageEvent {
             event_type: name.as_ref().map_or("message", EventName::as_str).to_owned(),
             data: normalise(&data),
@@ -163,8 +162,7 @@ proptest! {
 
         // As one buffer...
         let mut parser = Parser::new();
-        let message = frame.to_message(id.as_deref()).unwrap();
-        prop_assert_eq!(parser.feed(&message).unwrap(), vec![expected.clone()]);
+        prop_assert_eq!(parser.feed(frame.message()).unwrap(), vec![expected.clone()]);
         prop_assert_eq!(parser.last_event_id(), id.as_deref().unwrap_or(""));
 
         // ...and as the fan-out path sends it: shared fields, then a per-client tail.
@@ -173,7 +171,7 @@ proptest! {
             None => Frame::END,
         };
         let mut parser = Parser::new();
-        let mut items = parser.feed(frame.fields()).unwrap();
+        let mut items = parser.feed(&frame.fields()).unwrap();
         prop_assert_eq!(&items, &Vec::<Item>::new());
         items.extend(parser.feed(&tail).unwrap());
         prop_assert_eq!(items, vec![expected]);

@@ -1,0 +1,73 @@
+//! Control events: what the gateway itself tells a client, in the event namespace reserved
+//! for it (see [`crate::event::RESERVED_EVENT_PREFIX`]), so no publisher can forge one.
+//!
+//! # `sse.truncated`
+//!
+//! Sent before the replay of a topic when the client's resume position cannot be continued
+//! exactly, followed by every event of that topic still retained after the position:
+//!
+//! ```text
+//! event: sse.truncated
+//! data: {"topic":"orders","reason":"trimmed","from":"1700000000000-0"}
+//! ```
+//!
+//! - `reason: "trimmed"`: events after `from` were already trimmed from the history
+//!   (retention), so some are missing;
+//! - `reason: "unknown-position"`: the topic's history never held `from` (Redis lost its data
+//!   and the stream started over, or the id was made up), so what follows is not known to
+//!   continue from it.
+//!
+//! The control event carries no `id:`, so the client's last event id does not move.
+
+use crate::{EventId, EventName, Frame, Topic};
+
+/// The event name of [`HistoryTruncated`].
+pub const TRUNCATED_EVENT: &str = "sse.truncated";
+
+/// Why a resume position cannot be continued exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Truncation {
+    /// Events after the position were trimmed away.
+    Trimmed,
+    /// The history never held the position.
+    UnknownPosition,
+}
+
+impl Truncation {
+    /// The `reason` value in the control event's data.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trimmed => "trimmed",
+            Self::UnknownPosition => "unknown-position",
+        }
+    }
+}
+
+/// The `sse.truncated` control event for `topic`, resumed from `from`.
+pub fn history_truncated(topic: &Topic, reason: Truncation, from: EventId) -> Frame {
+    // Topics and ids contain no character that needs escaping in a JSON string.
+    let data = format!(
+        r#"{{"topic":"{topic}","reason":"{}","from":"{from}"}}"#,
+        reason.as_str()
+    );
+    let name = EventName::control(TRUNCATED_EVENT).expect("the control event name is valid");
+    Frame::new(None, Some(&name), data.as_bytes()).expect("a frame without an id is valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_control_event_is_documented_json_without_an_id() {
+        let frame = history_truncated(
+            &Topic::parse("orders").unwrap(),
+            Truncation::Trimmed,
+            EventId::new(1_700_000_000_000, 0),
+        );
+        assert_eq!(
+            &frame.message()[..],
+            b"event: sse.truncated\ndata: {\"topic\":\"orders\",\"reason\":\"trimmed\",\"from\":\"1700000000000-0\"}\n\n"
+        );
+    }
+}
