@@ -12,8 +12,9 @@
 //! is retried once: a missing function wrote nothing, so the retry cannot duplicate.
 //!
 //! The exception: when a reply times out or the connection drops after the call was sent, the
-//! event may or may not be in the stream. That is reported as [`PublishError::Unavailable`]
-//! like any outage; a caller that retries may then publish the event twice.
+//! event may or may not be in the stream (Redis runs a call it received even if nobody waits
+//! for the answer). That is [`PublishError::NoReply`]; a caller that retries may then publish
+//! the event twice.
 
 use std::time::Duration;
 
@@ -33,9 +34,14 @@ pub struct Publisher {
 /// say for a reply lost in an outage.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    /// Redis could not be reached, or did not answer in time. Retry later.
+    /// Redis could not be reached, or cannot take writes now (loading, failing over, out of
+    /// memory): nothing was written. Retry later.
     #[error("redis is unavailable: {0}")]
     Unavailable(#[source] RedisError),
+    /// The call was sent but no reply came (timeout, or the connection broke): the event may
+    /// or may not be in the stream.
+    #[error("redis did not answer, so the outcome is unknown: {0}")]
+    NoReply(#[source] RedisError),
     /// Redis answered with an error: it refused the call.
     #[error("redis refused the publish: {0}")]
     Refused(#[source] RedisError),
@@ -50,15 +56,22 @@ pub enum PublishError {
 impl PublishError {
     fn from_redis(error: RedisError) -> Self {
         match error.kind() {
+            // EXECABORT: Redis refused a queued command of a batch before running any, which
+            // for our validated calls means READONLY or OOM, both conditions to wait out.
             ErrorKind::Server(
                 ServerErrorKind::BusyLoading
                 | ServerErrorKind::TryAgain
                 | ServerErrorKind::ClusterDown
                 | ServerErrorKind::MasterDown
-                | ServerErrorKind::ReadOnly,
+                | ServerErrorKind::ReadOnly
+                | ServerErrorKind::ExecAbort,
             ) => Self::Unavailable(error),
+            _ if error.code() == Some("OOM") => Self::Unavailable(error),
             ErrorKind::Server(_) | ErrorKind::Extension => Self::Refused(error),
-            _ => Self::Unavailable(error),
+            // Only a refused connection proves the call never reached Redis: when a connection
+            // breaks, redis-rs fails every call in flight alike, sent or not.
+            _ if error.is_connection_refusal() => Self::Unavailable(error),
+            _ => Self::NoReply(error),
         }
     }
 }

@@ -7,6 +7,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sse_core::{Event, EventName, EventNameError, Topic, TopicError};
 
 /// One event as posted.
@@ -71,6 +72,22 @@ pub(crate) enum RequestError {
     },
 }
 
+impl RequestError {
+    /// Whether the body is not JSON at all (as opposed to JSON of the wrong shape).
+    pub(crate) fn is_syntax(&self) -> bool {
+        use serde_json::error::Category;
+        match self {
+            Self::Json(error) | Self::Element { source: error, .. } => {
+                matches!(
+                    error.classify(),
+                    Category::Syntax | Category::Eof | Category::Io
+                )
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Where an invalid event sits in a batch: shown as `event N: ` (counting from 0), or as
 /// nothing for a single event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,34 +107,33 @@ impl std::fmt::Display for Position {
 /// # Errors
 /// [`RequestError`] saying what is wrong and, in a batch, with which element.
 pub(crate) fn decode(body: &[u8], max_batch: usize) -> Result<Decoded, RequestError> {
-    match serde_json::from_slice::<Value>(body)? {
-        Value::Array(elements) => {
-            if elements.is_empty() {
-                return Err(RequestError::EmptyBatch);
-            }
-            if elements.len() > max_batch {
-                return Err(RequestError::BatchTooLarge {
-                    len: elements.len(),
-                    max: max_batch,
-                });
-            }
-            let events = elements
-                .into_iter()
-                .enumerate()
-                .map(|(index, element)| {
-                    let at = Position(Some(index));
-                    let request = serde_json::from_value(element)
-                        .map_err(|source| RequestError::Element { at, source })?;
-                    into_event(request, at)
-                })
-                .collect::<Result<_, _>>()?;
-            Ok(Decoded::Batch(events))
-        }
-        object => {
-            let request = serde_json::from_value(object)?;
-            Ok(Decoded::One(into_event(request, Position(None))?))
-        }
+    let is_array = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    if !is_array {
+        // Straight into the request type, so a duplicate field is refused, not last-one-wins.
+        let request = serde_json::from_slice(body)?;
+        return Ok(Decoded::One(into_event(request, Position(None))?));
     }
+    let elements: Vec<&RawValue> = serde_json::from_slice(body)?;
+    if elements.is_empty() {
+        return Err(RequestError::EmptyBatch);
+    }
+    if elements.len() > max_batch {
+        return Err(RequestError::BatchTooLarge {
+            len: elements.len(),
+            max: max_batch,
+        });
+    }
+    let events = elements
+        .into_iter()
+        .enumerate()
+        .map(|(index, element)| {
+            let at = Position(Some(index));
+            let request = serde_json::from_str(element.get())
+                .map_err(|source| RequestError::Element { at, source })?;
+            into_event(request, at)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Decoded::Batch(events))
 }
 
 fn into_event(request: PublishRequest, at: Position) -> Result<Event, RequestError> {
@@ -178,6 +194,7 @@ mod tests {
         assert!(error("[]").contains("empty"));
         assert!(error("[1,2,3]").contains("the limit is 2"));
         assert!(error("42").contains("invalid type"));
+        assert!(error(r#"{"topic":"a","data":1,"topic":"b"}"#).contains("duplicate field `topic`"));
     }
 
     #[test]

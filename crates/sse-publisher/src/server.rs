@@ -47,12 +47,19 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
         };
         let app = app.clone();
-        let service = service_fn(move |request| route(app.clone(), request));
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
         tokio::spawn(
             async move {
-                if let Err(error) = connection.await {
+                // hyper's header timeout starts with the first byte; a client that sends
+                // nothing at all is timed out here.
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
+                    Ok(Ok(1..)) => {}
+                    _ => return,
+                }
+                let service = service_fn(move |request| route(app.clone(), request));
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
+                if let Err(error) = watcher.watch(connection.into_owned()).await {
                     tracing::debug!(%error, "connection ended with an error");
                 }
             }

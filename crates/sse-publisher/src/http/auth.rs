@@ -1,5 +1,5 @@
-//! Who may publish: a request must carry `Authorization: Bearer <token>` with one of the
-//! configured tokens, unless the service was started with `--allow-anonymous`.
+//! Who may publish: a request must carry `Authorization: Bearer <token>` (the scheme name is
+//! case-insensitive, as HTTP says) with one of the configured tokens, unless the service was started with `--allow-anonymous`.
 //!
 //! Tokens are compared in constant time, so response timing does not reveal how much of a
 //! guess was right.
@@ -27,8 +27,9 @@ impl Auth {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .ok_or(ApiError::Unauthorized)?;
         let known = tokens.iter().fold(false, |found, token| {
             found | bool::from(token.as_bytes().ct_eq(presented.as_bytes()))

@@ -60,12 +60,22 @@ pub(crate) enum ApiError {
         /// The method the route takes.
         allow: &'static str,
     },
-    /// Redis is unreachable: nothing was written.
-    #[error("the event was not published: {0}")]
+    /// Redis is unreachable (nothing was written) or did not answer (the outcome is unknown,
+    /// and the detail says so).
+    #[error("{}", unavailable_detail(.0))]
     Unavailable(#[source] PublishError),
     /// Redis refused the write, or answered nonsense: nothing was written.
     #[error("the event was not published: {0}")]
     Internal(#[source] PublishError),
+}
+
+fn unavailable_detail(error: &PublishError) -> String {
+    match error {
+        PublishError::NoReply(_) => format!(
+            "the event may or may not have been published (retrying may publish it twice): {error}"
+        ),
+        _ => format!("the event was not published: {error}"),
+    }
 }
 
 impl From<RequestError> for ApiError {
@@ -80,7 +90,7 @@ impl From<RequestError> for ApiError {
 impl From<PublishError> for ApiError {
     fn from(error: PublishError) -> Self {
         match error {
-            PublishError::Unavailable(_) => Self::Unavailable(error),
+            PublishError::Unavailable(_) | PublishError::NoReply(_) => Self::Unavailable(error),
             PublishError::Refused(_) | PublishError::BadReply { .. } => Self::Internal(error),
         }
     }
@@ -90,7 +100,7 @@ impl ApiError {
     /// The status code, and the short machine-readable code in the body.
     pub(crate) fn status(&self) -> (StatusCode, &'static str) {
         match self {
-            Self::Invalid(RequestError::Json(_)) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            Self::Invalid(error) if error.is_syntax() => (StatusCode::BAD_REQUEST, "invalid_json"),
             Self::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::BodyUnreadable(_) => (StatusCode::BAD_REQUEST, "body_unreadable"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),

@@ -1,0 +1,103 @@
+//! The README's publishing commands, run exactly as written (addresses swapped for this
+//! test's own publisher and Redis), so the front door never shows a command that fails.
+//!
+//! A block is picked up when the line before its opening fence is `<!-- readme-test: NAME -->`.
+
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use harness::{entries, start_publisher};
+use serde_json::Value;
+use sse_testkit::RedisServer;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The commands of the README block marked `name`: comment lines dropped, `\` continuations
+/// joined.
+fn readme_commands(name: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
+    let marker = format!("<!-- readme-test: {name} -->");
+    let block: Vec<&str> = readme
+        .lines()
+        .skip_while(|line| line.trim() != marker)
+        .skip(2)
+        .take_while(|line| !line.starts_with("```"))
+        .collect();
+    assert!(!block.is_empty(), "README.md has no block marked {marker}");
+    let mut commands = Vec::new();
+    let mut current = String::new();
+    for line in block {
+        if line.trim_start().starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(continued) => current.push_str(continued),
+            None => {
+                current.push_str(line);
+                commands.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    commands
+}
+
+/// Runs `command` with `sh` in the workspace root after swapping the README's addresses for
+/// the test's; returns its standard output.
+fn run(command: &str, publisher: &str, redis_url: &str) -> String {
+    let command = command
+        .replace("http://127.0.0.1:8081", publisher)
+        .replace("redis://127.0.0.1:6379", redis_url.trim_end_matches('/'));
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .current_dir(workspace_root())
+        .output()
+        .expect("run sh");
+    assert!(
+        output.status.success(),
+        "README command failed: {command}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("the commands print text")
+}
+
+#[test]
+fn the_readme_curl_examples_publish() {
+    let redis = RedisServer::start();
+    let publisher = start_publisher(&redis, &["--token", "dev-token"]);
+    let commands = readme_commands("http");
+    assert_eq!(commands.len(), 2, "{commands:#?}");
+
+    let one: Value = serde_json::from_str(&run(&commands[0], &publisher.url(""), &redis.url()))
+        .expect("a JSON answer");
+    assert_eq!(one["topic"], "orders");
+    let orders = entries(&redis, "orders");
+    assert_eq!(orders.len(), 1);
+    assert_eq!(orders[0].id, one["id"].as_str().expect("an id"));
+    assert_eq!(orders[0].event.as_deref(), Some("created"));
+    assert_eq!(orders[0].data, br#"{"id":42,"total":9.5}"#);
+
+    let batch: Value = serde_json::from_str(&run(&commands[1], &publisher.url(""), &redis.url()))
+        .expect("a JSON answer");
+    assert_eq!(batch["ids"].as_array().map(Vec::len), Some(2));
+    assert_eq!(entries(&redis, "orders")[1].data, b"plain text,\ntwo lines");
+    assert_eq!(entries(&redis, "audit")[0].data, b"[1,2]");
+}
+
+#[test]
+fn the_readme_redis_cli_example_publishes() {
+    let redis = RedisServer::start();
+    let commands = readme_commands("redis-cli");
+    assert_eq!(commands.len(), 2, "{commands:#?}");
+    assert_eq!(run(&commands[0], "", &redis.url()).trim(), "sse");
+    let id = run(&commands[1], "", &redis.url());
+    let orders = entries(&redis, "orders");
+    assert_eq!(orders.len(), 1);
+    assert_eq!(orders[0].id, id.trim());
+    assert_eq!(orders[0].event.as_deref(), Some("created"));
+    assert_eq!(orders[0].data, br#"{"id":43}"#);
+}
