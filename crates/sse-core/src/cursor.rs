@@ -81,6 +81,14 @@ impl Cursor {
         }
     }
 
+    /// Sets `topic`'s position to `id`, forwards or backwards (a resume that starts over);
+    /// a topic the cursor does not cover is left alone.
+    pub fn set(&mut self, topic: &Topic, id: EventId) {
+        if let Some(position) = self.positions.get_mut(topic) {
+            *position = id;
+        }
+    }
+
     /// The SSE id form described in the module docs.
     pub fn encode(&self) -> String {
         let mut positions = self.positions.values();
@@ -126,6 +134,11 @@ impl Cursor {
             let id = EventId::parse(input)
                 .map_err(|_| malformed("expected a stream id such as 1700000000000-0"))?;
             return Ok(Self::new([(topic.clone(), id)]));
+        }
+        if EventId::parse(input).is_ok() {
+            return Err(malformed(
+                "a stream id resumes a single topic; several topics need the id this stream sent",
+            ));
         }
         let mut parts = input.split('.');
         let check = parse_base36(parts.next()).ok_or_else(|| malformed("bad checksum"))?;
@@ -262,6 +275,8 @@ mod tests {
         assert!(cursor.advance(&t[0], EventId::new(5, 1)));
         assert_eq!(cursor.get(&t[0]), Some(EventId::new(5, 1)));
         assert!(!cursor.advance(&Topic::parse("zzz").unwrap(), EventId::new(9, 0)));
+        cursor.set(&t[0], EventId::ZERO);
+        assert_eq!(cursor.get(&t[0]), Some(EventId::ZERO));
     }
 
     #[test]

@@ -1,0 +1,340 @@
+//! [`SseBody`]: one client's event stream, as an `http_body::Body` that hyper polls.
+//!
+//! It goes through three phases, each driven by `poll_frame`, never by a task of its own:
+//!
+//! 1. **Starting**: the first bytes (`retry:` and a comment) go out at once; then it waits
+//!    until Redis confirmed the subscription of every topic, so that from here on every new
+//!    event reaches the client's outbox. A client without a `Last-Event-ID` then gets its
+//!    position at once as a bare `id:` line, and goes live.
+//! 2. **Replaying** (resuming clients): each topic's stream is read page by page from the
+//!    client's position, preceded by an `sse.truncated` control event when the position
+//!    cannot be continued exactly. Live events queue in the outbox meanwhile.
+//! 3. **Live**: events are taken from the outbox in batches; any at or below the client's
+//!    position on its topic (already replayed) are skipped, so the hand-over from replay to
+//!    live has no gap and no duplicate.
+//!
+//! The client's id is the event's own stream id for a one-topic stream (so every such client
+//! shares the event's encoded bytes) and its [`Cursor`] for a multi-topic stream. The stream
+//! ends when the outbox is closed (the client fell behind, or the node drains), or on a Redis
+//! error while replaying: the client reconnects and resumes from its last id.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use sse_core::control::{Truncation, history_truncated};
+use sse_core::frame::{self, HEARTBEAT, id_tail};
+use sse_core::{Cursor, EventId, Frame, Topic};
+
+use crate::events::StreamSlot;
+use crate::hub::{Membership, Start};
+use crate::metrics::Metrics;
+use crate::outbox::{Closed, Delivery, Outbox};
+use crate::replay::{History, HistoryError};
+
+const CURSOR_IS_AN_ID: &str = "an encoded cursor holds only letters, digits, '-' and '.'";
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// One page read from a topic's stream.
+struct Page {
+    topic: Topic,
+    truncated: Option<Truncation>,
+    events: Vec<sse_core::schema::PublishedEvent>,
+}
+
+enum Phase {
+    /// Waiting for the topics' subscriptions; yields each topic's start, or `None` if the
+    /// hub went away.
+    Starting(BoxFuture<Option<Vec<EventId>>>),
+    Replaying {
+        /// Topics still to replay after the one being read.
+        queue: VecDeque<Topic>,
+        fetch: BoxFuture<Result<Page, HistoryError>>,
+    },
+    Live,
+}
+
+/// Everything a stream starts from.
+pub(crate) struct Setup {
+    /// The client's distinct topics, in the order `starts` follows.
+    pub(crate) topics: Vec<Topic>,
+    pub(crate) outbox: Arc<Outbox>,
+    pub(crate) membership: Membership,
+    pub(crate) starts: Vec<Start>,
+    /// The client's resume position, if it sent one.
+    pub(crate) resume: Option<Cursor>,
+    pub(crate) history: History,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) slot: StreamSlot,
+    pub(crate) retry_ms: u64,
+}
+
+/// A client's event stream; see the module docs.
+pub(crate) struct SseBody {
+    topics: Vec<Topic>,
+    outbox: Arc<Outbox>,
+    cursor: Cursor,
+    /// Whether the id is the multi-topic cursor (else each event's own id).
+    multi: bool,
+    phase: Phase,
+    /// Bytes ready to go out, in order.
+    out: VecDeque<Bytes>,
+    /// Events taken from the outbox, not yet written.
+    live: VecDeque<Arc<Delivery>>,
+    history: History,
+    metrics: Arc<Metrics>,
+    resuming: bool,
+    // Held for their `Drop`: leaving the hub, freeing the connection slot.
+    _membership: Membership,
+    _slot: StreamSlot,
+}
+
+impl SseBody {
+    /// A stream for `setup`; its first bytes are ready at once.
+    pub(crate) fn new(setup: Setup) -> Self {
+        let waits: Vec<_> = setup.starts.into_iter().map(wait_for_start).collect();
+        let starting: BoxFuture<Option<Vec<EventId>>> = Box::pin(async move {
+            let mut starts = Vec::with_capacity(waits.len());
+            for wait in waits {
+                starts.push(wait.await?);
+            }
+            Some(starts)
+        });
+        let resuming = setup.resume.is_some();
+        let cursor = setup.resume.unwrap_or_default();
+        Self {
+            multi: setup.topics.len() > 1,
+            topics: setup.topics,
+            outbox: setup.outbox,
+            cursor,
+            phase: Phase::Starting(starting),
+            out: VecDeque::from([
+                frame::retry(setup.retry_ms),
+                frame::comment("stream open").unwrap_or(HEARTBEAT),
+            ]),
+            live: VecDeque::new(),
+            history: setup.history,
+            metrics: setup.metrics,
+            resuming,
+            _membership: setup.membership,
+            _slot: setup.slot,
+        }
+    }
+
+    /// Advances the stream by one step: `Ready(true)` when it produced output or changed
+    /// phase, `Ready(false)` when it has ended, `Pending` when there is nothing to do yet.
+    fn step(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        match &mut self.phase {
+            Phase::Starting(starting) => match starting.as_mut().poll(cx) {
+                Poll::Ready(Some(starts)) => {
+                    self.started(starts);
+                    Poll::Ready(true)
+                }
+                Poll::Ready(None) => Poll::Ready(false),
+                Poll::Pending => self.poll_signals(cx),
+            },
+            Phase::Replaying { fetch, .. } => match fetch.as_mut().poll(cx) {
+                Poll::Ready(Ok(page)) => {
+                    self.replayed(page);
+                    Poll::Ready(true)
+                }
+                Poll::Ready(Err(error)) => {
+                    tracing::warn!(%error, "replay failed; ending the stream so the client resumes");
+                    Poll::Ready(false)
+                }
+                Poll::Pending => self.poll_signals(cx),
+            },
+            Phase::Live => {
+                if let Some(delivery) = self.live.pop_front() {
+                    self.deliver_live(&delivery);
+                    return Poll::Ready(true);
+                }
+                match self.outbox.poll_take(cx, true) {
+                    Poll::Ready(batch) if batch.closed.is_some() => {
+                        self.closed(batch.closed);
+                        Poll::Ready(false)
+                    }
+                    Poll::Ready(batch) => {
+                        if batch.heartbeat {
+                            self.out.push_back(HEARTBEAT);
+                        }
+                        self.live = batch.events;
+                        Poll::Ready(true)
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    /// Heartbeats and closes while starting or replaying (events wait in the outbox).
+    fn poll_signals(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        match self.outbox.poll_take(cx, false) {
+            Poll::Ready(batch) if batch.closed.is_some() => {
+                self.closed(batch.closed);
+                Poll::Ready(false)
+            }
+            Poll::Ready(_heartbeat) => {
+                self.out.push_back(HEARTBEAT);
+                Poll::Ready(true)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn closed(&self, reason: Option<Closed>) {
+        match reason {
+            Some(Closed::Overflow) => tracing::info!("client fell behind; ending its stream"),
+            Some(Closed::Drain) => tracing::debug!("draining; ending the stream"),
+            None => {}
+        }
+    }
+
+    /// Every topic is live: fix the positions, then replay or go live.
+    fn started(&mut self, starts: Vec<EventId>) {
+        if !self.resuming {
+            self.cursor = Cursor::new(self.topics.iter().cloned().zip(starts));
+            let position = id_tail(&self.cursor.encode()).expect(CURSOR_IS_AN_ID);
+            self.out.push_back(position);
+            self.phase = Phase::Live;
+            return;
+        }
+        let mut queue: VecDeque<Topic> =
+            self.cursor.iter().map(|(topic, _)| topic.clone()).collect();
+        match queue.pop_front() {
+            Some(topic) => {
+                let fetch = self.fetch(topic, true);
+                self.phase = Phase::Replaying { queue, fetch };
+            }
+            None => self.phase = Phase::Live,
+        }
+    }
+
+    /// Reads the next page of `topic` after the client's position on it.
+    fn fetch(&self, topic: Topic, first: bool) -> BoxFuture<Result<Page, HistoryError>> {
+        let history = self.history.clone();
+        let from = self.cursor.get(&topic).unwrap_or(EventId::ZERO);
+        Box::pin(async move {
+            if first {
+                let resume = history.resume(&topic, from).await?;
+                Ok(Page {
+                    topic,
+                    truncated: resume.truncated,
+                    events: resume.events,
+                })
+            } else {
+                let events = history.after(&topic, from).await?;
+                Ok(Page {
+                    topic,
+                    truncated: None,
+                    events,
+                })
+            }
+        })
+    }
+
+    fn replayed(&mut self, page: Page) {
+        let Phase::Replaying { queue, .. } = &mut self.phase else {
+            return;
+        };
+        let mut queue = std::mem::take(queue);
+        if let Some(reason) = page.truncated {
+            let from = self.cursor.get(&page.topic).unwrap_or(EventId::ZERO);
+            self.metrics.history_truncated.inc();
+            tracing::info!(topic = %page.topic, reason = reason.as_str(), %from, "resume position cannot be continued exactly");
+            self.out.push_back(
+                history_truncated(&page.topic, reason, from)
+                    .message()
+                    .clone(),
+            );
+            // What follows is everything retained: the client's position starts over.
+            self.cursor.set(&page.topic, EventId::ZERO);
+        }
+        let complete = page.events.len() < self.history.page_size();
+        for event in &page.events {
+            if !self.cursor.advance(&page.topic, event.id) {
+                continue;
+            }
+            let id = event.id.to_string();
+            let Ok(frame) = Frame::new(Some(&id), event.name.as_ref(), &event.data) else {
+                continue;
+            };
+            self.emit(&frame);
+            self.metrics.replayed_events.inc();
+            self.metrics.frames_delivered.inc();
+        }
+        self.outbox.note_write();
+        let next = if complete {
+            queue.pop_front().map(|topic| (topic, true))
+        } else {
+            Some((page.topic, false))
+        };
+        self.phase = match next {
+            Some((topic, first)) => Phase::Replaying {
+                fetch: self.fetch(topic, first),
+                queue,
+            },
+            None => Phase::Live,
+        };
+    }
+
+    fn deliver_live(&mut self, delivery: &Delivery) {
+        if !self.cursor.advance(&delivery.topic, delivery.id) {
+            return;
+        }
+        self.emit(&delivery.frame);
+        self.metrics.frames_delivered.inc();
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |now| u64::try_from(now.as_millis()).unwrap_or(u64::MAX));
+        self.metrics
+            .delivery_latency
+            .observe(now_ms.saturating_sub(delivery.id.ms) as f64 / 1000.0);
+    }
+
+    /// Queues an event with the client's id: the event's own, or the cursor for several topics.
+    fn emit(&mut self, frame: &Frame) {
+        if !self.multi {
+            self.out.push_back(frame.message().clone());
+            return;
+        }
+        self.out.push_back(frame.fields());
+        let tail = id_tail(&self.cursor.encode()).expect(CURSOR_IS_AN_ID);
+        self.out.push_back(tail);
+    }
+}
+
+/// The start position of one topic, once the hub knows it.
+async fn wait_for_start(start: Start) -> Option<EventId> {
+    match start {
+        Start::At(id) => Some(id),
+        Start::Pending(mut started) => *started.wait_for(Option::is_some).await.ok()?,
+    }
+}
+
+impl http_body::Body for SseBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(chunk) = this.out.pop_front() {
+                return Poll::Ready(Some(Ok(http_body::Frame::data(chunk))));
+            }
+            match this.step(cx) {
+                Poll::Ready(true) => {}
+                Poll::Ready(false) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! [`Config`]: every flag of `sse-gateway`, each with an environment fallback. The doc comment
+//! of each field is its `--help` text.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use clap::{Parser, ValueEnum};
+
+/// Serves Server-Sent Events from Redis: live fan-out of pub/sub, exact resume from streams.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "sse-gateway", version)]
+pub struct Config {
+    /// Address to listen on (HTTP/1.1 and h2c).
+    #[arg(long, env = "SSE_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Redis to read from: redis://[user:password@]host:port[/db].
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
+    pub redis_url: String,
+
+    /// How long one Redis call (and one connection attempt) may take.
+    #[arg(long, env = "SSE_REDIS_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub redis_timeout: Duration,
+
+    /// A heartbeat comment is sent on a stream idle for this long.
+    #[arg(long, env = "SSE_HEARTBEAT", default_value = "15s", value_parser = parse_positive_duration)]
+    pub heartbeat: Duration,
+
+    /// Reconnection delay sent to clients in the `retry:` field, in milliseconds.
+    #[arg(long, env = "SSE_RETRY_MS", default_value_t = 1000)]
+    pub retry_ms: u64,
+
+    /// Most bytes queued for one client; a client further behind is disconnected (it
+    /// reconnects and resumes from the stream).
+    #[arg(long, env = "SSE_CLIENT_BUFFER", default_value = "256KiB")]
+    pub client_buffer: ByteSize,
+
+    /// Most topics one stream may subscribe to.
+    #[arg(long, env = "SSE_MAX_TOPICS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_topics: u32,
+
+    /// Most open event streams on this node; more get 503 with Retry-After.
+    #[arg(long, env = "SSE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Events read from Redis per request while replaying history to a resuming client.
+    #[arg(long, env = "SSE_REPLAY_PAGE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub replay_page: u32,
+
+    /// On SIGTERM/SIGINT, open streams are ended spread over this many seconds, so their
+    /// clients reconnect to other nodes gradually.
+    #[arg(long, env = "SSE_DRAIN_SECONDS", default_value_t = 10)]
+    pub drain_seconds: u64,
+
+    /// How long a client may take to send its request headers (the slow-client guard).
+    #[arg(long, env = "SSE_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Origins allowed to open streams from a browser on another origin (CORS); repeat the
+    /// flag for several, or `*` for any. In the environment, a comma-separated list.
+    #[arg(long = "cors-origin", env = "SSE_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Log format; the level filter comes from RUST_LOG (default info).
+    #[arg(long, env = "SSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn parse_positive_duration(value: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(duration) if duration.is_zero() => Err("must be more than zero".to_owned()),
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(error.to_string()),
+    }
+}

@@ -1,0 +1,89 @@
+//! [`RequestError`]: every way a request can be refused, and the one place each becomes a
+//! status code and a plain-text sentence a person understands.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use sse_core::{CursorError, TopicError};
+
+use crate::routes::{Body, text};
+
+/// A refused request.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RequestError {
+    /// No `topic` parameter.
+    #[error("name at least one topic: /events?topic=<name>[&topic=<name>...]")]
+    NoTopic,
+    /// An invalid topic name.
+    #[error("invalid topic: {0}")]
+    Topic(#[from] TopicError),
+    /// More distinct topics than `--max-topics`.
+    #[error("{count} topics requested; at most {max} are allowed per stream")]
+    TooManyTopics {
+        /// Distinct topics requested.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A `Last-Event-ID` (or `lastEventId`) that is not a position for these topics.
+    #[error("invalid Last-Event-ID: {0}")]
+    LastEventId(#[from] CursorError),
+    /// A header or query that is not valid text.
+    #[error("the {0} is not valid UTF-8")]
+    NotText(&'static str),
+    /// `--max-connections` streams are open.
+    #[error(
+        "this node serves its maximum of {max} streams; retry shortly (another node may have room)"
+    )]
+    OverCapacity {
+        /// The limit.
+        max: usize,
+    },
+    /// The node is shutting down.
+    #[error("this node is shutting down; reconnect to another node")]
+    Draining,
+    /// No such route.
+    #[error("no route for {0:?}; event streams are at GET /events?topic=<name>")]
+    NotFound(String),
+    /// The route takes another method.
+    #[error("method {method} is not allowed here; use {allow}")]
+    MethodNotAllowed {
+        /// The method used.
+        method: String,
+        /// The methods allowed.
+        allow: &'static str,
+    },
+}
+
+impl RequestError {
+    /// The status code, and the reason label counted in `sse_requests_rejected_total`.
+    pub(crate) fn status(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::NoTopic
+            | Self::Topic(_)
+            | Self::TooManyTopics { .. }
+            | Self::LastEventId(_)
+            | Self::NotText(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::OverCapacity { .. } => (StatusCode::SERVICE_UNAVAILABLE, "over_capacity"),
+            Self::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        }
+    }
+
+    /// The response: the status, the sentence, and `Retry-After` or `Allow` where they apply.
+    pub(crate) fn into_response(self) -> Response<Body> {
+        let (status, _) = self.status();
+        let mut response = text(status, Bytes::from(format!("{self}\n")));
+        let headers = response.headers_mut();
+        match self {
+            Self::OverCapacity { .. } | Self::Draining => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::MethodNotAllowed { allow, .. } => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            _ => {}
+        }
+        response
+    }
+}

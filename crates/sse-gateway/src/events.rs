@@ -1,0 +1,193 @@
+//! `GET /events`: from a request (topics, `Last-Event-ID`) to an open stream.
+//!
+//! Everything that can be refused is refused here, before the client joins the hub:
+//! `topic` parameters (each valid, at most `--max-topics` distinct), the resume position (the
+//! `Last-Event-ID` header, or the `lastEventId` query parameter for a first connection; the
+//! header wins), and the node's stream capacity (`--max-connections`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use sse_core::{Cursor, Topic};
+
+use crate::body::{Setup, SseBody};
+use crate::error::RequestError;
+use crate::metrics::Metrics;
+use crate::outbox::Outbox;
+use crate::routes::{App, Body};
+
+/// A request for a stream, validated.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct StreamRequest {
+    /// Distinct topics, sorted.
+    pub(crate) topics: Vec<Topic>,
+    /// Where to resume, if the client said.
+    pub(crate) resume: Option<Cursor>,
+}
+
+/// Parses the query and headers of a `GET /events`.
+pub(crate) fn parse(
+    query: &str,
+    headers: &HeaderMap,
+    max_topics: usize,
+) -> Result<StreamRequest, RequestError> {
+    let mut topics = Vec::new();
+    let mut query_id = None;
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match &*key {
+            "topic" => {
+                // Checked as they come, so a huge query cannot make a huge list first.
+                topics.push(Topic::parse(&value)?);
+                topics.sort();
+                topics.dedup();
+                if topics.len() > max_topics {
+                    let count = topics.len();
+                    return Err(RequestError::TooManyTopics {
+                        count,
+                        max: max_topics,
+                    });
+                }
+            }
+            "lastEventId" => query_id = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    if topics.is_empty() {
+        return Err(RequestError::NoTopic);
+    }
+    let header_id = headers
+        .get("last-event-id")
+        .map(|value| {
+            value
+                .to_str()
+                .map_err(|_| RequestError::NotText("Last-Event-ID header"))
+        })
+        .transpose()?;
+    let resume = match header_id
+        .or(query_id.as_deref())
+        .filter(|id| !id.is_empty())
+    {
+        Some(id) => Some(Cursor::decode(id, &topics)?),
+        None => None,
+    };
+    Ok(StreamRequest { topics, resume })
+}
+
+/// One of the node's `--max-connections` stream slots, held by a stream for its life.
+pub(crate) struct StreamSlot {
+    open: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+}
+
+impl StreamSlot {
+    /// Takes a slot if fewer than `max` streams are open.
+    pub(crate) fn take(
+        open: &Arc<AtomicUsize>,
+        max: usize,
+        metrics: &Arc<Metrics>,
+    ) -> Option<Self> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()?;
+        metrics.connections_active.inc();
+        metrics.connections_total.inc();
+        Some(Self {
+            open: open.clone(),
+            metrics: metrics.clone(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+        self.metrics.connections_active.dec();
+    }
+}
+
+/// Opens the stream `request` asks for.
+pub(crate) fn open<B>(app: &App, request: &Request<B>) -> Result<Response<Body>, RequestError> {
+    if app.drain.is_draining() {
+        return Err(RequestError::Draining);
+    }
+    let query = request.uri().query().unwrap_or_default();
+    let StreamRequest { topics, resume } = parse(query, request.headers(), app.limits.max_topics)?;
+    let slot = StreamSlot::take(&app.open_streams, app.limits.max_connections, &app.metrics)
+        .ok_or(RequestError::OverCapacity {
+            max: app.limits.max_connections,
+        })?;
+    let outbox = Arc::new(Outbox::new(app.limits.client_buffer));
+    let (membership, starts) = app.hub.join(&topics, outbox.clone());
+    tracing::debug!(topics = ?topics.iter().map(Topic::as_str).collect::<Vec<_>>(), resume = resume.is_some(), "stream opened");
+    let body = SseBody::new(Setup {
+        topics,
+        outbox,
+        membership,
+        starts,
+        resume,
+        history: app.history.clone(),
+        metrics: app.metrics.clone(),
+        slot,
+        retry_ms: app.limits.retry_ms,
+    });
+    let mut response = Response::new(Body::Right(body));
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sse_core::EventId;
+
+    fn parse_query(query: &str) -> Result<StreamRequest, RequestError> {
+        parse(query, &HeaderMap::new(), 3)
+    }
+
+    #[test]
+    fn topics_are_validated_deduplicated_and_bounded() {
+        let request = parse_query("topic=b&topic=a&topic=b&other=1").unwrap();
+        let names: Vec<&str> = request.topics.iter().map(Topic::as_str).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert!(matches!(parse_query(""), Err(RequestError::NoTopic)));
+        assert!(matches!(
+            parse_query("topic=a%20b"),
+            Err(RequestError::Topic(_))
+        ));
+        assert!(matches!(
+            parse_query("topic=a&topic=b&topic=c&topic=d"),
+            Err(RequestError::TooManyTopics { count: 4, max: 3 })
+        ));
+    }
+
+    #[test]
+    fn the_header_wins_over_the_query_parameter() {
+        let mut headers = HeaderMap::new();
+        headers.insert("last-event-id", HeaderValue::from_static("5-0"));
+        let request = parse("topic=a&lastEventId=3-0", &headers, 3).unwrap();
+        let topic = Topic::parse("a").unwrap();
+        assert_eq!(
+            request.resume.unwrap().get(&topic),
+            Some(EventId::new(5, 0))
+        );
+        let request = parse_query("topic=a&lastEventId=3-0").unwrap();
+        assert_eq!(
+            request.resume.unwrap().get(&topic),
+            Some(EventId::new(3, 0))
+        );
+        assert!(matches!(
+            parse_query("topic=a&lastEventId=junk"),
+            Err(RequestError::LastEventId(_))
+        ));
+        assert_eq!(parse_query("topic=a&lastEventId=").unwrap().resume, None);
+    }
+}

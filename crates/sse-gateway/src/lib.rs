@@ -1,0 +1,139 @@
+//! # sse-gateway: the read path
+//!
+//! A stateless node that serves Server-Sent Events from Redis. Each node subscribes to the
+//! topics its own clients want, over one shared pub/sub connection, and fans every event out
+//! to them; a client that reconnects to any node with its `Last-Event-ID` gets exactly what it
+//! missed from the topic's Redis stream.
+//!
+//! How a node is put together, one file each:
+//!
+//! - `server`: accept loop, HTTP/1.1 and h2c; `routes`: `(method, path)` → handler;
+//! - `events`: `GET /events` → validated request → a stream; `body`: the stream itself;
+//! - `hub`: the fan-out table (topic → clients), encoding each event once;
+//! - `outbox`: a client's queue, bounded in bytes: a slow client is cut, never waited for;
+//! - `pubsub`: the node's one Redis pub/sub connection, with gap filling after outages;
+//! - `replay`: reading streams for resuming clients; `drain`: the shutdown choreography;
+//! - `metrics`, [`config`], `error`.
+
+pub mod config;
+
+mod body;
+mod drain;
+mod error;
+mod events;
+mod hub;
+mod metrics;
+mod outbox;
+mod pubsub;
+mod replay;
+mod routes;
+mod server;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::time::Duration;
+
+pub use config::{Config, LogFormat};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The Redis URL is invalid.
+    #[error("invalid redis url: {0}")]
+    RedisUrl(#[source] redis::RedisError),
+}
+
+/// Serves event streams on `listener` until `shutdown` completes, then drains (ends open
+/// streams over `--drain-seconds`) and returns.
+///
+/// The node starts without waiting for Redis: until the pub/sub connection is up, `/readyz`
+/// fails and new streams wait for their subscriptions.
+///
+/// # Errors
+/// [`StartError`] if the configuration cannot work.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let metrics = Arc::new(metrics::Metrics::new());
+    let client = redis::Client::open(config.redis_url.as_str()).map_err(StartError::RedisUrl)?;
+    let commands = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.redis_timeout))
+        .set_response_timeout(Some(config.redis_timeout))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(1));
+    let commands = ConnectionManager::new_lazy_with_config(client.clone(), commands)
+        .map_err(StartError::RedisUrl)?;
+    let history = replay::History::new(commands, config.replay_page as usize);
+    let (hub, link_commands) = hub::Hub::new(metrics.clone());
+    let stopping = CancellationToken::new();
+    let redis_connected = Arc::new(AtomicBool::new(false));
+
+    let link = tokio::spawn(
+        pubsub::PubSubLink {
+            client,
+            hub: hub.clone(),
+            history: history.clone(),
+            commands: link_commands,
+            metrics: metrics.clone(),
+            connected: redis_connected.clone(),
+            timeout: config.redis_timeout,
+            shutdown: stopping.clone(),
+        }
+        .run(),
+    );
+    tokio::spawn(heartbeats(hub.clone(), config.heartbeat, stopping.clone()));
+
+    let app = Arc::new(routes::App {
+        hub,
+        history,
+        metrics,
+        limits: routes::Limits {
+            max_topics: config.max_topics as usize,
+            max_connections: config.max_connections,
+            client_buffer: usize::try_from(config.client_buffer.as_u64()).unwrap_or(usize::MAX),
+            retry_ms: config.retry_ms,
+        },
+        open_streams: Arc::new(AtomicUsize::new(0)),
+        drain: drain::Drain::default(),
+        redis_connected,
+        cors: routes::Cors::new(&config.cors_origins),
+    });
+    tracing::info!(addr = ?listener.local_addr().ok(), "sse-gateway listening");
+    let drain_over = Duration::from_secs(config.drain_seconds);
+    server::serve(
+        listener,
+        app,
+        shutdown,
+        config.header_timeout,
+        drain_over,
+        Duration::from_secs(5),
+    )
+    .await;
+    stopping.cancel();
+    let _ = link.await;
+    Ok(())
+}
+
+/// The one heartbeat timer of the node: every `period`, each stream that wrote nothing since
+/// the last tick gets a heartbeat comment.
+async fn heartbeats(hub: Arc<hub::Hub>, period: Duration, stopping: CancellationToken) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.reset();
+    loop {
+        tokio::select! {
+            () = stopping.cancelled() => return,
+            _ = tick.tick() => {
+                for outbox in hub.outboxes() {
+                    outbox.tick();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Every metric the gateway exports: names, help and buckets in one place, mirrored by the
+//! README. Each [`Metrics`] registers into its own [`Registry`], so tests don't share counters.
+//! No metric is labelled by topic: topics are unbounded, label values must not be.
+
+use prometheus::core::Collector;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+/// The gateway's metrics.
+pub(crate) struct Metrics {
+    registry: Registry,
+    /// `sse_connections_active`: open event streams.
+    pub(crate) connections_active: IntGauge,
+    /// `sse_connections_total`: event streams opened.
+    pub(crate) connections_total: IntCounter,
+    /// `sse_requests_rejected_total{reason}`: `/events` requests refused.
+    pub(crate) requests_rejected: IntCounterVec,
+    /// `sse_events_received_total`: events received from Redis pub/sub.
+    pub(crate) events_received: IntCounter,
+    /// `sse_redis_messages_invalid_total`: pub/sub messages that were not valid events.
+    pub(crate) messages_invalid: IntCounter,
+    /// `sse_frames_delivered_total`: events written to clients, live and replayed.
+    pub(crate) frames_delivered: IntCounter,
+    /// `sse_delivery_latency_seconds`: from the publish (the stream id's time) to the write.
+    pub(crate) delivery_latency: Histogram,
+    /// `sse_replayed_events_total`: events sent from a stream to resuming clients.
+    pub(crate) replayed_events: IntCounter,
+    /// `sse_history_truncated_total`: resumes that could not continue exactly.
+    pub(crate) history_truncated: IntCounter,
+    /// `sse_slow_consumer_disconnects_total`: streams ended because a client fell behind.
+    pub(crate) slow_consumer_disconnects: IntCounter,
+    /// `sse_redis_reconnects_total`: times the pub/sub connection was lost.
+    pub(crate) redis_reconnects: IntCounter,
+    /// `sse_gap_filled_events_total`: events recovered from streams after a pub/sub outage.
+    pub(crate) gap_filled_events: IntCounter,
+    /// `sse_topics_active`: topics this node is subscribed to.
+    pub(crate) topics_active: IntGauge,
+}
+
+impl Metrics {
+    /// Creates the metrics in a registry of their own.
+    pub(crate) fn new() -> Self {
+        let registry = Registry::new();
+        let register = |metric: Box<dyn Collector>| {
+            registry
+                .register(metric)
+                .expect("each metric is registered once, with a valid name");
+        };
+        let gauge = |name: &str, help: &str| {
+            let metric = IntGauge::new(name, help).expect("valid metric options");
+            register(Box::new(metric.clone()));
+            metric
+        };
+        let counter = |name: &str, help: &str| {
+            let metric = IntCounter::new(name, help).expect("valid metric options");
+            register(Box::new(metric.clone()));
+            metric
+        };
+        let requests_rejected = IntCounterVec::new(
+            Opts::new(
+                "sse_requests_rejected_total",
+                "Event stream requests refused, by reason (bad_request, over_capacity, draining).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric options");
+        register(Box::new(requests_rejected.clone()));
+        let delivery_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "sse_delivery_latency_seconds",
+                "Time from publish (the event id's timestamp) to the write to a client, live events.",
+            )
+            .buckets(vec![
+                0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )
+        .expect("valid metric options");
+        register(Box::new(delivery_latency.clone()));
+        Self {
+            connections_active: gauge("sse_connections_active", "Open event streams."),
+            connections_total: counter("sse_connections_total", "Event streams opened."),
+            requests_rejected,
+            events_received: counter(
+                "sse_events_received_total",
+                "Events received from Redis pub/sub.",
+            ),
+            messages_invalid: counter(
+                "sse_redis_messages_invalid_total",
+                "Pub/sub messages on an event channel that were not valid events (skipped).",
+            ),
+            frames_delivered: counter(
+                "sse_frames_delivered_total",
+                "Events written to clients, live and replayed.",
+            ),
+            delivery_latency,
+            replayed_events: counter(
+                "sse_replayed_events_total",
+                "Events sent from a topic's stream to resuming clients.",
+            ),
+            history_truncated: counter(
+                "sse_history_truncated_total",
+                "Resumes that could not continue exactly (history trimmed or position unknown).",
+            ),
+            slow_consumer_disconnects: counter(
+                "sse_slow_consumer_disconnects_total",
+                "Streams ended because the client fell more than --client-buffer behind.",
+            ),
+            redis_reconnects: counter(
+                "sse_redis_reconnects_total",
+                "Times the pub/sub connection to Redis was lost and reestablished.",
+            ),
+            gap_filled_events: counter(
+                "sse_gap_filled_events_total",
+                "Events read from streams after a pub/sub outage, so that none is lost.",
+            ),
+            topics_active: gauge(
+                "sse_topics_active",
+                "Topics this node is subscribed to (with at least one local client).",
+            ),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub(crate) fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}

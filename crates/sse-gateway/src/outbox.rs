@@ -1,0 +1,244 @@
+//! [`Outbox`]: one client's queue between the hub and its response body, bounded in bytes.
+//!
+//! The hub pushes without ever waiting: when a client reads too slowly and its queue would
+//! exceed the bound, the outbox is closed as [`Closed::Overflow`] and its queue dropped. The
+//! body then ends the stream; the client reconnects with its `Last-Event-ID` and resumes
+//! from the Redis stream, losing nothing. So one slow client costs at most its bound in
+//! memory and never delays another.
+//!
+//! Heartbeats need no timer per connection: one shared tick ([`Outbox::tick`]) marks a
+//! heartbeat due on every outbox whose body wrote nothing since the previous tick.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use sse_core::{EventId, Frame, Topic};
+
+/// One event as the hub hands it to every subscriber of its topic: encoded once, shared.
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    /// The event's topic.
+    pub(crate) topic: Topic,
+    /// The event's stream id.
+    pub(crate) id: EventId,
+    /// The event on the wire, with its own id.
+    pub(crate) frame: Frame,
+}
+
+impl Delivery {
+    /// Bytes this delivery counts against a client's bound.
+    pub(crate) fn cost(&self) -> usize {
+        self.frame.message().len()
+    }
+}
+
+/// Why an outbox stopped taking events; the body ends the stream once it sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Closed {
+    /// The client fell more than its bound behind.
+    Overflow,
+    /// The node is draining: the client should resume on another node.
+    Drain,
+}
+
+/// What the body takes out of the outbox in one go.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    /// Events, oldest first.
+    pub(crate) events: VecDeque<Arc<Delivery>>,
+    /// Whether a heartbeat is due (only ever set when `events` is empty).
+    pub(crate) heartbeat: bool,
+    /// Set when the outbox is closed; then `events` is empty.
+    pub(crate) closed: Option<Closed>,
+}
+
+/// A client's bounded queue. Shared by the hub (pushing) and the body (taking).
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    state: Mutex<State>,
+    /// The most queued bytes allowed (`--client-buffer`).
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    events: VecDeque<Arc<Delivery>>,
+    bytes: usize,
+    closed: Option<Closed>,
+    heartbeat_due: bool,
+    /// Whether the body wrote anything since the last heartbeat tick.
+    wrote_since_tick: bool,
+    waker: Option<Waker>,
+}
+
+impl Outbox {
+    /// An empty outbox holding at most `capacity` bytes of events.
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            capacity,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the queue half-updated in a way that
+        // matters more than losing the connection, so a poisoned lock is used as is.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues an event. Returns `false` if this push overflowed the outbox (which is now
+    /// closed); pushing to an already closed outbox is a no-op returning `true`.
+    pub(crate) fn push(&self, delivery: Arc<Delivery>) -> bool {
+        let mut state = self.lock();
+        if state.closed.is_some() {
+            return true;
+        }
+        let bytes = state.bytes + delivery.cost();
+        let overflowed = bytes > self.capacity;
+        if overflowed {
+            state.events = VecDeque::new();
+            state.bytes = 0;
+            state.closed = Some(Closed::Overflow);
+        } else {
+            state.events.push_back(delivery);
+            state.bytes = bytes;
+        }
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
+        !overflowed
+    }
+
+    /// Closes the outbox for `reason` (if still open) and wakes the body.
+    pub(crate) fn close(&self, reason: Closed) {
+        let mut state = self.lock();
+        if state.closed.is_none() {
+            state.events = VecDeque::new();
+            state.bytes = 0;
+            state.closed = Some(reason);
+        }
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// The heartbeat tick: marks a heartbeat due if the body wrote nothing since the last one.
+    pub(crate) fn tick(&self) {
+        let mut state = self.lock();
+        if std::mem::take(&mut state.wrote_since_tick) {
+            return;
+        }
+        state.heartbeat_due = true;
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// Takes everything queued (only a close or a due heartbeat when `events` is false, as
+    /// while a stream is still replaying), or registers the body's waker and returns
+    /// `Pending` if there is nothing to take.
+    pub(crate) fn poll_take(&self, cx: &mut Context<'_>, events: bool) -> Poll<Batch> {
+        let mut state = self.lock();
+        if let Some(closed) = state.closed {
+            return Poll::Ready(Batch {
+                closed: Some(closed),
+                ..Batch::default()
+            });
+        }
+        if events && !state.events.is_empty() {
+            state.bytes = 0;
+            state.wrote_since_tick = true;
+            return Poll::Ready(Batch {
+                events: std::mem::take(&mut state.events),
+                ..Batch::default()
+            });
+        }
+        if std::mem::take(&mut state.heartbeat_due) {
+            return Poll::Ready(Batch {
+                heartbeat: true,
+                ..Batch::default()
+            });
+        }
+        if !state
+            .waker
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
+            state.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Records that the body wrote something outside the queue (replayed events), so the
+    /// next tick sends no heartbeat.
+    pub(crate) fn note_write(&self) {
+        self.lock().wrote_since_tick = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    fn delivery(ms: u64, data: &str) -> Arc<Delivery> {
+        let id = EventId::new(ms, 0);
+        Arc::new(Delivery {
+            topic: Topic::parse("t").unwrap(),
+            id,
+            frame: Frame::new(Some(&id.to_string()), None, data.as_bytes()).unwrap(),
+        })
+    }
+
+    fn take(outbox: &Outbox) -> Poll<Batch> {
+        outbox.poll_take(&mut Context::from_waker(Waker::noop()), true)
+    }
+
+    #[test]
+    fn takes_everything_queued_in_order() {
+        let outbox = Outbox::new(1024);
+        assert!(outbox.push(delivery(1, "a")));
+        assert!(outbox.push(delivery(2, "b")));
+        let Poll::Ready(batch) = take(&outbox) else {
+            panic!("events are ready")
+        };
+        let ids: Vec<u64> = batch.events.iter().map(|d| d.id.ms).collect();
+        assert_eq!(ids, [1, 2]);
+        assert!(take(&outbox).is_pending());
+    }
+
+    #[test]
+    fn overflow_closes_and_frees_the_queue() {
+        let one = delivery(1, "x").cost();
+        let outbox = Outbox::new(one * 2);
+        assert!(outbox.push(delivery(1, "x")));
+        assert!(outbox.push(delivery(2, "x")));
+        assert!(!outbox.push(delivery(3, "x")));
+        let Poll::Ready(batch) = take(&outbox) else {
+            panic!("the close is ready")
+        };
+        assert_eq!(batch.closed, Some(Closed::Overflow));
+        assert!(batch.events.is_empty());
+        assert!(
+            outbox.push(delivery(4, "x")),
+            "a closed outbox ignores pushes"
+        );
+    }
+
+    #[test]
+    fn heartbeats_only_when_idle_since_the_last_tick() {
+        let outbox = Outbox::new(1024);
+        outbox.push(delivery(1, "a"));
+        let _ = take(&outbox);
+        outbox.tick();
+        assert!(take(&outbox).is_pending(), "it wrote since the last tick");
+        outbox.tick();
+        let Poll::Ready(batch) = take(&outbox) else {
+            panic!("a heartbeat is due")
+        };
+        assert!(batch.heartbeat && batch.events.is_empty());
+    }
+}

@@ -1,0 +1,231 @@
+//! [`PubSubLink`]: the node's one Redis pub/sub connection, and the reason pub/sub's
+//! at-most-once delivery never loses an event here.
+//!
+//! One task owns the connection and does everything in order: it subscribes and unsubscribes
+//! as the [`Hub`] asks (batching what queued up), reads each new topic's stream tip once Redis
+//! confirmed the subscription (the topic's starting position, see `hub`), and hands every
+//! message to [`Hub::deliver`]. Doing this in one task is what makes it exact: a message that
+//! arrives while a tip is read waits its turn and is then recognised as older or newer.
+//!
+//! When the connection is lost (Redis restarted, `CLIENT KILL`, a network fault, a failed
+//! `PING`), the link reconnects with capped, jittered backoff, subscribes to every topic the hub
+//! holds, and before reading any live message again, reads each topic's stream from the last id
+//! this node delivered: whatever was published during the gap reaches clients from the stream,
+//! in order, and live duplicates are then dropped by the hub. While disconnected, `/readyz`
+//! fails.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use redis::aio::PubSubSink;
+use redis::{Msg, RedisError};
+use sse_core::Topic;
+use sse_core::schema::{PublishedEvent, live_channel, topic_of_channel};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::{Hub, LinkCommand};
+use crate::metrics::Metrics;
+use crate::replay::{History, HistoryError};
+
+/// How often the idle pub/sub connection is checked with a `PING`.
+const PING_EVERY: Duration = Duration::from_secs(5);
+/// Reconnection backoff bounds.
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Channels per `SUBSCRIBE` command when resubscribing many topics.
+const SUBSCRIBE_CHUNK: usize = 1000;
+
+/// The shared pub/sub connection; see the module docs.
+pub(crate) struct PubSubLink {
+    pub(crate) client: redis::Client,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) history: History,
+    pub(crate) commands: mpsc::UnboundedReceiver<LinkCommand>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Whether the link is subscribed and caught up: what `/readyz` reports.
+    pub(crate) connected: Arc<AtomicBool>,
+    pub(crate) timeout: Duration,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// Why a session with Redis ended.
+#[derive(Debug, thiserror::Error)]
+enum Lost {
+    #[error("{0}")]
+    Redis(#[from] RedisError),
+    #[error("{0}")]
+    History(#[from] HistoryError),
+    #[error("the connection closed")]
+    Closed,
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+impl PubSubLink {
+    /// Runs until shutdown, reconnecting whenever the connection is lost.
+    pub(crate) async fn run(mut self) {
+        let mut backoff = BACKOFF_MIN;
+        let shutdown = self.shutdown.clone();
+        loop {
+            let session = tokio::select! {
+                () = shutdown.cancelled() => return,
+                lost = self.session() => lost,
+            };
+            let Err(lost) = session else {
+                return;
+            };
+            if self.connected.swap(false, Ordering::Relaxed) {
+                tracing::warn!(error = %lost, "redis pub/sub connection lost; reconnecting");
+                self.metrics.redis_reconnects.inc();
+                backoff = BACKOFF_MIN;
+            } else {
+                tracing::warn!(error = %lost, "cannot reach redis; retrying");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(jitter(backoff)) => {}
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// One connection's life: connect, subscribe and catch up, then serve until it breaks.
+    async fn session(&mut self) -> Result<(), Lost> {
+        let pubsub = self.timed(self.client.get_async_pubsub()).await??;
+        let (mut sink, mut messages) = pubsub.split();
+        let topics = self.hub.subscribed();
+        let channels: Vec<String> = topics.iter().map(|s| live_channel(&s.topic)).collect();
+        for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
+            self.timed(sink.subscribe(chunk)).await??;
+        }
+        // Commands queued before this point are covered by the snapshot just subscribed;
+        // later ones are checked against the hub as they come, so replaying them is harmless.
+        let mut pending = Vec::new();
+        for subscribed in topics {
+            match subscribed.last_id {
+                Some(last_id) => self.fill_gap(&subscribed.topic, last_id).await?,
+                None => pending.push((subscribed.topic, subscribed.generation)),
+            }
+        }
+        self.activate(pending).await?;
+        self.connected.store(true, Ordering::Relaxed);
+        tracing::info!("redis pub/sub connected");
+
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.reset();
+        loop {
+            tokio::select! {
+                command = self.commands.recv() => {
+                    let Some(command) = command else { return Ok(()) };
+                    self.apply(command, &mut sink).await?;
+                }
+                message = messages.next() => {
+                    let Some(message) = message else { return Err(Lost::Closed) };
+                    self.on_message(&message);
+                }
+                _ = ping.tick() => {
+                    self.timed(sink.ping::<redis::Value>()).await??;
+                }
+            }
+        }
+    }
+
+    /// Applies `first` and every other command already queued, in as few round trips as
+    /// possible.
+    async fn apply(&mut self, first: LinkCommand, sink: &mut PubSubSink) -> Result<(), Lost> {
+        let mut subscribe = Vec::new();
+        let mut unsubscribe = Vec::new();
+        let mut command = Some(first);
+        while let Some(next) = command.take().or_else(|| self.commands.try_recv().ok()) {
+            match next {
+                LinkCommand::Subscribe { topic, generation } => {
+                    unsubscribe.retain(|t| t != &topic);
+                    subscribe.push((topic, generation));
+                }
+                LinkCommand::Unsubscribe(topic) => {
+                    subscribe.retain(|(t, _)| t != &topic);
+                    unsubscribe.push(topic);
+                }
+            }
+        }
+        // Checked against the hub now: a topic may have come and gone since it was queued.
+        unsubscribe.retain(|topic| !self.hub.has_topic(topic));
+        subscribe.retain(|(topic, generation)| self.hub.wants_subscription(topic, *generation));
+        if !unsubscribe.is_empty() {
+            let channels: Vec<String> = unsubscribe.iter().map(live_channel).collect();
+            self.timed(sink.unsubscribe(&channels)).await??;
+        }
+        if !subscribe.is_empty() {
+            let channels: Vec<String> = subscribe.iter().map(|(t, _)| live_channel(t)).collect();
+            for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
+                self.timed(sink.subscribe(chunk)).await??;
+            }
+            self.activate(subscribe).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the tip of each newly subscribed topic and makes the topic live from there.
+    async fn activate(&self, topics: Vec<(Topic, u64)>) -> Result<(), Lost> {
+        for chunk in topics.chunks(SUBSCRIBE_CHUNK) {
+            let names: Vec<Topic> = chunk.iter().map(|(topic, _)| topic.clone()).collect();
+            let tips = self.timed(self.history.tips(&names)).await??;
+            for ((topic, generation), tip) in chunk.iter().zip(tips) {
+                self.hub.activate(topic, *generation, tip);
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers what `topic`'s stream holds after `last_id`: the events a pub/sub outage hid.
+    async fn fill_gap(&self, topic: &Topic, mut last_id: sse_core::EventId) -> Result<(), Lost> {
+        loop {
+            let events = self.timed(self.history.after(topic, last_id)).await??;
+            for event in &events {
+                if self.hub.deliver(topic, event) {
+                    self.metrics.gap_filled_events.inc();
+                }
+                last_id = event.id;
+            }
+            if events.len() < self.history.page_size() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn on_message(&self, message: &Msg) {
+        let Some(topic) = topic_of_channel(message.get_channel_name()) else {
+            return;
+        };
+        let payload = Bytes::copy_from_slice(message.get_payload_bytes());
+        match PublishedEvent::from_live_message(payload) {
+            Ok(event) => {
+                self.metrics.events_received.inc();
+                self.hub.deliver(&topic, &event);
+            }
+            Err(error) => {
+                self.metrics.messages_invalid.inc();
+                tracing::debug!(%topic, %error, "skipping an invalid pub/sub message");
+            }
+        }
+    }
+
+    async fn timed<F: Future>(&self, future: F) -> Result<F::Output, Lost> {
+        tokio::time::timeout(self.timeout, future)
+            .await
+            .map_err(|_| Lost::Timeout(self.timeout))
+    }
+}
+
+/// A delay between half and all of `max`, so that nodes that lost Redis together do not
+/// reconnect in lockstep.
+fn jitter(max: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |now| now.subsec_nanos());
+    max / 2 + max.mul_f64(f64::from(nanos % 1000) / 2000.0)
+}

@@ -1,0 +1,250 @@
+//! [`History`]: reading a topic's Redis stream, for resuming clients and for filling the gap
+//! a pub/sub outage left.
+//!
+//! A resume starts with [`History::resume`]: one `XRANGE` from the client's position,
+//! inclusive. If the first entry *is* the position, the client resumes exactly. If not, the
+//! position is classified with `XINFO STREAM` (Redis 7: `entries-added` against `length`
+//! tells whether anything was ever trimmed):
+//!
+//! | position | stream | verdict |
+//! |---|---|---|
+//! | `0-0` (the client started before any event) | nothing ever trimmed | exact |
+//! | `0-0` | some entries trimmed | [`Truncation::Trimmed`] |
+//! | before the first retained entry | some entries trimmed | [`Truncation::Trimmed`] |
+//! | before the first retained entry | nothing ever trimmed | [`Truncation::UnknownPosition`] (the stream began after it: Redis lost its data) |
+//! | past the last id, or between entries, or no stream at all | — | [`Truncation::UnknownPosition`] |
+//!
+//! When it is not exact, the client gets every retained event, from the start of the stream. (Redis 7.0's
+//! `max-deleted-entry-id` is not used: 7.0 does not update it when `MAXLEN` trims.) Further
+//! pages come from [`History::after`], `XRANGE` with an exclusive start.
+
+use bytes::Bytes;
+use redis::aio::ConnectionManager;
+use redis::{RedisError, Value};
+use sse_core::control::Truncation;
+use sse_core::schema::{PayloadError, PublishedEvent, stream_key};
+use sse_core::{EventId, Topic};
+
+/// Reads topic streams over the node's command connection. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct History {
+    redis: ConnectionManager,
+    page: usize,
+}
+
+/// The first page of a resume.
+#[derive(Debug)]
+pub(crate) struct Resume {
+    /// Set when the position cannot be continued exactly.
+    pub(crate) truncated: Option<Truncation>,
+    /// Events after the position, oldest first, at most one page.
+    pub(crate) events: Vec<PublishedEvent>,
+}
+
+/// Why the history could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HistoryError {
+    /// Redis failed the call.
+    #[error("reading the stream failed: {0}")]
+    Redis(#[from] RedisError),
+    /// An entry is not an event (someone wrote to the stream by hand).
+    #[error("the stream holds an entry that is not an event: {0}")]
+    Payload(#[from] PayloadError),
+    /// Redis answered `XINFO STREAM` with something unexpected.
+    #[error("unexpected XINFO STREAM reply")]
+    BadInfo,
+}
+
+impl History {
+    /// History over `redis`, reading `page` entries per call.
+    pub(crate) fn new(redis: ConnectionManager, page: usize) -> Self {
+        Self { redis, page }
+    }
+
+    /// Events per page.
+    pub(crate) fn page_size(&self) -> usize {
+        self.page
+    }
+
+    /// The first page after `from`, and whether `from` continues exactly (module docs).
+    pub(crate) async fn resume(
+        &self,
+        topic: &Topic,
+        from: EventId,
+    ) -> Result<Resume, HistoryError> {
+        let mut events = self.range(topic, &from.to_string(), self.page + 1).await?;
+        if events.first().is_some_and(|first| first.id == from) {
+            events.remove(0);
+            return Ok(Resume {
+                truncated: None,
+                events,
+            });
+        }
+        let truncated = self.classify(topic, from).await?;
+        if truncated.is_some() {
+            // Not a continuation: the client gets everything retained, from the start.
+            events = self.range(topic, "-", self.page).await?;
+        }
+        events.truncate(self.page);
+        Ok(Resume { truncated, events })
+    }
+
+    /// Up to one page of events after `after` (exclusive).
+    pub(crate) async fn after(
+        &self,
+        topic: &Topic,
+        after: EventId,
+    ) -> Result<Vec<PublishedEvent>, HistoryError> {
+        self.range(topic, &format!("({after}"), self.page).await
+    }
+
+    /// The id of the newest entry of each topic's stream (`0-0` for an empty or missing
+    /// stream), in one round trip.
+    pub(crate) async fn tips(&self, topics: &[Topic]) -> Result<Vec<EventId>, HistoryError> {
+        let mut pipe = redis::pipe();
+        for topic in topics {
+            pipe.cmd("XREVRANGE")
+                .arg(stream_key(topic))
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1);
+        }
+        let replies: Vec<Vec<(String, Value)>> = pipe.query_async(&mut self.redis.clone()).await?;
+        replies
+            .into_iter()
+            .map(|entries| match entries.first() {
+                Some((id, _)) => EventId::parse(id).map_err(|_| HistoryError::BadInfo),
+                None => Ok(EventId::ZERO),
+            })
+            .collect()
+    }
+
+    async fn range(
+        &self,
+        topic: &Topic,
+        start: &str,
+        count: usize,
+    ) -> Result<Vec<PublishedEvent>, HistoryError> {
+        let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
+            .arg(stream_key(topic))
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut self.redis.clone())
+            .await?;
+        entries
+            .into_iter()
+            .map(|(id, flat)| {
+                let mut fields = flat.into_iter();
+                let pairs =
+                    std::iter::from_fn(|| Some((fields.next()?, Bytes::from(fields.next()?))))
+                        .collect::<Vec<_>>();
+                let pairs = pairs
+                    .iter()
+                    .map(|(field, value)| (field.as_slice(), value.clone()));
+                Ok(PublishedEvent::from_entry(&id, pairs)?)
+            })
+            .collect()
+    }
+
+    async fn classify(
+        &self,
+        topic: &Topic,
+        from: EventId,
+    ) -> Result<Option<Truncation>, HistoryError> {
+        let reply: Result<Value, RedisError> = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(stream_key(topic))
+            .query_async(&mut self.redis.clone())
+            .await;
+        let info = match reply {
+            Ok(info) => StreamInfo::parse(&info).ok_or(HistoryError::BadInfo)?,
+            Err(error) if error.detail().is_some_and(|d| d.contains("no such key")) => {
+                return Ok((from != EventId::ZERO).then_some(Truncation::UnknownPosition));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let ever_trimmed = info.entries_added > info.length;
+        let before_first = info.first_entry.is_none_or(|first| from < first);
+        Ok(if from == EventId::ZERO {
+            ever_trimmed.then_some(Truncation::Trimmed)
+        } else if from > info.last_generated || !before_first {
+            Some(Truncation::UnknownPosition)
+        } else if ever_trimmed {
+            Some(Truncation::Trimmed)
+        } else {
+            Some(Truncation::UnknownPosition)
+        })
+    }
+}
+
+/// The fields of `XINFO STREAM` the classification needs.
+struct StreamInfo {
+    length: u64,
+    entries_added: u64,
+    first_entry: Option<EventId>,
+    last_generated: EventId,
+}
+
+impl StreamInfo {
+    fn parse(reply: &Value) -> Option<Self> {
+        let items: &[Value] = match reply {
+            Value::Array(items) => items,
+            Value::Map(_) => return Self::parse(&Value::Array(flatten_map(reply))),
+            _ => return None,
+        };
+        let (mut length, mut entries_added, mut first_entry, mut last_generated) =
+            (None, None, None, None);
+        for pair in items.chunks_exact(2) {
+            let key = text(&pair[0])?;
+            match key.as_str() {
+                "length" => length = integer(&pair[1]),
+                "entries-added" => entries_added = integer(&pair[1]),
+                "last-generated-id" => last_generated = EventId::parse(&text(&pair[1])?).ok(),
+                "first-entry" => {
+                    first_entry = match &pair[1] {
+                        Value::Array(entry) => entry
+                            .first()
+                            .and_then(text)
+                            .and_then(|id| EventId::parse(&id).ok()),
+                        _ => None,
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(Self {
+            length: length?,
+            entries_added: entries_added?,
+            first_entry,
+            last_generated: last_generated?,
+        })
+    }
+}
+
+fn flatten_map(value: &Value) -> Vec<Value> {
+    match value {
+        Value::Map(pairs) => pairs
+            .iter()
+            .flat_map(|(k, v)| [k.clone(), v.clone()])
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(text) => Some(text.clone()),
+        _ => None,
+    }
+}
+
+fn integer(value: &Value) -> Option<u64> {
+    match value {
+        Value::Int(n) => u64::try_from(*n).ok(),
+        _ => None,
+    }
+}

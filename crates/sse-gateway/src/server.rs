@@ -1,0 +1,116 @@
+//! The accept loop: one task per connection, HTTP/1.1 and h2c on one port.
+//!
+//! Each connection is sniffed for the HTTP/2 preface and handed to hyper's HTTP/1 or HTTP/2
+//! server directly, rather than to the auto builder, so that an HTTP/1 stream (all of nginx's
+//! upstream traffic) carries no HTTP/2 state; idle streams are what a node holds most of. A
+//! connection that sends nothing within `--header-timeout` is closed, as is one whose HTTP/1
+//! headers take longer (hyper's header timeout).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument;
+
+use crate::routes::{App, route};
+
+/// The first bytes of every HTTP/2 connection with prior knowledge.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+
+/// Serves `app` on `listener` until `shutdown` completes; then drains the node (see
+/// [`crate::drain`]) and waits for connections to finish, at most `grace` after the drain.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+    header_timeout: Duration,
+    drain_over: Duration,
+    grace: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Typically out of file descriptors: wait for some to be released.
+                    tracing::warn!(%error, "accept failed; backing off");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(
+            serve_connection(stream, app.clone(), graceful.watcher(), header_timeout)
+                .instrument(tracing::debug_span!("conn", %peer)),
+        );
+    }
+    app.drain.begin();
+    drop(listener);
+    app.drain.end_streams(&app.hub, drain_over).await;
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "shutdown deadline reached; dropping unfinished connections"
+        );
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    app: Arc<App>,
+    watcher: Watcher,
+    header_timeout: Duration,
+) {
+    let Ok(Some(is_h2)) = tokio::time::timeout(header_timeout, sniff_h2(&stream)).await else {
+        return; // nothing sent in time, or the client left
+    };
+    let service = service_fn(move |request| route(app.clone(), request));
+    let io = TokioIo::new(stream);
+    let result = if is_h2 {
+        let connection = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .serve_connection(io, service);
+        watcher.watch(connection).await
+    } else {
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(io, service);
+        watcher.watch(connection).await
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "connection ended with an error");
+    }
+}
+
+/// Waits for the first bytes and tells whether they start the HTTP/2 preface. `None` if the
+/// client closed first.
+async fn sniff_h2(stream: &TcpStream) -> Option<bool> {
+    let mut head = [0u8; H2_PREFACE.len()];
+    loop {
+        let read = stream.peek(&mut head).await.ok()?;
+        if read == 0 {
+            return None;
+        }
+        if !H2_PREFACE.starts_with(&head[..read]) {
+            return Some(false);
+        }
+        if read == head.len() {
+            return Some(true);
+        }
+        // A prefix of the preface so far: wait for more (peek returns the same bytes at once).
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
