@@ -1,4 +1,5 @@
-//! Test support for the SSE gateway: a real `redis-server` that one test owns.
+//! Test support for the SSE gateway: a real `redis-server` that one test owns, and
+//! [`SseClient`], an event-stream client that reads what a browser would.
 //!
 //! Tests of this workspace never talk to a Redis they did not start (in particular not the one that may
 //! run on `127.0.0.1:6379`). Each test starts its own [`RedisServer`] on a free port, in its own
@@ -9,12 +10,14 @@
 //! It does not manage clusters, replicas or TLS, and it needs `redis-server` on `PATH`.
 
 mod redis_server;
+mod sse_client;
 
 use std::net::TcpListener;
 use std::thread;
 use std::time::{Duration, Instant};
 
 pub use redis_server::RedisServer;
+pub use sse_client::{Next, Protocol, SseClient};
 
 /// How long [`wait_until`] sleeps between two checks of its condition.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);

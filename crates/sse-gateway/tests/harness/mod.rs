@@ -1,0 +1,186 @@
+//! What every integration test of `sse-gateway` starts from: gateway nodes in this process on
+//! `127.0.0.1:0` in front of a `redis-server` the test owns, a publisher, and
+//! [`sse_testkit::SseClient`] to read streams as a browser would.
+//!
+//! Each node runs on a thread and runtime of its own, as it would in its own process, so a
+//! test may block (a synchronous Redis call, `wait_until`) without stalling it, and stopping
+//! one node does not touch another.
+#![allow(dead_code, reason = "each test file uses a different subset")]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use clap::Parser;
+use sse_core::schema::Retention;
+use sse_core::{Event, EventName, Topic};
+use sse_gateway::{Config, StartError};
+use sse_publisher::{Publisher, RedisOptions};
+use sse_testkit::{RedisServer, SseClient};
+use tokio::sync::oneshot;
+
+/// How long any single wait may take before it fails the test. It bounds a hang; it asserts
+/// nothing about speed.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(15);
+
+/// A gateway node running in this process.
+pub(crate) struct TestGateway {
+    /// Where it listens.
+    pub(crate) addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<(), StartError>>>,
+}
+
+/// Starts a node for `redis` with the defaults users get, plus `extra_args`.
+pub(crate) fn start_gateway(redis: &RedisServer, extra_args: &[&str]) -> TestGateway {
+    let url = redis.url();
+    let mut args = vec!["--redis-url", url.as_str()];
+    args.extend_from_slice(extra_args);
+    start_gateway_with(&args)
+}
+
+/// Starts a node with exactly these flags.
+pub(crate) fn start_gateway_with(args: &[&str]) -> TestGateway {
+    let config = Config::try_parse_from(std::iter::once("sse-gateway").chain(args.iter().copied()))
+        .unwrap_or_else(|error| panic!("flags {args:?} do not parse: {error}"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener
+        .set_nonblocking(true)
+        .expect("a non-blocking listener for tokio");
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    let (shutdown, shutdown_received) = oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name(format!("sse-gateway {addr}"))
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("build the gateway's runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)
+                    .expect("hand the listener to tokio");
+                let shutdown = async move {
+                    let _ = shutdown_received.await;
+                };
+                sse_gateway::run(config, listener, shutdown).await
+            })
+        })
+        .expect("spawn the gateway thread");
+    TestGateway {
+        addr,
+        shutdown: Some(shutdown),
+        thread: Some(thread),
+    }
+}
+
+impl TestGateway {
+    /// Opens `GET path` (e.g. `/events?topic=a`) over HTTP/1.1 with `headers`.
+    pub(crate) async fn get(&self, path: &str, headers: &[(&str, &str)]) -> SseClient {
+        SseClient::get(self.addr, path, headers).await
+    }
+
+    /// Opens a stream on `topics` and waits until it is live (its first `id:` position
+    /// arrived), so that anything published afterwards must reach it.
+    pub(crate) async fn subscribe(&self, topics: &[&str]) -> SseClient {
+        let query: Vec<String> = topics.iter().map(|t| format!("topic={t}")).collect();
+        let mut client = self.get(&format!("/events?{}", query.join("&")), &[]).await;
+        assert_eq!(client.status(), 200, "{}", client.text().await);
+        client.position(PATIENCE).await;
+        client
+    }
+
+    /// The status and body of `GET path`.
+    pub(crate) async fn fetch(&self, path: &str) -> (u16, String) {
+        let mut client = self.get(path, &[]).await;
+        (client.status().as_u16(), client.text().await)
+    }
+
+    /// Starts the node's shutdown (as SIGTERM does) without waiting for it.
+    pub(crate) fn begin_shutdown(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
+    /// Shuts the node down and waits for `run` to return.
+    pub(crate) fn stop(mut self) -> Result<(), StartError> {
+        self.begin_shutdown();
+        self.thread
+            .take()
+            .expect("stopped once")
+            .join()
+            .expect("the gateway thread does not panic")
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.begin_shutdown();
+    }
+}
+
+/// A publisher (the library) for `redis`.
+pub(crate) async fn publisher(redis: &RedisServer) -> Publisher {
+    let options = RedisOptions {
+        url: redis.url(),
+        timeout: Duration::from_secs(5),
+    };
+    Publisher::connect(&options, Retention::default())
+        .await
+        .expect("the redis url is valid")
+}
+
+/// Publishes `data` on `topic` (optionally named) and returns the event id.
+pub(crate) async fn publish(
+    publisher: &Publisher,
+    topic: &str,
+    name: Option<&str>,
+    data: &str,
+) -> String {
+    let mut event = Event::new(
+        Topic::parse(topic).expect("tests use valid topics"),
+        data.to_owned(),
+    );
+    if let Some(name) = name {
+        event = event.named(EventName::parse(name).expect("tests use valid event names"));
+    }
+    publisher
+        .publish(&event)
+        .await
+        .expect("publish")
+        .to_string()
+}
+
+/// Polls the async `attempt` every 20 ms until it returns `Some`, for at most `timeout`.
+pub(crate) async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Subscribers of `topic`'s live channel, as Redis counts them (`PUBSUB NUMSUB`).
+pub(crate) fn numsub(redis: &RedisServer, topic: &str) -> i64 {
+    let channel = sse_core::schema::live_channel(&Topic::parse(topic).expect("a valid topic"));
+    let reply: (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query(&mut redis.connection())
+        .expect("PUBSUB NUMSUB");
+    reply.1
+}
