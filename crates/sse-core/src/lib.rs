@@ -10,7 +10,8 @@
 //! - [`parser`]: a streaming WHATWG event-stream parser, fed any chunking, for clients and tests;
 //! - [`cursor`]: [`Cursor`], the resume position a client carries as its `Last-Event-ID`;
 //! - [`control`]: the control events the gateway itself sends (history truncated);
-//! - [`schema`]: the Redis contract: keys, channels, the publish function and its payload.
+//! - [`schema`]: the Redis contract: keys, channels, the publish function and its payload;
+//! - `runtime` (feature `runtime`): log setup and the shutdown signal the binaries share.
 //!
 //! The crate is sans-I/O (no runtime, no sockets), so anything can depend on it. Input from the
 //! outside (a socket, a request, Redis) goes through parsers that return typed errors; nothing
@@ -23,6 +24,8 @@ pub mod cursor;
 pub mod event;
 pub mod frame;
 pub mod parser;
+#[cfg(feature = "runtime")]
+pub mod runtime;
 pub mod schema;
 pub mod topic;
 

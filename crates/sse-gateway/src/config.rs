@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytesize::ByteSize;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+pub use sse_core::runtime::LogFormat;
 
 /// Serves Server-Sent Events from Redis: live fan-out of pub/sub, exact resume from streams.
 #[derive(Clone, Debug, Parser)]
@@ -70,15 +71,6 @@ pub struct Config {
     /// Log format; the level filter comes from RUST_LOG (default info).
     #[arg(long, env = "SSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-}
-
-/// How log lines are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 fn parse_positive_duration(value: &str) -> Result<Duration, String> {

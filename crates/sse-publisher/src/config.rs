@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytesize::ByteSize;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+pub use sse_core::runtime::LogFormat;
 
 /// Publishes events over HTTP into Redis streams and pub/sub, for sse-gateway to deliver.
 #[derive(Clone, Debug, Parser)]
@@ -69,15 +70,6 @@ pub struct Config {
     /// Log format; the level filter comes from RUST_LOG (default info).
     #[arg(long, env = "SSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-}
-
-/// How log lines are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// A configuration that cannot work.
