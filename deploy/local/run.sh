@@ -2,14 +2,17 @@
 # Runs the system on this machine, in the foreground, without Docker:
 #   - redis-server on $REDIS_PORT (default 6379), unless a Redis already answers there;
 #   - sse-publisher on $PUBLISHER_PORT (default 8081), accepting the token $SSE_TOKEN
-#     (default "dev-token": for local use only).
-# SSE_PUBLISHER_BIN names a prebuilt sse-publisher binary; without it the script builds one.
+#     (default "dev-token": for local use only);
+#   - one sse-gateway per port in $GATEWAY_PORTS (default "8080 8082"): two nodes, so a client
+#     can resume on the other one.
+# SSE_PUBLISHER_BIN and SSE_GATEWAY_BIN name prebuilt binaries; without them the script builds.
 # Ctrl-C (or SIGTERM) stops exactly what this script started.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 REDIS_PORT=${REDIS_PORT:-6379}
 PUBLISHER_PORT=${PUBLISHER_PORT:-8081}
+GATEWAY_PORTS=${GATEWAY_PORTS:-"8080 8082"}
 SSE_TOKEN=${SSE_TOKEN:-dev-token}
 STATE_DIR=${STATE_DIR:-$(mktemp -d -t sse-local.XXXXXX)}
 
@@ -19,6 +22,8 @@ stop() {
   wait 2>/dev/null || true
 }
 trap stop EXIT INT TERM
+
+wait_http() { until curl -fsS "$1" >/dev/null 2>&1; do sleep 0.1; done; }
 
 if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
   echo "using the Redis already running on port $REDIS_PORT"
@@ -31,18 +36,30 @@ else
   echo "redis-server on port $REDIS_PORT (AOF in $STATE_DIR)"
 fi
 
-if [ -z "${SSE_PUBLISHER_BIN:-}" ]; then
-  cargo build --release --quiet -p sse-publisher
-  SSE_PUBLISHER_BIN=target/release/sse-publisher
+if [ -z "${SSE_PUBLISHER_BIN:-}" ] || [ -z "${SSE_GATEWAY_BIN:-}" ]; then
+  cargo build --release --quiet -p sse-publisher -p sse-gateway
 fi
-SSE_PUBLISH_TOKENS="$SSE_TOKEN" "$SSE_PUBLISHER_BIN" \
-  --listen "127.0.0.1:$PUBLISHER_PORT" --redis-url "redis://127.0.0.1:$REDIS_PORT" &
+SSE_PUBLISHER_BIN=${SSE_PUBLISHER_BIN:-target/release/sse-publisher}
+SSE_GATEWAY_BIN=${SSE_GATEWAY_BIN:-target/release/sse-gateway}
+REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+
+SSE_PUBLISH_TOKENS="$SSE_TOKEN" "$SSE_PUBLISHER_BIN" --listen "127.0.0.1:$PUBLISHER_PORT" \
+  --redis-url "$REDIS_URL" &
 started+=($!)
-until curl -fsS "http://127.0.0.1:$PUBLISHER_PORT/readyz" >/dev/null 2>&1; do sleep 0.1; done
+for port in $GATEWAY_PORTS; do
+  "$SSE_GATEWAY_BIN" --listen "127.0.0.1:$port" --redis-url "$REDIS_URL" &
+  started+=($!)
+done
+
+wait_http "http://127.0.0.1:$PUBLISHER_PORT/readyz"
+for port in $GATEWAY_PORTS; do wait_http "http://127.0.0.1:$port/readyz"; done
+
+echo "sse-publisher on http://127.0.0.1:$PUBLISHER_PORT (token: $SSE_TOKEN)"
+for port in $GATEWAY_PORTS; do echo "sse-gateway   on http://127.0.0.1:$port/events?topic=<name>"; done
 cat <<INFO
-sse-publisher on http://127.0.0.1:$PUBLISHER_PORT (token: $SSE_TOKEN)
-Publish:  curl -X POST http://127.0.0.1:$PUBLISHER_PORT/v1/publish -H 'Authorization: Bearer $SSE_TOKEN' \\
-            -H 'Content-Type: application/json' -d '{"topic":"orders","data":{"n":1}}'
+Subscribe: curl -N 'http://127.0.0.1:${GATEWAY_PORTS%% *}/events?topic=orders'
+Publish:   curl -X POST http://127.0.0.1:$PUBLISHER_PORT/v1/publish -H 'Authorization: Bearer $SSE_TOKEN' \\
+             -H 'Content-Type: application/json' -d '{"topic":"orders","data":{"n":1}}'
 Press Ctrl-C to stop.
 INFO
 wait -n
