@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use sse_core::{Cursor, Topic};
+use tokio_util::sync::CancellationToken;
 
 use crate::body::{Setup, SseBody};
 use crate::error::RequestError;
@@ -107,8 +108,12 @@ impl Drop for StreamSlot {
     }
 }
 
-/// Opens the stream `request` asks for.
-pub(crate) fn open<B>(app: &App, request: &Request<B>) -> Result<Response<Body>, RequestError> {
+/// Opens the stream `request` asks for, on a connection that cancelling `connection` aborts.
+pub(crate) fn open<B>(
+    app: &App,
+    request: &Request<B>,
+    connection: CancellationToken,
+) -> Result<Response<Body>, RequestError> {
     if app.drain.is_draining() {
         return Err(RequestError::Draining);
     }
@@ -118,7 +123,7 @@ pub(crate) fn open<B>(app: &App, request: &Request<B>) -> Result<Response<Body>,
         .ok_or(RequestError::OverCapacity {
             max: app.limits.max_connections,
         })?;
-    let outbox = Arc::new(Outbox::new(app.limits.client_buffer));
+    let outbox = Arc::new(Outbox::new(app.limits.client_buffer, connection));
     let (membership, starts) = app.hub.join(&topics, outbox.clone());
     tracing::debug!(topics = ?topics.iter().map(Topic::as_str).collect::<Vec<_>>(), resume = resume.is_some(), "stream opened");
     let body = SseBody::new(Setup {

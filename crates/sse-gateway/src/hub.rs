@@ -277,6 +277,13 @@ mod tests {
     use bytes::Bytes;
     use std::task::{Context, Poll, Waker};
 
+    fn outbox() -> Arc<Outbox> {
+        Arc::new(Outbox::new(
+            1024,
+            tokio_util::sync::CancellationToken::new(),
+        ))
+    }
+
     fn topic(name: &str) -> Topic {
         Topic::parse(name).unwrap()
     }
@@ -300,8 +307,8 @@ mod tests {
     fn subscribes_on_the_first_client_and_unsubscribes_after_the_last() {
         let (hub, mut commands) = Hub::new(Arc::new(Metrics::new()));
         let a = topic("a");
-        let (first, _) = hub.join(std::slice::from_ref(&a), Arc::new(Outbox::new(1024)));
-        let (second, _) = hub.join(std::slice::from_ref(&a), Arc::new(Outbox::new(1024)));
+        let (first, _) = hub.join(std::slice::from_ref(&a), outbox());
+        let (second, _) = hub.join(std::slice::from_ref(&a), outbox());
         assert_eq!(
             commands.try_recv(),
             Ok(LinkCommand::Subscribe {
@@ -324,7 +331,7 @@ mod tests {
     fn delivers_only_live_newer_events_to_every_subscriber() {
         let (hub, _commands) = Hub::new(Arc::new(Metrics::new()));
         let a = topic("a");
-        let (one, two) = (Arc::new(Outbox::new(1024)), Arc::new(Outbox::new(1024)));
+        let (one, two) = (outbox(), outbox());
         let (_m1, starts) = hub.join(std::slice::from_ref(&a), one.clone());
         assert!(matches!(starts[0], Start::Pending(_)));
         assert!(!hub.deliver(&a, &event(5)), "not live before activation");
@@ -343,9 +350,9 @@ mod tests {
     fn a_stale_generation_never_activates_a_new_incarnation() {
         let (hub, _commands) = Hub::new(Arc::new(Metrics::new()));
         let a = topic("a");
-        let (first, _) = hub.join(std::slice::from_ref(&a), Arc::new(Outbox::new(1024)));
+        let (first, _) = hub.join(std::slice::from_ref(&a), outbox());
         drop(first);
-        let (_second, _) = hub.join(std::slice::from_ref(&a), Arc::new(Outbox::new(1024)));
+        let (_second, _) = hub.join(std::slice::from_ref(&a), outbox());
         assert!(!hub.wants_subscription(&a, 0));
         assert!(!hub.activate(&a, 0, EventId::new(1, 0)));
         assert!(hub.wants_subscription(&a, 1));

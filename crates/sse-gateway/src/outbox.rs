@@ -1,10 +1,12 @@
 //! [`Outbox`]: one client's queue between the hub and its response body, bounded in bytes.
 //!
 //! The hub pushes without ever waiting: when a client reads too slowly and its queue would
-//! exceed the bound, the outbox is closed as [`Closed::Overflow`] and its queue dropped. The
-//! body then ends the stream; the client reconnects with its `Last-Event-ID` and resumes
-//! from the Redis stream, losing nothing. So one slow client costs at most its bound in
-//! memory and never delays another.
+//! exceed the bound, the outbox is closed as [`Closed::Overflow`], its queue dropped, and the
+//! client's connection aborted. (Ending the stream through the body is not enough: a client
+//! that stopped reading fills the socket, and then the body is never polled again, so it
+//! would hold its slot and subscriptions forever.) The client reconnects with its
+//! `Last-Event-ID` and resumes from the Redis stream, losing nothing. So one slow client
+//! costs at most its bound in memory and never delays another.
 //!
 //! Heartbeats need no timer per connection: one shared tick ([`Outbox::tick`]) marks a
 //! heartbeat due on every outbox whose body wrote nothing since the previous tick.
@@ -14,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use sse_core::{EventId, Frame, Topic};
+use tokio_util::sync::CancellationToken;
 
 /// One event as the hub hands it to every subscriber of its topic: encoded once, shared.
 #[derive(Debug)]
@@ -59,6 +62,8 @@ pub(crate) struct Outbox {
     state: Mutex<State>,
     /// The most queued bytes allowed (`--client-buffer`).
     capacity: usize,
+    /// Cancelled on overflow: the connection task then drops the client's connection.
+    connection: CancellationToken,
 }
 
 #[derive(Debug, Default)]
@@ -73,11 +78,13 @@ struct State {
 }
 
 impl Outbox {
-    /// An empty outbox holding at most `capacity` bytes of events.
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// An empty outbox holding at most `capacity` bytes of events, for a client whose
+    /// connection is aborted by cancelling `connection`.
+    pub(crate) fn new(capacity: usize, connection: CancellationToken) -> Self {
         Self {
             state: Mutex::new(State::default()),
             capacity,
+            connection,
         }
     }
 
@@ -102,6 +109,7 @@ impl Outbox {
             state.events = VecDeque::new();
             state.bytes = 0;
             state.closed = Some(Closed::Overflow);
+            self.connection.cancel();
         } else {
             state.events.push_back(delivery);
             state.bytes = bytes;
@@ -199,7 +207,7 @@ mod tests {
 
     #[test]
     fn takes_everything_queued_in_order() {
-        let outbox = Outbox::new(1024);
+        let outbox = Outbox::new(1024, CancellationToken::new());
         assert!(outbox.push(delivery(1, "a")));
         assert!(outbox.push(delivery(2, "b")));
         let Poll::Ready(batch) = take(&outbox) else {
@@ -213,7 +221,8 @@ mod tests {
     #[test]
     fn overflow_closes_and_frees_the_queue() {
         let one = delivery(1, "x").cost();
-        let outbox = Outbox::new(one * 2);
+        let connection = CancellationToken::new();
+        let outbox = Outbox::new(one * 2, connection.clone());
         assert!(outbox.push(delivery(1, "x")));
         assert!(outbox.push(delivery(2, "x")));
         assert!(!outbox.push(delivery(3, "x")));
@@ -221,6 +230,7 @@ mod tests {
             panic!("the close is ready")
         };
         assert_eq!(batch.closed, Some(Closed::Overflow));
+        assert!(connection.is_cancelled(), "the connection is aborted");
         assert!(batch.events.is_empty());
         assert!(
             outbox.push(delivery(4, "x")),
@@ -230,7 +240,7 @@ mod tests {
 
     #[test]
     fn heartbeats_only_when_idle_since_the_last_tick() {
-        let outbox = Outbox::new(1024);
+        let outbox = Outbox::new(1024, CancellationToken::new());
         outbox.push(delivery(1, "a"));
         let _ = take(&outbox);
         outbox.tick();

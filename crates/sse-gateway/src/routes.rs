@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
+use tokio_util::sync::CancellationToken;
 
 use crate::body::SseBody;
 use crate::drain::Drain;
@@ -49,15 +50,17 @@ pub(crate) struct App {
     pub(crate) cors: Cors,
 }
 
-/// Routes one request. Never fails: every error becomes a response.
+/// Routes one request that arrived on a connection cancelling `connection` aborts. Never
+/// fails: every error becomes a response.
 pub(crate) async fn route<B>(
     app: Arc<App>,
     request: Request<B>,
+    connection: CancellationToken,
 ) -> Result<Response<Body>, Infallible> {
     let method = request.method();
     let response = match (request.uri().path(), method) {
         ("/events", &Method::GET) => {
-            let mut response = events::open(&app, &request).unwrap_or_else(|error| {
+            let mut response = events::open(&app, &request, connection).unwrap_or_else(|error| {
                 app.metrics
                     .requests_rejected
                     .with_label_values(&[error.status().1])

@@ -4,7 +4,8 @@
 //! server directly, rather than to the auto builder, so that an HTTP/1 stream (all of nginx's
 //! upstream traffic) carries no HTTP/2 state; idle streams are what a node holds most of. A
 //! connection that sends nothing within `--header-timeout` is closed, as is one whose HTTP/1
-//! headers take longer (hyper's header timeout).
+//! headers take longer (hyper's header timeout), and one whose client fell more than
+//! `--client-buffer` behind (on HTTP/2, with every stream it carries: they all resume).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::routes::{App, route};
@@ -76,22 +78,35 @@ async fn serve_connection(
     let Ok(Some(is_h2)) = tokio::time::timeout(header_timeout, sniff_h2(&stream)).await else {
         return; // nothing sent in time, or the client left
     };
-    let service = service_fn(move |request| route(app.clone(), request));
-    let io = TokioIo::new(stream);
-    let result = if is_h2 {
-        let connection = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .serve_connection(io, service);
-        watcher.watch(connection).await
-    } else {
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
-            .serve_connection(io, service);
-        watcher.watch(connection).await
+    // Cancelled when a stream of this connection overflows its outbox: the client stopped
+    // reading, so hyper would never poll its body again. Dropping the connection closes it.
+    let abort = CancellationToken::new();
+    let service = {
+        let abort = abort.clone();
+        service_fn(move |request| route(app.clone(), request, abort.clone()))
     };
-    if let Err(error) = result {
-        tracing::debug!(%error, "connection ended with an error");
+    let io = TokioIo::new(stream);
+    let served = async {
+        if is_h2 {
+            let connection = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .serve_connection(io, service);
+            watcher.watch(connection).await
+        } else {
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(io, service);
+            watcher.watch(connection).await
+        }
+    };
+    tokio::select! {
+        result = served => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        }
+        () = abort.cancelled() => tracing::debug!("client fell behind; connection closed"),
     }
 }
 

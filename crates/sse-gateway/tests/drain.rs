@@ -1,0 +1,303 @@
+//! Draining a node (SPEC §4, SIGTERM) and keeping idle streams alive.
+//!
+//! On shutdown a node stops being ready, closes its listener, ends every open stream within
+//! `--drain-seconds` and returns; each client then resumes on another node from its last
+//! event id and gets exactly what it missed, so across the move it sees every event of its
+//! topics once, in order. An idle stream gets a heartbeat comment every `--heartbeat`.
+
+mod harness;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use harness::{PATIENCE, TestGateway, publish, publisher, start_gateway};
+use sse_core::{Item, MessageEvent};
+use sse_testkit::{Next, RedisServer, SseClient};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const TOPICS: [&str; 2] = ["north", "south"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_node_ends_every_stream_and_its_clients_resume_elsewhere() {
+    let redis = RedisServer::start();
+    let mut draining = start_gateway(&redis, &["--drain-seconds", "1"]);
+    let other = start_gateway(&redis, &[]);
+    let publisher = publisher(&redis).await;
+    let mut clients = Vec::new();
+    for topics in [&["north"][..], &["north"], &["south"], &["north", "south"]] {
+        clients.push(Client::open(&draining, topics).await);
+    }
+    let mut probe = KeepAlive::connect(draining.addr).await;
+    assert_eq!(probe.get("/readyz").await.unwrap(), 200);
+
+    // Every event published, per topic: (id, data), in order.
+    let mut published: HashMap<&str, Vec<(String, String)>> = HashMap::new();
+    let mut next_seq = 0;
+    let mut publish_round = async |published: &mut HashMap<&str, Vec<(String, String)>>| {
+        for topic in TOPICS {
+            let data = format!("{topic}:{next_seq}");
+            let id = publish(&publisher, topic, None, &data).await;
+            published.entry(topic).or_default().push((id, data));
+        }
+        next_seq += 1;
+    };
+    for _ in 0..3 {
+        publish_round(&mut published).await;
+    }
+    for client in &mut clients {
+        let count = 3 * client.topics.len();
+        let events = client.stream.events(count, PATIENCE).await;
+        client.received.extend(events);
+    }
+
+    draining.begin_shutdown();
+    // Published while the node drains: each client gets some of these before its stream
+    // ends, or none, and the rest when it resumes.
+    for _ in 0..3 {
+        publish_round(&mut published).await;
+    }
+
+    // What a load balancer sees: on a connection it kept alive, `/readyz` answers 503 (and so
+    // does a new stream) while streams are being ended; once the drain is over, that
+    // connection is closed too. New connections are refused: the listener is closed.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let readyz = loop {
+        match probe.get("/readyz").await {
+            Ok(200) => {
+                assert!(tokio::time::Instant::now() < deadline, "still ready");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            answer => break answer,
+        }
+    };
+    match readyz {
+        Ok(status) => {
+            assert_eq!(status, 503, "a draining node is not ready");
+            let stream = probe.get("/events?topic=north").await;
+            assert!(
+                matches!(stream, Ok(503) | Err(_)),
+                "a draining node opens no new stream: {stream:?}"
+            );
+        }
+        Err(closed) => eprintln!("the drain was over before the probe saw it: {closed}"),
+    }
+    harness::eventually("the listener is closed", PATIENCE, || async {
+        TcpStream::connect(draining.addr)
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+
+    for client in &mut clients {
+        let events = client.stream.until_closed(PATIENCE).await;
+        client.received.extend(events);
+    }
+    let stopped = tokio::task::spawn_blocking(move || draining.stop())
+        .await
+        .unwrap();
+    assert!(
+        stopped.is_ok(),
+        "run returns Ok after draining: {stopped:?}"
+    );
+
+    // Published after every stream ended, before the clients are back.
+    for _ in 0..2 {
+        publish_round(&mut published).await;
+    }
+    for client in &mut clients {
+        let missed: usize = client
+            .topics
+            .iter()
+            .map(|t| published[t].len() - client.received_on(t).len())
+            .sum();
+        let last_event_id = client.stream.last_event_id().to_owned();
+        let mut resumed = SseClient::get(
+            other.addr,
+            &client.path,
+            &[("Last-Event-ID", last_event_id.as_str())],
+        )
+        .await;
+        assert_eq!(resumed.status(), 200);
+        let events = resumed.events(missed, PATIENCE).await;
+        client.received.extend(events);
+        client.stream = resumed;
+        for &topic in &client.topics {
+            let expected = &published[topic];
+            let received = client.received_on(topic);
+            if client.topics.len() == 1 {
+                let received: Vec<(String, String)> = received
+                    .iter()
+                    .map(|e| (e.last_event_id.clone(), e.data.clone()))
+                    .collect();
+                assert_eq!(&received, expected, "{} on {topic}", client.path);
+            } else {
+                let received: Vec<&str> = received.iter().map(|e| e.data.as_str()).collect();
+                let expected: Vec<&str> = expected.iter().map(|(_, d)| d.as_str()).collect();
+                assert_eq!(received, expected, "{} on {topic}", client.path);
+            }
+        }
+    }
+    // Nothing more: the next event each client reads is one published now.
+    for topic in TOPICS {
+        publish(&publisher, topic, None, &format!("{topic}:end")).await;
+    }
+    for client in &mut clients {
+        let mut next: Vec<String> = client
+            .stream
+            .events(client.topics.len(), PATIENCE)
+            .await
+            .into_iter()
+            .map(|e| e.data)
+            .collect();
+        next.sort();
+        let ends: Vec<String> = client.topics.iter().map(|t| format!("{t}:end")).collect();
+        assert_eq!(next, ends, "{}: nothing after what it missed", client.path);
+    }
+}
+
+/// Draining does not need Redis: a node that lost Redis still ends its streams (also one
+/// still waiting for its subscription) and returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_redis_still_drains_and_returns() {
+    let mut redis = RedisServer::start();
+    let mut node = start_gateway(&redis, &["--drain-seconds", "1"]);
+    let mut live = node.subscribe(&["north"]).await;
+    redis.kill();
+    harness::eventually("the node noticed that Redis is gone", PATIENCE, || async {
+        (node.fetch("/readyz").await.0 == 503).then_some(())
+    })
+    .await;
+    let mut waiting = node.get("/events?topic=south", &[]).await;
+    assert_eq!(waiting.status(), 200);
+
+    node.begin_shutdown();
+    live.until_closed(PATIENCE).await;
+    waiting.until_closed(PATIENCE).await;
+    let stopped = tokio::task::spawn_blocking(move || node.stop())
+        .await
+        .unwrap();
+    assert!(stopped.is_ok(), "{stopped:?}");
+}
+
+#[tokio::test]
+async fn an_idle_stream_gets_heartbeat_comments() {
+    let redis = RedisServer::start();
+    let node = start_gateway(&redis, &["--heartbeat", "200ms"]);
+    let mut client = node.subscribe(&["quiet"]).await;
+    for heartbeat in 1..=2 {
+        loop {
+            match client.next(PATIENCE).await {
+                Next::Item(Item::Comment(text)) if text.is_empty() => break,
+                Next::Item(Item::Event(event)) => panic!("an event on an idle stream: {event:?}"),
+                Next::Item(_) => {}
+                end => panic!("no heartbeat {heartbeat} within {PATIENCE:?}: {end:?}"),
+            }
+        }
+    }
+    assert!(
+        client.raw().ends_with(b"\n:\n\n"),
+        "a heartbeat is the line `:`"
+    );
+
+    let publisher = publisher(&redis).await;
+    let id = publish(&publisher, "quiet", None, "after the silence").await;
+    assert_eq!(client.next_event(PATIENCE).await.last_event_id, id);
+}
+
+// === helpers ===
+
+/// A client of the draining node and everything it received, across reconnects.
+struct Client {
+    topics: Vec<&'static str>,
+    path: String,
+    stream: SseClient,
+    received: Vec<MessageEvent>,
+}
+
+impl Client {
+    async fn open(node: &TestGateway, topics: &[&'static str]) -> Self {
+        let query: Vec<String> = topics.iter().map(|t| format!("topic={t}")).collect();
+        Self {
+            topics: topics.to_vec(),
+            path: format!("/events?{}", query.join("&")),
+            stream: node.subscribe(topics).await,
+            received: Vec::new(),
+        }
+    }
+
+    /// What it received on `topic` (the data says which topic an event is on).
+    fn received_on(&self, topic: &str) -> Vec<&MessageEvent> {
+        self.received
+            .iter()
+            .filter(|e| e.data.split(':').next() == Some(topic))
+            .collect()
+    }
+}
+
+/// One HTTP/1.1 connection kept alive across requests, as a load balancer's health checker
+/// keeps it; requests are answered with a `Content-Length` body.
+struct KeepAlive {
+    socket: TcpStream,
+    addr: SocketAddr,
+}
+
+impl KeepAlive {
+    async fn connect(addr: SocketAddr) -> Self {
+        let socket = TcpStream::connect(addr).await.expect("connect to the node");
+        Self { socket, addr }
+    }
+
+    /// `GET path` on this connection: the status, or the error if the connection is closed.
+    async fn get(&mut self, path: &str) -> std::io::Result<u16> {
+        tokio::time::timeout(PATIENCE, self.exchange(path))
+            .await
+            .unwrap_or_else(|_| panic!("no answer to GET {path} within {PATIENCE:?}"))
+    }
+
+    async fn exchange(&mut self, path: &str) -> std::io::Result<u16> {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.addr);
+        self.socket.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        let head_end = loop {
+            if let Some(end) = find(&response, b"\r\n\r\n") {
+                break end + 4;
+            }
+            self.read_more(&mut response).await?;
+        };
+        let head = String::from_utf8_lossy(&response[..head_end]).to_ascii_lowercase();
+        let status: u16 = head
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("a status line: {head:?}"));
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("a Content-Length: {head:?}"));
+        while response.len() < head_end + length {
+            self.read_more(&mut response).await?;
+        }
+        Ok(status)
+    }
+
+    async fn read_more(&mut self, response: &mut Vec<u8>) -> std::io::Result<()> {
+        let mut buffer = [0; 4096];
+        match self.socket.read(&mut buffer).await? {
+            0 => Err(std::io::ErrorKind::UnexpectedEof.into()),
+            read => {
+                response.extend_from_slice(&buffer[..read]);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
