@@ -34,17 +34,17 @@ use crate::events::StreamSlot;
 use crate::hub::{Membership, Start};
 use crate::metrics::Metrics;
 use crate::outbox::{Closed, Delivery, Outbox};
-use crate::replay::{History, HistoryError};
+use crate::replay::{History, HistoryError, Page};
 
 const CURSOR_IS_AN_ID: &str = "an encoded cursor holds only letters, digits, '-' and '.'";
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// One page read from a topic's stream.
-struct Page {
+/// One page read from a topic's stream for this client.
+struct Fetched {
     topic: Topic,
     truncated: Option<Truncation>,
-    events: Vec<sse_core::schema::PublishedEvent>,
+    page: Page,
 }
 
 enum Phase {
@@ -54,7 +54,7 @@ enum Phase {
     Replaying {
         /// Topics still to replay after the one being read.
         queue: VecDeque<Topic>,
-        fetch: BoxFuture<Result<Page, HistoryError>>,
+        fetch: BoxFuture<Result<Fetched, HistoryError>>,
     },
     Live,
 }
@@ -139,8 +139,8 @@ impl SseBody {
                 Poll::Pending => self.poll_signals(cx),
             },
             Phase::Replaying { fetch, .. } => match fetch.as_mut().poll(cx) {
-                Poll::Ready(Ok(page)) => {
-                    self.replayed(page);
+                Poll::Ready(Ok(fetched)) => {
+                    self.replayed(fetched);
                     Poll::Ready(true)
                 }
                 Poll::Ready(Err(error)) => {
@@ -208,56 +208,59 @@ impl SseBody {
             self.cursor.iter().map(|(topic, _)| topic.clone()).collect();
         match queue.pop_front() {
             Some(topic) => {
-                let fetch = self.fetch(topic, true);
+                let fetch = self.fetch(topic, None);
                 self.phase = Phase::Replaying { queue, fetch };
             }
             None => self.phase = Phase::Live,
         }
     }
 
-    /// Reads the next page of `topic` after the client's position on it.
-    fn fetch(&self, topic: Topic, first: bool) -> BoxFuture<Result<Page, HistoryError>> {
+    /// Reads the first page of `topic` after the client's position on it, or, given `after`,
+    /// the page after that id.
+    fn fetch(
+        &self,
+        topic: Topic,
+        after: Option<EventId>,
+    ) -> BoxFuture<Result<Fetched, HistoryError>> {
         let history = self.history.clone();
         let from = self.cursor.get(&topic).unwrap_or(EventId::ZERO);
         Box::pin(async move {
-            if first {
-                let resume = history.resume(&topic, from).await?;
-                Ok(Page {
-                    topic,
-                    truncated: resume.truncated,
-                    events: resume.events,
-                })
-            } else {
-                let events = history.after(&topic, from).await?;
-                Ok(Page {
-                    topic,
-                    truncated: None,
-                    events,
-                })
-            }
+            let (truncated, page) = match after {
+                None => {
+                    let resume = history.resume(&topic, from).await?;
+                    (resume.truncated, resume.page)
+                }
+                Some(after) => (None, history.after(&topic, after).await?),
+            };
+            Ok(Fetched {
+                topic,
+                truncated,
+                page,
+            })
         })
     }
 
-    fn replayed(&mut self, page: Page) {
+    fn replayed(&mut self, fetched: Fetched) {
         let Phase::Replaying { queue, .. } = &mut self.phase else {
             return;
         };
         let mut queue = std::mem::take(queue);
-        if let Some(reason) = page.truncated {
-            let from = self.cursor.get(&page.topic).unwrap_or(EventId::ZERO);
+        let Fetched {
+            topic,
+            truncated,
+            page,
+        } = fetched;
+        if let Some(reason) = truncated {
+            let from = self.cursor.get(&topic).unwrap_or(EventId::ZERO);
             self.metrics.history_truncated.inc();
-            tracing::info!(topic = %page.topic, reason = reason.as_str(), %from, "resume position cannot be continued exactly");
-            self.out.push_back(
-                history_truncated(&page.topic, reason, from)
-                    .message()
-                    .clone(),
-            );
+            tracing::info!(%topic, reason = reason.as_str(), %from, "resume position cannot be continued exactly");
+            self.out
+                .push_back(history_truncated(&topic, reason, from).message().clone());
             // What follows is everything retained: the client's position starts over.
-            self.cursor.set(&page.topic, EventId::ZERO);
+            self.cursor.set(&topic, EventId::ZERO);
         }
-        let complete = page.events.len() < self.history.page_size();
         for event in &page.events {
-            if !self.cursor.advance(&page.topic, event.id) {
+            if !self.cursor.advance(&topic, event.id) {
                 continue;
             }
             let id = event.id.to_string();
@@ -269,14 +272,13 @@ impl SseBody {
             self.metrics.frames_delivered.inc();
         }
         self.outbox.note_write();
-        let next = if complete {
-            queue.pop_front().map(|topic| (topic, true))
-        } else {
-            Some((page.topic, false))
+        let next = match page.next {
+            Some(after) => Some((topic, Some(after))),
+            None => queue.pop_front().map(|topic| (topic, None)),
         };
         self.phase = match next {
-            Some((topic, first)) => Phase::Replaying {
-                fetch: self.fetch(topic, first),
+            Some((topic, after)) => Phase::Replaying {
+                fetch: self.fetch(topic, after),
                 queue,
             },
             None => Phase::Live,

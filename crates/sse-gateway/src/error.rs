@@ -27,8 +27,8 @@ pub(crate) enum RequestError {
     /// A `Last-Event-ID` (or `lastEventId`) that is not a position for these topics.
     #[error("invalid Last-Event-ID: {0}")]
     LastEventId(#[from] CursorError),
-    /// A header or query that is not valid text.
-    #[error("the {0} is not valid UTF-8")]
+    /// A header with characters other than visible ASCII.
+    #[error("the {0} may contain only visible ASCII characters")]
     NotText(&'static str),
     /// `--max-connections` streams are open.
     #[error(

@@ -69,7 +69,11 @@ pub async fn run(
         .set_max_delay(Duration::from_secs(1));
     let commands = ConnectionManager::new_lazy_with_config(client.clone(), commands)
         .map_err(StartError::RedisUrl)?;
-    let history = replay::History::new(commands, config.replay_page as usize);
+    let history = replay::History::new(
+        commands,
+        config.replay_page as usize,
+        metrics.messages_invalid.clone(),
+    );
     let (hub, link_commands) = hub::Hub::new(metrics.clone());
     let stopping = CancellationToken::new();
     let redis_connected = Arc::new(AtomicBool::new(false));

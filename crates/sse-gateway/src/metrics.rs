@@ -19,7 +19,8 @@ pub(crate) struct Metrics {
     pub(crate) requests_rejected: IntCounterVec,
     /// `sse_events_received_total`: events received from Redis pub/sub.
     pub(crate) events_received: IntCounter,
-    /// `sse_redis_messages_invalid_total`: pub/sub messages that were not valid events.
+    /// `sse_redis_messages_invalid_total`: pub/sub messages and stream entries that were not
+    /// valid events.
     pub(crate) messages_invalid: IntCounter,
     /// `sse_frames_delivered_total`: events written to clients, live and replayed.
     pub(crate) frames_delivered: IntCounter,
@@ -88,7 +89,7 @@ impl Metrics {
             ),
             messages_invalid: counter(
                 "sse_redis_messages_invalid_total",
-                "Pub/sub messages on an event channel that were not valid events (skipped).",
+                "Pub/sub messages and stream entries that were not valid events (skipped).",
             ),
             frames_delivered: counter(
                 "sse_frames_delivered_total",

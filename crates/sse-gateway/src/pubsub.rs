@@ -182,17 +182,17 @@ impl PubSubLink {
     }
 
     /// Delivers what `topic`'s stream holds after `last_id`: the events a pub/sub outage hid.
-    async fn fill_gap(&self, topic: &Topic, mut last_id: sse_core::EventId) -> Result<(), Lost> {
+    async fn fill_gap(&self, topic: &Topic, mut after: sse_core::EventId) -> Result<(), Lost> {
         loop {
-            let events = self.timed(self.history.after(topic, last_id)).await??;
-            for event in &events {
+            let page = self.timed(self.history.after(topic, after)).await??;
+            for event in &page.events {
                 if self.hub.deliver(topic, event) {
                     self.metrics.gap_filled_events.inc();
                 }
-                last_id = event.id;
             }
-            if events.len() < self.history.page_size() {
-                return Ok(());
+            match page.next {
+                Some(next) => after = next,
+                None => return Ok(()),
             }
         }
     }

@@ -14,15 +14,17 @@
 //! | before the first retained entry | nothing ever trimmed | [`Truncation::UnknownPosition`] (the stream began after it: Redis lost its data) |
 //! | past the last id, or between entries, or no stream at all | — | [`Truncation::UnknownPosition`] |
 //!
-//! When it is not exact, the client gets every retained event, from the start of the stream. (Redis 7.0's
+//! When it is not exact, the client gets every retained event, from the start of the stream.
+//! Entries that are not events (written into the stream by hand) are skipped and counted. (Redis 7.0's
 //! `max-deleted-entry-id` is not used: 7.0 does not update it when `MAXLEN` trims.) Further
 //! pages come from [`History::after`], `XRANGE` with an exclusive start.
 
 use bytes::Bytes;
+use prometheus::IntCounter;
 use redis::aio::ConnectionManager;
 use redis::{RedisError, Value};
 use sse_core::control::Truncation;
-use sse_core::schema::{PayloadError, PublishedEvent, stream_key};
+use sse_core::schema::{PublishedEvent, stream_key};
 use sse_core::{EventId, Topic};
 
 /// Reads topic streams over the node's command connection. Cheap to clone.
@@ -30,6 +32,18 @@ use sse_core::{EventId, Topic};
 pub(crate) struct History {
     redis: ConnectionManager,
     page: usize,
+    /// Counts entries that are not events (written by hand): they are skipped, never fatal,
+    /// or one bad entry would end every resume of its topic, again and again.
+    invalid: IntCounter,
+}
+
+/// Up to one page of a topic's events, oldest first.
+#[derive(Debug)]
+pub(crate) struct Page {
+    /// The events read (entries that are not events are left out).
+    pub(crate) events: Vec<PublishedEvent>,
+    /// Where the next page starts (exclusive), if this one was full.
+    pub(crate) next: Option<EventId>,
 }
 
 /// The first page of a resume.
@@ -37,8 +51,8 @@ pub(crate) struct History {
 pub(crate) struct Resume {
     /// Set when the position cannot be continued exactly.
     pub(crate) truncated: Option<Truncation>,
-    /// Events after the position, oldest first, at most one page.
-    pub(crate) events: Vec<PublishedEvent>,
+    /// Events after the position (or, when truncated, from the start of the stream).
+    pub(crate) page: Page,
 }
 
 /// Why the history could not be read.
@@ -47,23 +61,20 @@ pub(crate) enum HistoryError {
     /// Redis failed the call.
     #[error("reading the stream failed: {0}")]
     Redis(#[from] RedisError),
-    /// An entry is not an event (someone wrote to the stream by hand).
-    #[error("the stream holds an entry that is not an event: {0}")]
-    Payload(#[from] PayloadError),
     /// Redis answered `XINFO STREAM` with something unexpected.
     #[error("unexpected XINFO STREAM reply")]
     BadInfo,
 }
 
 impl History {
-    /// History over `redis`, reading `page` entries per call.
-    pub(crate) fn new(redis: ConnectionManager, page: usize) -> Self {
-        Self { redis, page }
-    }
-
-    /// Events per page.
-    pub(crate) fn page_size(&self) -> usize {
-        self.page
+    /// History over `redis`, reading `page` entries per call, counting entries that are not
+    /// events in `invalid`.
+    pub(crate) fn new(redis: ConnectionManager, page: usize, invalid: IntCounter) -> Self {
+        Self {
+            redis,
+            page,
+            invalid,
+        }
     }
 
     /// The first page after `from`, and whether `from` continues exactly (module docs).
@@ -72,30 +83,37 @@ impl History {
         topic: &Topic,
         from: EventId,
     ) -> Result<Resume, HistoryError> {
-        let mut events = self.range(topic, &from.to_string(), self.page + 1).await?;
-        if events.first().is_some_and(|first| first.id == from) {
-            events.remove(0);
+        let (ids, mut events) = self.range(topic, &from.to_string(), self.page + 1).await?;
+        if ids.first() == Some(&from) {
+            events.retain(|event| event.id != from);
+            let next = (ids.len() > self.page).then(|| ids[ids.len() - 1]);
             return Ok(Resume {
                 truncated: None,
-                events,
+                page: Page { events, next },
             });
         }
         let truncated = self.classify(topic, from).await?;
-        if truncated.is_some() {
+        let (mut ids, mut events) = match truncated {
             // Not a continuation: the client gets everything retained, from the start.
-            events = self.range(topic, "-", self.page).await?;
+            Some(_) => self.range(topic, "-", self.page).await?,
+            None => (ids, events),
+        };
+        ids.truncate(self.page);
+        let next = (ids.len() == self.page).then(|| ids[ids.len() - 1]);
+        if let Some(last) = next {
+            events.retain(|event| event.id <= last);
         }
-        events.truncate(self.page);
-        Ok(Resume { truncated, events })
+        Ok(Resume {
+            truncated,
+            page: Page { events, next },
+        })
     }
 
     /// Up to one page of events after `after` (exclusive).
-    pub(crate) async fn after(
-        &self,
-        topic: &Topic,
-        after: EventId,
-    ) -> Result<Vec<PublishedEvent>, HistoryError> {
-        self.range(topic, &format!("({after}"), self.page).await
+    pub(crate) async fn after(&self, topic: &Topic, after: EventId) -> Result<Page, HistoryError> {
+        let (ids, events) = self.range(topic, &format!("({after}"), self.page).await?;
+        let next = (ids.len() == self.page).then(|| ids[ids.len() - 1]);
+        Ok(Page { events, next })
     }
 
     /// The id of the newest entry of each topic's stream (`0-0` for an empty or missing
@@ -120,12 +138,14 @@ impl History {
             .collect()
     }
 
+    /// `XRANGE <key> <start> + COUNT <count>`: the id of every entry read, and the events
+    /// among them.
     async fn range(
         &self,
         topic: &Topic,
         start: &str,
         count: usize,
-    ) -> Result<Vec<PublishedEvent>, HistoryError> {
+    ) -> Result<(Vec<EventId>, Vec<PublishedEvent>), HistoryError> {
         let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
             .arg(stream_key(topic))
             .arg(start)
@@ -134,19 +154,31 @@ impl History {
             .arg(count)
             .query_async(&mut self.redis.clone())
             .await?;
-        entries
-            .into_iter()
-            .map(|(id, flat)| {
-                let mut fields = flat.into_iter();
-                let pairs =
-                    std::iter::from_fn(|| Some((fields.next()?, Bytes::from(fields.next()?))))
-                        .collect::<Vec<_>>();
-                let pairs = pairs
-                    .iter()
-                    .map(|(field, value)| (field.as_slice(), value.clone()));
-                Ok(PublishedEvent::from_entry(&id, pairs)?)
-            })
-            .collect()
+        let mut ids = Vec::with_capacity(entries.len());
+        let mut events = Vec::with_capacity(entries.len());
+        for (id, flat) in entries {
+            let mut fields = flat.into_iter();
+            let pairs: Vec<(Vec<u8>, Bytes)> =
+                std::iter::from_fn(|| Some((fields.next()?, Bytes::from(fields.next()?))))
+                    .collect();
+            let pairs = pairs
+                .iter()
+                .map(|(field, value)| (field.as_slice(), value.clone()));
+            match PublishedEvent::from_entry(&id, pairs) {
+                Ok(event) => {
+                    ids.push(event.id);
+                    events.push(event);
+                }
+                Err(error) => {
+                    self.invalid.inc();
+                    tracing::warn!(%topic, %id, %error, "skipping a stream entry that is not an event");
+                    if let Ok(id) = EventId::parse(&id) {
+                        ids.push(id);
+                    }
+                }
+            }
+        }
+        Ok((ids, events))
     }
 
     async fn classify(

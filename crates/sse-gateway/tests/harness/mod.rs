@@ -184,3 +184,35 @@ pub(crate) fn numsub(redis: &RedisServer, topic: &str) -> i64 {
         .expect("PUBSUB NUMSUB");
     reply.1
 }
+
+/// Sends a raw HTTP/1.1 request (which must say `Connection: close`) and returns the whole
+/// response as text: for requests no well-behaved client library sends.
+pub(crate) fn raw_request(addr: SocketAddr, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the gateway");
+    stream
+        .set_read_timeout(Some(PATIENCE))
+        .expect("set a read timeout");
+    stream
+        .write_all(request.as_bytes())
+        .expect("send the request");
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .expect("read the response until the server closes");
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// Each event as `(type, data, id)`, to compare whole sequences at once.
+pub(crate) fn triples(events: &[sse_core::MessageEvent]) -> Vec<(&str, &str, &str)> {
+    events
+        .iter()
+        .map(|e| {
+            (
+                e.event_type.as_str(),
+                e.data.as_str(),
+                e.last_event_id.as_str(),
+            )
+        })
+        .collect()
+}
