@@ -63,6 +63,10 @@ pub struct Config {
     #[arg(long, env = "SSE_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
 
+    /// Largest request head (request line and headers) accepted; larger ones get 431.
+    #[arg(long, env = "SSE_MAX_HEADER_SIZE", default_value = "16KiB")]
+    pub max_header_size: ByteSize,
+
     /// Origins allowed to open streams from a browser on another origin (CORS); repeat the
     /// flag for several, or `*` for any. In the environment, a comma-separated list.
     #[arg(long = "cors-origin", env = "SSE_CORS_ORIGINS", value_delimiter = ',')]

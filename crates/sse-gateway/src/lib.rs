@@ -110,11 +110,17 @@ pub async fn run(
     });
     tracing::info!(addr = ?listener.local_addr().ok(), "sse-gateway listening");
     let drain_over = Duration::from_secs(config.drain_seconds);
+    let limits = server::ConnectionLimits {
+        header_timeout: config.header_timeout,
+        max_header_size: usize::try_from(config.max_header_size.as_u64()).unwrap_or(usize::MAX),
+        dead_peer_timeout: (config.heartbeat * 2).max(Duration::from_secs(10)),
+        h2_keep_alive: config.heartbeat,
+    };
     server::serve(
         listener,
         app,
         shutdown,
-        config.header_timeout,
+        limits,
         drain_over,
         Duration::from_secs(5),
     )

@@ -4,8 +4,10 @@
 //! server directly, rather than to the auto builder, so that an HTTP/1 stream (all of nginx's
 //! upstream traffic) carries no HTTP/2 state; idle streams are what a node holds most of. A
 //! connection that sends nothing within `--header-timeout` is closed, as is one whose HTTP/1
-//! headers take longer (hyper's header timeout), and one whose client fell more than
-//! `--client-buffer` behind (on HTTP/2, with every stream it carries: they all resume).
+//! headers take longer (hyper's header timeout) or exceed `--max-header-size` (431), one whose
+//! peer acknowledges nothing for two heartbeats (`TCP_USER_TIMEOUT`: a half-open connection),
+//! and one whose client fell more than `--client-buffer` behind (on HTTP/2, with every stream
+//! it carries: they all resume).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,13 +26,28 @@ use crate::routes::{App, route};
 /// The first bytes of every HTTP/2 connection with prior knowledge.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
+/// How connections are served.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnectionLimits {
+    /// Time to send the request head (and the first byte).
+    pub(crate) header_timeout: Duration,
+    /// Largest request head, in bytes.
+    pub(crate) max_header_size: usize,
+    /// Data unacknowledged this long means the peer is gone (`TCP_USER_TIMEOUT`). Heartbeats
+    /// make every stream send data at least every `--heartbeat`, so a vanished client (a
+    /// half-open connection) is found within a heartbeat plus this.
+    pub(crate) dead_peer_timeout: Duration,
+    /// On HTTP/2, how often to `PING` an idle connection.
+    pub(crate) h2_keep_alive: Duration,
+}
+
 /// Serves `app` on `listener` until `shutdown` completes; then drains the node (see
 /// [`crate::drain`]) and waits for connections to finish, at most `grace` after the drain.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
-    header_timeout: Duration,
+    limits: ConnectionLimits,
     drain_over: Duration,
     grace: Duration,
 ) {
@@ -50,8 +67,10 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let _ =
+            socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(limits.dead_peer_timeout));
         tokio::spawn(
-            serve_connection(stream, app.clone(), graceful.watcher(), header_timeout)
+            serve_connection(stream, app.clone(), graceful.watcher(), limits)
                 .instrument(tracing::debug_span!("conn", %peer)),
         );
     }
@@ -73,9 +92,10 @@ async fn serve_connection(
     stream: TcpStream,
     app: Arc<App>,
     watcher: Watcher,
-    header_timeout: Duration,
+    limits: ConnectionLimits,
 ) {
-    let Ok(Some(is_h2)) = tokio::time::timeout(header_timeout, sniff_h2(&stream)).await else {
+    let Ok(Some(is_h2)) = tokio::time::timeout(limits.header_timeout, sniff_h2(&stream)).await
+    else {
         return; // nothing sent in time, or the client left
     };
     // Cancelled when a stream of this connection overflows its outbox: the client stopped
@@ -90,12 +110,15 @@ async fn serve_connection(
         if is_h2 {
             let connection = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
+                .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX))
+                .keep_alive_interval(limits.h2_keep_alive)
                 .serve_connection(io, service);
             watcher.watch(connection).await
         } else {
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
+                .header_read_timeout(limits.header_timeout)
+                .max_header_size(limits.max_header_size)
                 .serve_connection(io, service);
             watcher.watch(connection).await
         }

@@ -67,6 +67,10 @@ pub struct Config {
     #[arg(long, env = "SSE_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
 
+    /// Largest request head (request line and headers) accepted; larger ones get 431.
+    #[arg(long, env = "SSE_MAX_HEADER_SIZE", default_value = "16KiB")]
+    pub max_header_size: ByteSize,
+
     /// Log format; the level filter comes from RUST_LOG (default info).
     #[arg(long, env = "SSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

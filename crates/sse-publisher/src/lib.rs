@@ -73,6 +73,7 @@ pub async fn run(
         app,
         shutdown,
         config.header_timeout,
+        usize::try_from(config.max_header_size.as_u64()).unwrap_or(usize::MAX),
         config.shutdown_timeout,
     )
     .await;

@@ -24,13 +24,20 @@ pub(crate) async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
     header_timeout: Duration,
+    max_header_size: usize,
     grace: Duration,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+        .header_read_timeout(header_timeout)
+        // The auto builder bounds the request head through the read buffer (hyper's minimum
+        // is 8 KiB); a head that does not fit gets 431.
+        .max_buf_size(max_header_size.max(8192));
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(max_header_size).unwrap_or(u32::MAX));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
