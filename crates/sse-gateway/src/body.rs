@@ -189,7 +189,7 @@ impl SseBody {
 
     fn closed(&self, reason: Option<Closed>) {
         match reason {
-            Some(Closed::Overflow) => tracing::info!("client fell behind; ending its stream"),
+            Some(Closed::Overflow) => tracing::debug!("client fell behind; ending its stream"),
             Some(Closed::Drain) => tracing::debug!("draining; ending the stream"),
             None => {}
         }
