@@ -4,7 +4,9 @@
 #   - sse-publisher on $PUBLISHER_PORT (default 8081), accepting the token $SSE_TOKEN
 #     (default "dev-token": for local use only);
 #   - one sse-gateway per port in $GATEWAY_PORTS (default "8080 8082"): two nodes, so a client
-#     can resume on the other one.
+#     can resume on the other one;
+#   - nginx on $NGINX_PORT (default 8000) in front of them, with the project's nginx/nginx.conf
+#     and the demo page, when nginx is installed (NGINX=off skips it).
 # SSE_PUBLISHER_BIN and SSE_GATEWAY_BIN name prebuilt binaries; without them the script builds.
 # Ctrl-C (or SIGTERM) stops exactly what this script started.
 set -euo pipefail
@@ -13,6 +15,8 @@ cd "$(dirname "$0")/../.."
 REDIS_PORT=${REDIS_PORT:-6379}
 PUBLISHER_PORT=${PUBLISHER_PORT:-8081}
 GATEWAY_PORTS=${GATEWAY_PORTS:-"8080 8082"}
+NGINX_PORT=${NGINX_PORT:-8000}
+NGINX=${NGINX:-on}
 SSE_TOKEN=${SSE_TOKEN:-dev-token}
 STATE_DIR=${STATE_DIR:-$(mktemp -d -t sse-local.XXXXXX)}
 
@@ -53,6 +57,28 @@ done
 
 wait_http "http://127.0.0.1:$PUBLISHER_PORT/readyz"
 for port in $GATEWAY_PORTS; do wait_http "http://127.0.0.1:$port/readyz"; done
+
+if [ "$NGINX" = on ] && command -v nginx >/dev/null; then
+  # The same nginx.conf as docker-compose, with upstreams pointing at the local processes.
+  prefix="$STATE_DIR/nginx"
+  mkdir -p "$prefix"
+  # nginx's workers drop root for an unprivileged user, which must reach the demo page.
+  chmod 755 "$STATE_DIR"
+  sed "s/listen 8000;/listen 127.0.0.1:$NGINX_PORT;/" nginx/nginx.conf > "$prefix/nginx.conf"
+  ln -sfn "$PWD/deploy/demo" "$prefix/demo"
+  {
+    echo "upstream sse_gateways {"
+    echo "    least_conn;"
+    for port in $GATEWAY_PORTS; do echo "    server 127.0.0.1:$port max_fails=1 fail_timeout=5s;"; done
+    echo "    keepalive 64;"
+    echo "}"
+    echo "upstream sse_publisher { server 127.0.0.1:$PUBLISHER_PORT; keepalive 16; }"
+  } > "$prefix/upstreams.conf"
+  nginx -p "$prefix" -c nginx.conf -g 'daemon off;' &
+  started+=($!)
+  wait_http "http://127.0.0.1:$NGINX_PORT/nginx-health"
+  echo "nginx         on http://127.0.0.1:$NGINX_PORT/ (demo page; /events and /v1/ proxied)"
+fi
 
 echo "sse-publisher on http://127.0.0.1:$PUBLISHER_PORT (token: $SSE_TOKEN)"
 for port in $GATEWAY_PORTS; do echo "sse-gateway   on http://127.0.0.1:$port/events?topic=<name>"; done

@@ -1,6 +1,8 @@
-//! `deploy/local/run.sh`, the README's "run" command: it starts Redis, the publisher and two
-//! gateways; a stream opened on one gateway receives what is published over HTTP and resumes
-//! on the other; stopping the script stops exactly what it started.
+//! `deploy/local/run.sh`, the README's "run" command: it starts Redis, the publisher, two
+//! gateways and nginx with the project's config; a stream opened on one gateway receives what is
+//! published over HTTP and resumes on the other; through nginx, a stream receives an event
+//! published through nginx (a buffering proxy would hold it back and fail the test); stopping
+//! the script stops exactly what it started.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -27,7 +29,7 @@ fn publisher_binary() -> PathBuf {
 
 #[tokio::test]
 async fn run_script_serves_resumes_across_gateways_and_stops_what_it_started() {
-    let (redis_port, publisher_port) = (free_port(), free_port());
+    let (redis_port, publisher_port, nginx_port) = (free_port(), free_port(), free_port());
     let gateways = [free_port(), free_port()];
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut script = Command::new("bash")
@@ -36,6 +38,7 @@ async fn run_script_serves_resumes_across_gateways_and_stops_what_it_started() {
         .env("REDIS_PORT", redis_port.to_string())
         .env("PUBLISHER_PORT", publisher_port.to_string())
         .env("GATEWAY_PORTS", format!("{} {}", gateways[0], gateways[1]))
+        .env("NGINX_PORT", nginx_port.to_string())
         .env("SSE_PUBLISHER_BIN", publisher_binary())
         .env("SSE_GATEWAY_BIN", env!("CARGO_BIN_EXE_sse-gateway"))
         .stdout(Stdio::piped())
@@ -56,15 +59,16 @@ async fn run_script_serves_resumes_across_gateways_and_stops_what_it_started() {
     let second: SocketAddr = ([127, 0, 0, 1], gateways[1]).into();
     let mut client = SseClient::get(first, "/events?topic=orders", &[]).await;
     client.position(PATIENCE).await;
-    let publish = |n: u32| {
+    let publish_to = |port: u16, n: u32| {
         Command::new("curl")
-            .args(["-sS", "-X", "POST", "-H", "Authorization: Bearer dev-token"])
+            .args(["-sS", "-f", "-X", "POST", "-H", "Authorization: Bearer dev-token"])
             .args(["-H", "Content-Type: application/json"])
             .args(["-d", &format!(r#"{{"topic":"orders","data":{{"n":{n}}}}}"#)])
-            .arg(format!("http://127.0.0.1:{publisher_port}/v1/publish"))
+            .arg(format!("http://127.0.0.1:{port}/v1/publish"))
             .output()
             .expect("run curl")
     };
+    let publish = |n: u32| publish_to(publisher_port, n);
     assert!(publish(1).status.success());
     assert_eq!(client.next_event(PATIENCE).await.data, r#"{"n":1}"#);
     let last_id = client.last_event_id().to_owned();
@@ -78,12 +82,20 @@ async fn run_script_serves_resumes_across_gateways_and_stops_what_it_started() {
     .await;
     assert_eq!(resumed.next_event(PATIENCE).await.data, r#"{"n":2}"#);
 
+    let proxy: SocketAddr = ([127, 0, 0, 1], nginx_port).into();
+    let mut proxied = SseClient::get(proxy, "/events?topic=orders", &[]).await;
+    assert_eq!(proxied.status(), 200);
+    proxied.position(PATIENCE).await;
+    assert!(publish_to(nginx_port, 3).status.success());
+    assert_eq!(proxied.next_event(PATIENCE).await.data, r#"{"n":3}"#);
+    assert_eq!(resumed.next_event(PATIENCE).await.data, r#"{"n":3}"#);
+
     Command::new("kill")
         .args(["-TERM", &script.id().to_string()])
         .status()
         .expect("send SIGTERM");
     script.wait().expect("the script exits");
-    let ports = [redis_port, publisher_port, gateways[0], gateways[1]];
+    let ports = [redis_port, publisher_port, gateways[0], gateways[1], nginx_port];
     wait_until("every process the script started stops", PATIENCE, || {
         ports
             .iter()

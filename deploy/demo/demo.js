@@ -1,0 +1,92 @@
+// The demo page: one EventSource on the chosen topics, every event and every reconnect shown
+// as it happens, and a form that publishes through /v1/publish. The browser's own EventSource
+// does the resuming: after a drop it reconnects and sends Last-Event-ID by itself.
+
+const $ = (id) => document.getElementById(id);
+let source = null;
+let connections = 0;
+let count = 0;
+
+function row(cells, className) {
+  const tr = document.createElement("tr");
+  if (className) tr.className = className;
+  for (const text of cells) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    tr.appendChild(td);
+  }
+  $("events").prepend(tr);
+}
+
+function setStatus(text, className) {
+  $("status").textContent = text;
+  $("status").className = className || "";
+}
+
+function onEvent(event) {
+  count += 1;
+  $("count").textContent = count;
+  $("last-id").textContent = event.lastEventId || "–";
+  const label = event.type === "message" ? "message" : event.type;
+  row([String(count), label, event.lastEventId, event.data], event.type.startsWith("sse.") ? "control" : "");
+}
+
+function connect(topics) {
+  disconnect();
+  const query = topics.map((t) => "topic=" + encodeURIComponent(t)).join("&");
+  source = new EventSource("/events?" + query);
+  // Named events need their own listeners; every publisher-chosen name is unknown here, so
+  // the demo listens for the names it publishes plus the control event.
+  source.onmessage = onEvent;
+  source.addEventListener("sse.truncated", onEvent);
+  for (const name of knownEventNames) source.addEventListener(name, onEvent);
+  source.onopen = () => {
+    connections += 1;
+    $("connections").textContent = connections;
+    setStatus("open", "open");
+    if (connections > 1) {
+      // The browser sent Last-Event-ID with this connection: the gateway resumes from it.
+      row(["", "reconnected", "resuming after " + $("last-id").textContent, ""], "reconnect");
+    }
+  };
+  source.onerror = () => setStatus(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting…", "reconnecting");
+}
+
+function disconnect() {
+  if (source) source.close();
+  source = null;
+  setStatus("not connected");
+}
+
+const knownEventNames = new Set();
+
+$("subscribe").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const topics = $("topics").value.split(",").map((t) => t.trim()).filter(Boolean);
+  if (topics.length) connect(topics);
+});
+$("disconnect").addEventListener("click", disconnect);
+
+$("publish").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const body = { topic: $("publish-topic").value.trim(), data: $("publish-data").value };
+  const name = $("publish-event").value.trim();
+  if (name) {
+    body.event = name;
+    if (!knownEventNames.has(name)) {
+      knownEventNames.add(name);
+      if (source) source.addEventListener(name, onEvent);
+    }
+  }
+  const response = await fetch("/v1/publish", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: "Bearer " + $("publish-token").value },
+    body: JSON.stringify(body),
+  });
+  $("publish-result").textContent = response.status + " " + (await response.text());
+});
+
+// Connect at once to the topics in the URL (?topics=a,b) or the default.
+const initial = new URLSearchParams(location.search).get("topics");
+if (initial) $("topics").value = initial;
+connect($("topics").value.split(",").map((t) => t.trim()).filter(Boolean));
