@@ -111,10 +111,12 @@ pub async fn run(
     tracing::info!(addr = ?listener.local_addr().ok(), "sse-gateway listening");
     let drain_over = Duration::from_secs(config.drain_seconds);
     let limits = server::ConnectionLimits {
-        header_timeout: config.header_timeout,
-        max_header_size: usize::try_from(config.max_header_size.as_u64()).unwrap_or(usize::MAX),
+        http: sse_core::runtime::connection::ConnectionLimits {
+            header_timeout: config.header_timeout,
+            max_header_size: usize::try_from(config.max_header_size.as_u64()).unwrap_or(usize::MAX),
+            h2_keep_alive: Some(config.heartbeat),
+        },
         dead_peer_timeout: (config.heartbeat * 2).max(Duration::from_secs(10)),
-        h2_keep_alive: config.heartbeat,
     };
     server::serve(
         listener,

@@ -67,6 +67,10 @@ pub struct Config {
     #[arg(long, env = "SSE_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
 
+    /// How long a client may take to send its request body.
+    #[arg(long, env = "SSE_BODY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
+
     /// Largest request head (request line and headers) accepted; larger ones get 431.
     #[arg(long, env = "SSE_MAX_HEADER_SIZE", default_value = "16KiB")]
     pub max_header_size: ByteSize,

@@ -63,6 +63,7 @@ pub async fn run(
         limits: http::Limits {
             max_body: config.max_body.as_u64(),
             max_batch: config.max_batch as usize,
+            body_timeout: config.body_timeout,
         },
         metrics: metrics::Metrics::new(),
         draining: AtomicBool::new(false),

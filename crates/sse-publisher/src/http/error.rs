@@ -28,6 +28,12 @@ pub(crate) enum ApiError {
     /// The body could not be read.
     #[error("could not read the request body: {0}")]
     BodyUnreadable(String),
+    /// The body did not arrive within `--body-timeout`.
+    #[error("the request body did not arrive within {timeout:?}")]
+    BodyTimeout {
+        /// The limit.
+        timeout: std::time::Duration,
+    },
     /// No valid bearer token.
     #[error("a valid bearer token is required: send Authorization: Bearer <token>")]
     Unauthorized,
@@ -103,6 +109,7 @@ impl ApiError {
             Self::Invalid(error) if error.is_syntax() => (StatusCode::BAD_REQUEST, "invalid_json"),
             Self::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::BodyUnreadable(_) => (StatusCode::BAD_REQUEST, "body_unreadable"),
+            Self::BodyTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::BodyTooLarge { .. } | Self::BatchTooLarge(_) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "too_large")

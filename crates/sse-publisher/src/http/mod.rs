@@ -34,6 +34,8 @@ pub(crate) struct Limits {
     pub(crate) max_body: u64,
     /// Most events in one batch.
     pub(crate) max_batch: usize,
+    /// Longest time to receive a body.
+    pub(crate) body_timeout: std::time::Duration,
 }
 
 /// What every handler shares.

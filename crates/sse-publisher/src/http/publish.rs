@@ -20,7 +20,14 @@ pub(crate) async fn handle(
 ) -> Result<http::Response<Full<Bytes>>, ApiError> {
     app.auth.check(request.headers())?;
     require_json(request.headers())?;
-    let body = read_body(request, app.limits.max_body).await?;
+    let body = tokio::time::timeout(
+        app.limits.body_timeout,
+        read_body(request, app.limits.max_body),
+    )
+    .await
+    .map_err(|_| ApiError::BodyTimeout {
+        timeout: app.limits.body_timeout,
+    })??;
     let response = match request::decode(&body, app.limits.max_batch)? {
         Decoded::One(event) => {
             let id = app.publisher.publish(&event).await?;

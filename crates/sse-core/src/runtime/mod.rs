@@ -1,5 +1,8 @@
-//! Process plumbing both binaries share (feature `runtime`): log setup and the shutdown
-//! signal. Kept out of the default build, so the contract itself stays free of I/O.
+//! Process plumbing both binaries share (feature `runtime`): log setup, the shutdown signal,
+//! and serving a connection ([`connection`]). Kept out of the default build, so the contract
+//! itself stays free of I/O.
+
+pub mod connection;
 
 /// How log lines are written (`--log-format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
