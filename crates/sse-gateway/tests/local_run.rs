@@ -61,7 +61,14 @@ async fn run_script_serves_resumes_across_gateways_and_stops_what_it_started() {
     client.position(PATIENCE).await;
     let publish_to = |port: u16, n: u32| {
         Command::new("curl")
-            .args(["-sS", "-f", "-X", "POST", "-H", "Authorization: Bearer dev-token"])
+            .args([
+                "-sS",
+                "-f",
+                "-X",
+                "POST",
+                "-H",
+                "Authorization: Bearer dev-token",
+            ])
             .args(["-H", "Content-Type: application/json"])
             .args(["-d", &format!(r#"{{"topic":"orders","data":{{"n":{n}}}}}"#)])
             .arg(format!("http://127.0.0.1:{port}/v1/publish"))
@@ -95,7 +102,13 @@ async fn run_script_serves_resumes_across_gateways_and_stops_what_it_started() {
         .status()
         .expect("send SIGTERM");
     script.wait().expect("the script exits");
-    let ports = [redis_port, publisher_port, gateways[0], gateways[1], nginx_port];
+    let ports = [
+        redis_port,
+        publisher_port,
+        gateways[0],
+        gateways[1],
+        nginx_port,
+    ];
     wait_until("every process the script started stops", PATIENCE, || {
         ports
             .iter()
