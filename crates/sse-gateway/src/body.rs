@@ -204,15 +204,20 @@ impl SseBody {
             self.phase = Phase::Live;
             return;
         }
+        self.replay_all();
+    }
+
+    /// Replays every topic from the client's position, or goes live if the replay is done.
+    fn replay_all(&mut self) {
         let mut queue: VecDeque<Topic> =
             self.cursor.iter().map(|(topic, _)| topic.clone()).collect();
-        match queue.pop_front() {
-            Some(topic) => {
-                let fetch = self.fetch(topic, None);
-                self.phase = Phase::Replaying { queue, fetch };
-            }
-            None => self.phase = Phase::Live,
-        }
+        self.phase = match queue.pop_front() {
+            Some(topic) => Phase::Replaying {
+                fetch: self.fetch(topic, None),
+                queue,
+            },
+            None => Phase::Live,
+        };
     }
 
     /// Reads the first page of `topic` after the client's position on it, or, given `after`,
@@ -276,13 +281,17 @@ impl SseBody {
             Some(after) => Some((topic, Some(after))),
             None => queue.pop_front().map(|topic| (topic, None)),
         };
-        self.phase = match next {
-            Some((topic, after)) => Phase::Replaying {
-                fetch: self.fetch(topic, after),
-                queue,
-            },
-            None => Phase::Live,
-        };
+        match next {
+            Some((topic, after)) => {
+                self.phase = Phase::Replaying {
+                    fetch: self.fetch(topic, after),
+                    queue,
+                }
+            }
+            None if self.outbox.finish_replay() => self.phase = Phase::Live,
+            // Live events were dropped meanwhile (see `outbox`): catch up from the stream.
+            None => self.replay_all(),
+        }
     }
 
     fn deliver_live(&mut self, delivery: &Delivery) {

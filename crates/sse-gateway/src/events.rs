@@ -123,7 +123,11 @@ pub(crate) fn open<B>(
         .ok_or(RequestError::OverCapacity {
             max: app.limits.max_connections,
         })?;
-    let outbox = Arc::new(Outbox::new(app.limits.client_buffer, connection));
+    let outbox = Arc::new(Outbox::new(
+        app.limits.client_buffer,
+        connection,
+        resume.is_some(),
+    ));
     let (membership, starts) = app.hub.join(&topics, outbox.clone());
     tracing::debug!(topics = ?topics.iter().map(Topic::as_str).collect::<Vec<_>>(), resume = resume.is_some(), "stream opened");
     let body = SseBody::new(Setup {

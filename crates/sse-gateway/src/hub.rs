@@ -281,6 +281,7 @@ mod tests {
         Arc::new(Outbox::new(
             1024,
             tokio_util::sync::CancellationToken::new(),
+            false,
         ))
     }
 

@@ -2,7 +2,14 @@
 //!
 //! The hub pushes without ever waiting: when a client reads too slowly and its queue would
 //! exceed the bound, the outbox is closed as [`Closed::Overflow`], its queue dropped, and the
-//! client's connection aborted. (Ending the stream through the body is not enough: a client
+//! client's connection aborted.
+//!
+//! Except while the client is still replaying history: live events queue behind the replay,
+//! and a busy topic can fill the bound before a reconnecting client has caught up, which would
+//! cut it on every attempt. So during a replay an overflow drops the queued live events
+//! instead, as long as the replay is progressing (the body wrote since the previous overflow);
+//! the stream holds them, and the body reads them again before going live
+//! ([`Outbox::finish_replay`]). A client that makes no progress at all is cut as usual. (Ending the stream through the body is not enough: a client
 //! that stopped reading fills the socket, and then the body is never polled again, so it
 //! would hold its slot and subscriptions forever.) The client reconnects with its
 //! `Last-Event-ID` and resumes from the Redis stream, losing nothing. So one slow client
@@ -74,15 +81,25 @@ struct State {
     heartbeat_due: bool,
     /// Whether the body wrote anything since the last heartbeat tick.
     wrote_since_tick: bool,
+    /// The body is replaying history; see the module docs.
+    replaying: bool,
+    /// Live events were dropped during the replay: the body must read them from the stream.
+    dropped: bool,
+    /// The body wrote since the last overflow while replaying.
+    progressed: bool,
     waker: Option<Waker>,
 }
 
 impl Outbox {
     /// An empty outbox holding at most `capacity` bytes of events, for a client whose
-    /// connection is aborted by cancelling `connection`.
-    pub(crate) fn new(capacity: usize, connection: CancellationToken) -> Self {
+    /// connection is aborted by cancelling `connection`, and which starts with a replay of
+    /// history if `replaying`.
+    pub(crate) fn new(capacity: usize, connection: CancellationToken, replaying: bool) -> Self {
         Self {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                replaying,
+                ..State::default()
+            }),
             capacity,
             connection,
         }
@@ -104,6 +121,12 @@ impl Outbox {
             return true;
         }
         let bytes = state.bytes + delivery.cost();
+        if bytes > self.capacity && state.replaying && std::mem::take(&mut state.progressed) {
+            state.events = VecDeque::new();
+            state.bytes = 0;
+            state.dropped = true;
+            return true;
+        }
         let overflowed = bytes > self.capacity;
         if overflowed {
             state.events = VecDeque::new();
@@ -181,9 +204,23 @@ impl Outbox {
     }
 
     /// Records that the body wrote something outside the queue (replayed events), so the
-    /// next tick sends no heartbeat.
+    /// next tick sends no heartbeat and an overflow during the replay is not taken for a stall.
     pub(crate) fn note_write(&self) {
-        self.lock().wrote_since_tick = true;
+        let mut state = self.lock();
+        state.wrote_since_tick = true;
+        state.progressed = true;
+    }
+
+    /// Ends the replay if no live event was dropped during it (from now on an overflow cuts
+    /// the client), and returns whether it ended; if events were dropped, the body must read
+    /// the stream again from the client's position first.
+    pub(crate) fn finish_replay(&self) -> bool {
+        let mut state = self.lock();
+        if std::mem::take(&mut state.dropped) {
+            return false;
+        }
+        state.replaying = false;
+        true
     }
 }
 
@@ -207,7 +244,7 @@ mod tests {
 
     #[test]
     fn takes_everything_queued_in_order() {
-        let outbox = Outbox::new(1024, CancellationToken::new());
+        let outbox = Outbox::new(1024, CancellationToken::new(), false);
         assert!(outbox.push(delivery(1, "a")));
         assert!(outbox.push(delivery(2, "b")));
         let Poll::Ready(batch) = take(&outbox) else {
@@ -222,7 +259,7 @@ mod tests {
     fn overflow_closes_and_frees_the_queue() {
         let one = delivery(1, "x").cost();
         let connection = CancellationToken::new();
-        let outbox = Outbox::new(one * 2, connection.clone());
+        let outbox = Outbox::new(one * 2, connection.clone(), false);
         assert!(outbox.push(delivery(1, "x")));
         assert!(outbox.push(delivery(2, "x")));
         assert!(!outbox.push(delivery(3, "x")));
@@ -239,8 +276,29 @@ mod tests {
     }
 
     #[test]
+    fn a_progressing_replay_drops_live_events_instead_of_being_cut() {
+        let one = delivery(1, "x").cost();
+        let connection = CancellationToken::new();
+        let outbox = Outbox::new(one, connection.clone(), true);
+        assert!(outbox.push(delivery(1, "x")));
+        outbox.note_write();
+        assert!(outbox.push(delivery(2, "x")), "dropped, not cut");
+        assert!(!connection.is_cancelled());
+        assert!(
+            !outbox.finish_replay(),
+            "the dropped events must be read again"
+        );
+        assert!(outbox.push(delivery(3, "x")));
+        assert!(
+            !outbox.push(delivery(4, "x")),
+            "no progress since: a stall is cut"
+        );
+        assert!(connection.is_cancelled());
+    }
+
+    #[test]
     fn heartbeats_only_when_idle_since_the_last_tick() {
-        let outbox = Outbox::new(1024, CancellationToken::new());
+        let outbox = Outbox::new(1024, CancellationToken::new(), false);
         outbox.push(delivery(1, "a"));
         let _ = take(&outbox);
         outbox.tick();
