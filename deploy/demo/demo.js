@@ -31,9 +31,11 @@ function onEvent(event) {
   row([String(count), label, event.lastEventId, event.data], event.type.startsWith("sse.") ? "control" : "");
 }
 
-function connect(topics) {
+function connect(topics, lastEventId) {
   disconnect();
-  const query = topics.map((t) => "topic=" + encodeURIComponent(t)).join("&");
+  let query = topics.map((t) => "topic=" + encodeURIComponent(t)).join("&");
+  // A new EventSource cannot send Last-Event-ID itself; the query parameter carries it.
+  if (lastEventId) query += "&lastEventId=" + encodeURIComponent(lastEventId);
   source = new EventSource("/events?" + query);
   // Named events need their own listeners; every publisher-chosen name is unknown here, so
   // the demo listens for the names it publishes plus the control event.
@@ -49,7 +51,17 @@ function connect(topics) {
       row(["", "reconnected", "resuming after " + $("last-id").textContent, ""], "reconnect");
     }
   };
-  source.onerror = () => setStatus(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting…", "reconnecting");
+  source.onerror = () => {
+    if (source.readyState !== EventSource.CLOSED) {
+      setStatus("reconnecting…", "reconnecting");
+      return;
+    }
+    // The browser gives up for good when a reconnect gets an error status (e.g. 502 or 503
+    // from a proxy while every node is down): start over, resuming from the last id.
+    setStatus("closed; retrying in 2 s", "reconnecting");
+    const lastId = $("last-id").textContent;
+    setTimeout(() => connect(topics, lastId === "–" ? "" : lastId), 2000);
+  };
 }
 
 function disconnect() {

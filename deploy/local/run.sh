@@ -88,4 +88,6 @@ Publish:   curl -X POST http://127.0.0.1:$PUBLISHER_PORT/v1/publish -H 'Authoriz
              -H 'Content-Type: application/json' -d '{"topic":"orders","data":{"n":1}}'
 Press Ctrl-C to stop.
 INFO
-wait -n
+# Until Ctrl-C or SIGTERM: a process that dies (a gateway killed to watch clients fail over)
+# leaves the rest running.
+wait

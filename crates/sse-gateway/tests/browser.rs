@@ -1,0 +1,264 @@
+//! The demo page in a real browser: `deploy/local/run.sh` starts Redis, the publisher, two
+//! gateways and nginx; `tests/browser/demo.e2e.mjs` opens the page through nginx in headless
+//! Chromium, publishes numbered events, kills (SIGKILL) the gateway serving the page midway, and
+//! checks from the page's DOM that the browser's own `EventSource` reconnected through nginx to
+//! the other gateway and shows every event exactly once, in order. It saves a screenshot as
+//! `<target dir>/e2e/demo.png`.
+//!
+//! Needs `node` (18+, with `npm`) and `chromium` (or `CHROMIUM_BIN`); a missing one fails the
+//! test with the package to install. `npm ci` runs in `tests/browser` when its `node_modules`
+//! lacks `playwright-core`.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sse_testkit::{free_port, wait_until};
+
+const PATIENCE: Duration = Duration::from_secs(15);
+/// Longer than the script's own deadline, so that it gets to close its browser itself.
+const SCRIPT_PATIENCE: Duration = Duration::from_secs(150);
+
+/// The `sse-publisher` binary of this build (a sibling of ours), built if it is not there yet.
+fn publisher_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_sse-gateway")).with_file_name("sse-publisher");
+    if !path.exists() {
+        let built = Command::new(env!("CARGO"))
+            .args(["build", "-p", "sse-publisher", "--bin", "sse-publisher"])
+            .status()
+            .expect("run cargo build");
+        assert!(built.success(), "cargo build -p sse-publisher failed");
+    }
+    path
+}
+
+/// `name` on the `PATH`, or a failure naming what to install.
+fn on_path(name: &str, install: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|path| path.is_file())
+        })
+        .unwrap_or_else(|| panic!("`{name}` not found on PATH: {install}"))
+}
+
+/// The browser: `CHROMIUM_BIN`, or `chromium` on the `PATH`.
+fn chromium() -> PathBuf {
+    match std::env::var_os("CHROMIUM_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => on_path("chromium", "apt-get install -y chromium"),
+    }
+}
+
+/// Installs the script's npm dependencies (playwright-core, pinned by the lockfile) if missing.
+fn npm_ci(root: &Path) {
+    if root
+        .join("tests/browser/node_modules/playwright-core/package.json")
+        .exists()
+    {
+        return;
+    }
+    let npm = on_path("npm", "apt-get install -y npm (or nodejs from NodeSource)");
+    let status = Command::new(npm)
+        .args(["ci", "--prefix", "tests/browser", "--no-audit", "--no-fund"])
+        .current_dir(root)
+        .status()
+        .expect("run npm ci");
+    assert!(status.success(), "npm ci --prefix tests/browser failed");
+}
+
+/// The parent of process `pid`, from `/proc/<pid>/stat`.
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid ...": comm may hold anything, so split after its last ')'.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The pid of the `sse-gateway` listening on `port` that `ancestor` started, found by its
+/// command line.
+fn gateway_pid(ancestor: u32, port: u16) -> u32 {
+    let binary = env!("CARGO_BIN_EXE_sse-gateway");
+    let listen = format!("127.0.0.1:{port}");
+    let descends = |mut pid: u32| {
+        while let Some(up) = parent(pid) {
+            if up == ancestor {
+                return true;
+            }
+            if up <= 1 {
+                return false;
+            }
+            pid = up;
+        }
+        false
+    };
+    let found = std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.first() == Some(&binary.as_bytes())
+                && args
+                    .windows(2)
+                    .any(|w| w[0] == b"--listen" && w[1] == listen.as_bytes())
+        })
+        .filter(|pid| descends(*pid))
+        .collect::<Vec<_>>();
+    assert_eq!(found.len(), 1, "one sse-gateway on {listen}: {found:?}");
+    found[0]
+}
+
+/// `deploy/local/run.sh`, stopped with SIGTERM when dropped (also when the test fails).
+struct Cluster(Child);
+
+impl Cluster {
+    fn stop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Reads `from` to the end on a thread; the text once joined.
+fn drain(mut from: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = from.read_to_string(&mut text);
+        text
+    })
+}
+
+#[test]
+fn demo_page_in_chromium_resumes_through_nginx_when_its_gateway_is_killed() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the workspace root");
+    let node = on_path("node", "apt-get install -y nodejs (18 or newer)");
+    let chromium = chromium();
+    assert!(
+        chromium.is_file(),
+        "no browser at {}: apt-get install -y chromium",
+        chromium.display()
+    );
+    npm_ci(&root);
+    // <target>/<profile>/sse-gateway: the screenshot goes to <target>/e2e.
+    let artifacts = Path::new(env!("CARGO_BIN_EXE_sse-gateway"))
+        .ancestors()
+        .nth(2)
+        .expect("the target directory")
+        .join("e2e");
+
+    let (redis_port, publisher_port, nginx_port) = (free_port(), free_port(), free_port());
+    let gateways = [free_port(), free_port()];
+    let child = Command::new("bash")
+        .arg("deploy/local/run.sh")
+        .current_dir(&root)
+        .env("REDIS_PORT", redis_port.to_string())
+        .env("PUBLISHER_PORT", publisher_port.to_string())
+        .env("GATEWAY_PORTS", format!("{} {}", gateways[0], gateways[1]))
+        .env("NGINX_PORT", nginx_port.to_string())
+        .env("SSE_PUBLISHER_BIN", publisher_binary())
+        .env("SSE_GATEWAY_BIN", env!("CARGO_BIN_EXE_sse-gateway"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start deploy/local/run.sh");
+    let mut cluster = Cluster(child);
+    let mut stdout = BufReader::new(cluster.0.stdout.take().expect("piped stdout"));
+    let mut line = String::new();
+    let mut said = String::new();
+    while !line.contains("Press Ctrl-C") {
+        line.clear();
+        let read = stdout
+            .read_line(&mut line)
+            .expect("read the script's output");
+        said.push_str(&line);
+        assert!(read > 0, "the script ended before it was ready:\n{said}");
+    }
+    assert!(
+        said.contains(&format!("http://127.0.0.1:{nginx_port}/ (demo page")),
+        "run.sh started no nginx (apt-get install -y nginx-light):\n{said}"
+    );
+    let script_pid = cluster.0.id();
+    let pids = gateways.map(|port| gateway_pid(script_pid, port));
+
+    let mut e2e = Command::new(node)
+        .arg("tests/browser/demo.e2e.mjs")
+        .current_dir(&root)
+        .env("E2E_BASE_URL", format!("http://127.0.0.1:{nginx_port}"))
+        .env(
+            "E2E_GATEWAYS",
+            format!("{}:{},{}:{}", gateways[0], pids[0], gateways[1], pids[1]),
+        )
+        .env("E2E_ARTIFACTS", &artifacts)
+        .env("CHROMIUM_BIN", &chromium)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run node tests/browser/demo.e2e.mjs");
+    let out = drain(e2e.stdout.take().expect("piped stdout"));
+    let err = drain(e2e.stderr.take().expect("piped stderr"));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = e2e.try_wait().expect("wait for node") {
+            break Some(status);
+        }
+        if started.elapsed() > SCRIPT_PATIENCE {
+            let _ = e2e.kill();
+            let _ = e2e.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (out, err) = (
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    );
+    println!("{out}");
+    eprintln!("{err}");
+    match status {
+        Some(status) => assert!(
+            status.success(),
+            "demo.e2e.mjs failed ({status}):\n{out}\n{err}"
+        ),
+        None => panic!("demo.e2e.mjs still running after {SCRIPT_PATIENCE:?}:\n{out}\n{err}"),
+    }
+    assert!(
+        out.contains("PASSED"),
+        "demo.e2e.mjs did not pass:\n{out}\n{err}"
+    );
+
+    cluster.stop();
+    let ports = [
+        redis_port,
+        publisher_port,
+        gateways[0],
+        gateways[1],
+        nginx_port,
+    ];
+    wait_until("every process the script started stops", PATIENCE, || {
+        ports
+            .iter()
+            .all(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_err())
+    });
+    wait_until("the gateways' processes end", PATIENCE, || {
+        pids.iter()
+            .all(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    });
+}
