@@ -32,7 +32,8 @@ pub(crate) struct Metrics {
     pub(crate) history_truncated: IntCounter,
     /// `sse_slow_consumer_disconnects_total`: streams ended because a client fell behind.
     pub(crate) slow_consumer_disconnects: IntCounter,
-    /// `sse_redis_reconnects_total`: times the pub/sub connection was lost.
+    /// `sse_redis_reconnects_total`: times the pub/sub connection was lost (each loss is followed
+    /// by reconnection attempts until one succeeds).
     pub(crate) redis_reconnects: IntCounter,
     /// `sse_gap_filled_events_total`: events recovered from streams after a pub/sub outage.
     pub(crate) gap_filled_events: IntCounter,
@@ -110,7 +111,7 @@ impl Metrics {
             ),
             redis_reconnects: counter(
                 "sse_redis_reconnects_total",
-                "Times the pub/sub connection to Redis was lost and reestablished.",
+                "Times the pub/sub connection to Redis was lost (the node then reconnects).",
             ),
             gap_filled_events: counter(
                 "sse_gap_filled_events_total",
