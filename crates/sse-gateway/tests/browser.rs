@@ -9,6 +9,8 @@
 //! test with the package to install. `npm ci` runs in `tests/browser` when its `node_modules`
 //! lacks `playwright-core`.
 
+mod harness;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,19 +21,6 @@ use sse_testkit::{free_port, wait_until};
 const PATIENCE: Duration = Duration::from_secs(15);
 /// Longer than the script's own deadline, so that it gets to close its browser itself.
 const SCRIPT_PATIENCE: Duration = Duration::from_secs(150);
-
-/// The `sse-publisher` binary of this build (a sibling of ours), built if it is not there yet.
-fn publisher_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_sse-gateway")).with_file_name("sse-publisher");
-    if !path.exists() {
-        let built = Command::new(env!("CARGO"))
-            .args(["build", "-p", "sse-publisher", "--bin", "sse-publisher"])
-            .status()
-            .expect("run cargo build");
-        assert!(built.success(), "cargo build -p sse-publisher failed");
-    }
-    path
-}
 
 /// `name` on the `PATH`, or a failure naming what to install.
 fn on_path(name: &str, install: &str) -> PathBuf {
@@ -172,7 +161,7 @@ fn demo_page_in_chromium_resumes_through_nginx_when_its_gateway_is_killed() {
         .env("PUBLISHER_PORT", publisher_port.to_string())
         .env("GATEWAY_PORTS", format!("{} {}", gateways[0], gateways[1]))
         .env("NGINX_PORT", nginx_port.to_string())
-        .env("SSE_PUBLISHER_BIN", publisher_binary())
+        .env("SSE_PUBLISHER_BIN", harness::publisher_binary())
         .env("SSE_GATEWAY_BIN", env!("CARGO_BIN_EXE_sse-gateway"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

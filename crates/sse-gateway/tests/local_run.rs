@@ -4,9 +4,11 @@
 //! published through nginx (a buffering proxy would hold it back and fail the test); stopping
 //! the script stops exactly what it started.
 
+mod harness;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -15,17 +17,6 @@ use sse_testkit::{SseClient, free_port, wait_until};
 const PATIENCE: Duration = Duration::from_secs(15);
 
 /// The `sse-publisher` binary of this build (a sibling of ours), built if it is not there yet.
-fn publisher_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_sse-gateway")).with_file_name("sse-publisher");
-    if !path.exists() {
-        let built = Command::new(env!("CARGO"))
-            .args(["build", "-p", "sse-publisher", "--bin", "sse-publisher"])
-            .status()
-            .expect("run cargo build");
-        assert!(built.success(), "cargo build -p sse-publisher failed");
-    }
-    path
-}
 
 #[tokio::test]
 async fn run_script_serves_resumes_across_gateways_and_stops_what_it_started() {
@@ -39,7 +30,7 @@ async fn run_script_serves_resumes_across_gateways_and_stops_what_it_started() {
         .env("PUBLISHER_PORT", publisher_port.to_string())
         .env("GATEWAY_PORTS", format!("{} {}", gateways[0], gateways[1]))
         .env("NGINX_PORT", nginx_port.to_string())
-        .env("SSE_PUBLISHER_BIN", publisher_binary())
+        .env("SSE_PUBLISHER_BIN", harness::publisher_binary())
         .env("SSE_GATEWAY_BIN", env!("CARGO_BIN_EXE_sse-gateway"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::server::graceful::GracefulShutdown;
-use sse_core::runtime::connection::{ConnectionLimits, serve_connection};
+use sse_core::runtime::connection::{self, ConnectionLimits, serve_connection};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
@@ -37,15 +37,7 @@ pub(crate) async fn serve(
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Typically out of file descriptors: wait for some to be released.
-                    tracing::warn!(%error, "accept failed; backing off");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            accepted = connection::accept(&listener) => accepted,
             () = &mut shutdown => break,
         };
         let app = app.clone();

@@ -8,9 +8,8 @@
 //! half-written (the streams hold exactly as many entries as the `201`s acknowledged); and the
 //! service is healthy and publishes afterwards.
 //!
-//! The generator is a small seeded PRNG rather than proptest, which is not a dev-dependency of
-//! this crate. Each run uses a new seed, printed in every failure message; set
-//! `SSE_FUZZ_SEED=<n>` to replay one.
+//! The generator is a small seeded PRNG. Runs use a fixed seed, so CI is repeatable; set
+//! `SSE_FUZZ_SEED=<n>` to explore others (the seed is printed in every failure message).
 
 mod harness;
 
@@ -42,16 +41,12 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 struct Rng(u64);
 
 impl Rng {
-    /// A generator seeded from `SSE_FUZZ_SEED`, or from the clock.
+    /// A generator seeded from `SSE_FUZZ_SEED`, or a fixed default.
     fn from_env() -> (Self, u64) {
         let seed = std::env::var("SSE_FUZZ_SEED")
             .ok()
             .and_then(|seed| seed.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |elapsed| elapsed.as_nanos() as u64)
-            });
+            .unwrap_or(0x5EED_F022);
         (Self(seed), seed)
     }
 
@@ -546,8 +541,10 @@ async fn garbage_instead_of_http_gets_400_or_a_closed_connection() {
             .strip_prefix("HTTP/1.1 ")
             .and_then(|rest| rest.get(..3))
             .unwrap_or_default();
+        // Garbage that hyper still parses as a request gets whatever that request deserves
+        // (a 401, 404, 415...): any client error, never a success for non-requests.
         assert!(
-            matches!(status, "400" | "414" | "431") || may_be_a_request(&garbage),
+            status.starts_with('4') || may_be_a_request(&garbage),
             "SSE_FUZZ_SEED={seed}: {shown:?} answered {head:?}"
         );
         assert!(

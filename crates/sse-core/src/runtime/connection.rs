@@ -22,7 +22,9 @@ use hyper::service::{Service, service_fn};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::Watcher;
-use tokio::net::TcpStream;
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpStream};
 
 /// The first bytes of every HTTP/2 connection with prior knowledge.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
@@ -47,6 +49,20 @@ pub enum ConnectionError {
     /// The client sent nothing, or no complete first request, in time.
     #[error("no request within the header timeout")]
     Stalled,
+}
+
+/// Accepts the next connection. An accept error (typically: out of file descriptors) is
+/// logged and retried after a short pause, so a burst of connections cannot stop the loop.
+pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed; backing off");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
 }
 
 /// Serves `stream` with `service` until the connection ends, under `watcher` for graceful
