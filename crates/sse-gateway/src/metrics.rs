@@ -39,6 +39,8 @@ pub(crate) struct Metrics {
     pub(crate) gap_filled_events: IntCounter,
     /// `sse_topics_active`: topics this node is subscribed to.
     pub(crate) topics_active: IntGauge,
+    /// `sse_redis_connected`: 1 while the pub/sub connection is up and caught up, else 0.
+    pub(crate) redis_connected: IntGauge,
 }
 
 impl Metrics {
@@ -120,6 +122,10 @@ impl Metrics {
             topics_active: gauge(
                 "sse_topics_active",
                 "Topics this node is subscribed to (with at least one local client).",
+            ),
+            redis_connected: gauge(
+                "sse_redis_connected",
+                "1 while the Redis pub/sub connection is up and caught up (the node is ready), else 0.",
             ),
             registry,
         }

@@ -78,6 +78,7 @@ impl PubSubLink {
             let Err(lost) = session else {
                 return;
             };
+            self.metrics.redis_connected.set(0);
             if self.connected.swap(false, Ordering::Relaxed) {
                 tracing::warn!(error = %lost, "redis pub/sub connection lost; reconnecting");
                 self.metrics.redis_reconnects.inc();
@@ -112,6 +113,8 @@ impl PubSubLink {
             }
         }
         self.activate(pending).await?;
+        // The gauge first: whoever sees /readyz pass also sees the gauge at 1.
+        self.metrics.redis_connected.set(1);
         self.connected.store(true, Ordering::Relaxed);
         tracing::info!("redis pub/sub connected");
 

@@ -33,15 +33,18 @@ async fn readyz_follows_redis_and_healthz_does_not() {
 
     wait_for_readyz(&node, 200, "the node is ready with Redis up").await;
     assert_eq!(node.fetch("/healthz").await.0, 200);
+    assert_eq!(metric(&node, "sse_redis_connected").await, Some(1));
 
     redis.kill();
     wait_for_readyz(&node, 503, "the node is not ready while Redis is down").await;
     let (status, body) = node.fetch("/healthz").await;
     assert_eq!(status, 200, "the process is up even without Redis: {body}");
+    assert_eq!(metric(&node, "sse_redis_connected").await, Some(0));
 
     redis.restart();
     wait_for_readyz(&node, 200, "the node is ready again once Redis is back").await;
     assert_eq!(node.fetch("/healthz").await.0, 200);
+    assert_eq!(metric(&node, "sse_redis_connected").await, Some(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
