@@ -13,6 +13,9 @@
 //!    position on its topic (already replayed) are skipped, so the hand-over from replay to
 //!    live has no gap and no duplicate.
 //!
+//! A bounded stream (`max_events`, `max_seconds`) ends once it wrote its last event or its time
+//! is up; the client resumes from its last id like after any other end.
+//!
 //! The client's id is the event's own stream id for a one-topic stream (so every such client
 //! shares the event's encoded bytes) and its [`Cursor`] for a multi-topic stream. The stream
 //! ends when the outbox is closed (the client fell behind, or the node drains), or on a Redis
@@ -30,7 +33,7 @@ use sse_core::control::{Truncation, history_truncated};
 use sse_core::frame::{self, HEARTBEAT, id_tail};
 use sse_core::{Cursor, EventId, Frame, Topic};
 
-use crate::events::StreamSlot;
+use crate::events::{Bounds, StreamSlot};
 use crate::hub::{Membership, Start};
 use crate::metrics::Metrics;
 use crate::outbox::{Closed, Delivery, Outbox};
@@ -68,6 +71,8 @@ pub(crate) struct Setup {
     pub(crate) starts: Vec<Start>,
     /// The client's resume position, if it sent one.
     pub(crate) resume: Option<Cursor>,
+    /// When the stream ends by itself, if ever.
+    pub(crate) bounds: Bounds,
     pub(crate) history: History,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) slot: StreamSlot,
@@ -89,6 +94,12 @@ pub(crate) struct SseBody {
     history: History,
     metrics: Arc<Metrics>,
     resuming: bool,
+    /// Events still to send before a bounded stream ends (`max_events`).
+    remaining: Option<u64>,
+    /// When a bounded stream ends (`max_seconds`); a timer only for streams that ask for one.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Set once a bound is reached: the stream ends when `out` is written.
+    ending: bool,
     // Held for their `Drop`: leaving the hub, freeing the connection slot.
     _membership: Membership,
     _slot: StreamSlot,
@@ -121,6 +132,12 @@ impl SseBody {
             history: setup.history,
             metrics: setup.metrics,
             resuming,
+            remaining: setup.bounds.max_events,
+            deadline: setup
+                .bounds
+                .max_duration
+                .map(|duration| Box::pin(tokio::time::sleep(duration))),
+            ending: false,
             _membership: setup.membership,
             _slot: setup.slot,
         }
@@ -265,6 +282,9 @@ impl SseBody {
             self.cursor.set(&topic, EventId::ZERO);
         }
         for event in &page.events {
+            if self.ending {
+                break; // a bounded stream got its last event
+            }
             if !self.cursor.advance(&topic, event.id) {
                 continue;
             }
@@ -295,7 +315,7 @@ impl SseBody {
     }
 
     fn deliver_live(&mut self, delivery: &Delivery) {
-        if !self.cursor.advance(&delivery.topic, delivery.id) {
+        if self.ending || !self.cursor.advance(&delivery.topic, delivery.id) {
             return;
         }
         self.emit(&delivery.frame);
@@ -310,6 +330,10 @@ impl SseBody {
 
     /// Queues an event with the client's id: the event's own, or the cursor for several topics.
     fn emit(&mut self, frame: &Frame) {
+        if let Some(remaining) = &mut self.remaining {
+            *remaining = remaining.saturating_sub(1);
+            self.ending |= *remaining == 0;
+        }
         if !self.multi {
             self.out.push_back(frame.message().clone());
             return;
@@ -337,9 +361,15 @@ impl http_body::Body for SseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
+        if let Some(deadline) = &mut this.deadline {
+            this.ending |= deadline.as_mut().poll(cx).is_ready();
+        }
         loop {
             if let Some(chunk) = this.out.pop_front() {
                 return Poll::Ready(Some(Ok(http_body::Frame::data(chunk))));
+            }
+            if this.ending {
+                return Poll::Ready(None);
             }
             match this.step(cx) {
                 Poll::Ready(true) => {}

@@ -27,6 +27,9 @@ pub(crate) enum RequestError {
     /// A `Last-Event-ID` (or `lastEventId`) that is not a position for these topics.
     #[error("invalid Last-Event-ID: {0}")]
     LastEventId(#[from] CursorError),
+    /// `max_events` or `max_seconds` that is not a whole number of at least 1.
+    #[error("{0} must be a whole number of at least 1")]
+    Bound(&'static str),
     /// A header with characters other than visible ASCII.
     #[error("the {0} may contain only visible ASCII characters")]
     NotText(&'static str),
@@ -62,6 +65,7 @@ impl RequestError {
             | Self::Topic(_)
             | Self::TooManyTopics { .. }
             | Self::LastEventId(_)
+            | Self::Bound(_)
             | Self::NotText(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::OverCapacity { .. } => (StatusCode::SERVICE_UNAVAILABLE, "over_capacity"),
             Self::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining"),

@@ -3,7 +3,8 @@
 //! Everything that can be refused is refused here, before the client joins the hub:
 //! `topic` parameters (each valid, at most `--max-topics` distinct), the resume position (the
 //! `Last-Event-ID` header, or the `lastEventId` query parameter for a first connection; the
-//! header wins), and the node's stream capacity (`--max-connections`).
+//! header wins), the optional bounds `max_events` and `max_seconds`, and the node's stream
+//! capacity (`--max-connections`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,6 +26,25 @@ pub(crate) struct StreamRequest {
     pub(crate) topics: Vec<Topic>,
     /// Where to resume, if the client said.
     pub(crate) resume: Option<Cursor>,
+    /// When to end the stream, if the client asked for a bounded one.
+    pub(crate) bounds: Bounds,
+}
+
+/// `max_events` and `max_seconds`: a stream that ends by itself, for load tests and for
+/// clients that poll in bounded requests rather than hold a stream open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Bounds {
+    /// End after this many events (control events not counted).
+    pub(crate) max_events: Option<u64>,
+    /// End after this long.
+    pub(crate) max_duration: Option<std::time::Duration>,
+}
+
+fn positive(name: &'static str, value: &str) -> Result<u64, RequestError> {
+    match value.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(RequestError::Bound(name)),
+    }
 }
 
 /// Parses the query and headers of a `GET /events`.
@@ -35,6 +55,7 @@ pub(crate) fn parse(
 ) -> Result<StreamRequest, RequestError> {
     let mut topics = Vec::new();
     let mut query_id = None;
+    let mut bounds = Bounds::default();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         match &*key {
             "topic" => {
@@ -51,6 +72,11 @@ pub(crate) fn parse(
                 }
             }
             "lastEventId" => query_id = Some(value.into_owned()),
+            "max_events" => bounds.max_events = Some(positive("max_events", &value)?),
+            "max_seconds" => {
+                let seconds = positive("max_seconds", &value)?;
+                bounds.max_duration = Some(std::time::Duration::from_secs(seconds));
+            }
             _ => {}
         }
     }
@@ -72,7 +98,11 @@ pub(crate) fn parse(
         Some(id) => Some(Cursor::decode(id, &topics)?),
         None => None,
     };
-    Ok(StreamRequest { topics, resume })
+    Ok(StreamRequest {
+        topics,
+        resume,
+        bounds,
+    })
 }
 
 /// One of the node's `--max-connections` stream slots, held by a stream for its life.
@@ -118,7 +148,11 @@ pub(crate) fn open<B>(
         return Err(RequestError::Draining);
     }
     let query = request.uri().query().unwrap_or_default();
-    let StreamRequest { topics, resume } = parse(query, request.headers(), app.limits.max_topics)?;
+    let StreamRequest {
+        topics,
+        resume,
+        bounds,
+    } = parse(query, request.headers(), app.limits.max_topics)?;
     let slot = StreamSlot::take(&app.open_streams, app.limits.max_connections, &app.metrics)
         .ok_or(RequestError::OverCapacity {
             max: app.limits.max_connections,
@@ -136,6 +170,7 @@ pub(crate) fn open<B>(
         membership,
         starts,
         resume,
+        bounds,
         history: app.history.clone(),
         metrics: app.metrics.clone(),
         slot,
@@ -198,5 +233,24 @@ mod tests {
             Err(RequestError::LastEventId(_))
         ));
         assert_eq!(parse_query("topic=a&lastEventId=").unwrap().resume, None);
+    }
+
+    #[test]
+    fn bounds_are_whole_positive_numbers() {
+        let request = parse_query("topic=a&max_events=5&max_seconds=2").unwrap();
+        assert_eq!(request.bounds.max_events, Some(5));
+        assert_eq!(
+            request.bounds.max_duration,
+            Some(std::time::Duration::from_secs(2))
+        );
+        for bad in [
+            "max_events=0",
+            "max_events=x",
+            "max_seconds=-1",
+            "max_seconds=1.5",
+        ] {
+            let error = parse_query(&format!("topic=a&{bad}")).unwrap_err();
+            assert!(matches!(error, RequestError::Bound(_)), "{bad}: {error}");
+        }
     }
 }

@@ -479,3 +479,47 @@ async fn cors_allows_only_the_configured_origin_and_answers_preflights() {
     let (_, headers) = preflight("https://evil.example");
     assert_eq!(header(&headers, "access-control-allow-origin"), None);
 }
+
+/// `max_events` and `max_seconds` end a stream by themselves (what load tests and bounded
+/// polling use); the next connection resumes exactly where the bounded one ended.
+#[tokio::test]
+async fn bounded_streams_end_by_themselves_and_resume_exactly() {
+    let redis = RedisServer::start();
+    let gateway = start_gateway(&redis, &[]);
+    let publisher = publisher(&redis).await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(publish(&publisher, "bounded", None, &n.to_string()).await);
+    }
+
+    let mut first = gateway
+        .get("/events?topic=bounded&lastEventId=0-0&max_events=3", &[])
+        .await;
+    let events = first.until_closed(PATIENCE).await;
+    let data: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
+    assert_eq!(data, ["0", "1", "2"]);
+
+    let path = format!(
+        "/events?topic=bounded&max_events=10&max_seconds=1&lastEventId={}",
+        ids[2]
+    );
+    let mut rest = gateway.get(&path, &[]).await;
+    let live = publish(&publisher, "bounded", None, "5").await;
+    let events = rest.until_closed(PATIENCE).await;
+    let seen: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.data.as_str(), e.last_event_id.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("3", ids[3].as_str()),
+            ("4", ids[4].as_str()),
+            ("5", live.as_str())
+        ]
+    );
+
+    let (status, body) = gateway.fetch("/events?topic=bounded&max_events=0").await;
+    assert_eq!(status, 400);
+    assert!(body.contains("max_events"), "{body}");
+}
