@@ -11,12 +11,12 @@
 
 mod harness;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sse_testkit::{free_port, wait_until};
+use sse_testkit::wait_until;
 
 const PATIENCE: Duration = Duration::from_secs(15);
 /// Longer than the script's own deadline, so that it gets to close its browser itself.
@@ -102,26 +102,6 @@ fn gateway_pid(ancestor: u32, port: u16) -> u32 {
     found[0]
 }
 
-/// `deploy/local/run.sh`, stopped with SIGTERM when dropped (also when the test fails).
-struct Cluster(Child);
-
-impl Cluster {
-    fn stop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.0.id().to_string()])
-                .status();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// Reads `from` to the end on a thread; the text once joined.
 fn drain(mut from: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
@@ -152,38 +132,13 @@ fn demo_page_in_chromium_resumes_through_nginx_when_its_gateway_is_killed() {
         .expect("the target directory")
         .join("e2e");
 
-    let (redis_port, publisher_port, nginx_port) = (free_port(), free_port(), free_port());
-    let gateways = [free_port(), free_port()];
-    let child = Command::new("bash")
-        .arg("deploy/local/run.sh")
-        .current_dir(&root)
-        .env("REDIS_PORT", redis_port.to_string())
-        .env("PUBLISHER_PORT", publisher_port.to_string())
-        .env("GATEWAY_PORTS", format!("{} {}", gateways[0], gateways[1]))
-        .env("NGINX_PORT", nginx_port.to_string())
-        .env("SSE_PUBLISHER_BIN", harness::publisher_binary())
-        .env("SSE_GATEWAY_BIN", env!("CARGO_BIN_EXE_sse-gateway"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start deploy/local/run.sh");
-    let mut cluster = Cluster(child);
-    let mut stdout = BufReader::new(cluster.0.stdout.take().expect("piped stdout"));
-    let mut line = String::new();
-    let mut said = String::new();
-    while !line.contains("Press Ctrl-C") {
-        line.clear();
-        let read = stdout
-            .read_line(&mut line)
-            .expect("read the script's output");
-        said.push_str(&line);
-        assert!(read > 0, "the script ended before it was ready:\n{said}");
-    }
+    let mut cluster = harness::LocalCluster::start();
+    let (nginx_port, gateways, said) = (cluster.nginx_port, cluster.gateway_ports, &cluster.said);
     assert!(
         said.contains(&format!("http://127.0.0.1:{nginx_port}/ (demo page")),
         "run.sh started no nginx (apt-get install -y nginx-light):\n{said}"
     );
-    let script_pid = cluster.0.id();
+    let script_pid = cluster.pid();
     let pids = gateways.map(|port| gateway_pid(script_pid, port));
 
     let mut e2e = Command::new(node)
@@ -234,18 +189,6 @@ fn demo_page_in_chromium_resumes_through_nginx_when_its_gateway_is_killed() {
     );
 
     cluster.stop();
-    let ports = [
-        redis_port,
-        publisher_port,
-        gateways[0],
-        gateways[1],
-        nginx_port,
-    ];
-    wait_until("every process the script started stops", PATIENCE, || {
-        ports
-            .iter()
-            .all(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_err())
-    });
     wait_until("the gateways' processes end", PATIENCE, || {
         pids.iter()
             .all(|pid| !Path::new(&format!("/proc/{pid}")).exists())

@@ -6,13 +6,11 @@
 
 mod harness;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use sse_testkit::{SseClient, free_port, wait_until};
+use sse_testkit::SseClient;
 
 const PATIENCE: Duration = Duration::from_secs(15);
 
@@ -20,32 +18,9 @@ const PATIENCE: Duration = Duration::from_secs(15);
 
 #[tokio::test]
 async fn run_script_serves_resumes_across_gateways_and_stops_what_it_started() {
-    let (redis_port, publisher_port, nginx_port) = (free_port(), free_port(), free_port());
-    let gateways = [free_port(), free_port()];
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut script = Command::new("bash")
-        .arg("deploy/local/run.sh")
-        .current_dir(&root)
-        .env("REDIS_PORT", redis_port.to_string())
-        .env("PUBLISHER_PORT", publisher_port.to_string())
-        .env("GATEWAY_PORTS", format!("{} {}", gateways[0], gateways[1]))
-        .env("NGINX_PORT", nginx_port.to_string())
-        .env("SSE_PUBLISHER_BIN", harness::publisher_binary())
-        .env("SSE_GATEWAY_BIN", env!("CARGO_BIN_EXE_sse-gateway"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start deploy/local/run.sh");
-    let mut stdout = BufReader::new(script.stdout.take().expect("piped stdout"));
-    let mut line = String::new();
-    while !line.contains("Press Ctrl-C") {
-        line.clear();
-        let read = stdout
-            .read_line(&mut line)
-            .expect("read the script's output");
-        assert!(read > 0, "the script ended before it was ready");
-    }
-
+    let mut cluster = harness::LocalCluster::start();
+    let (publisher_port, nginx_port) = (cluster.publisher_port, cluster.nginx_port);
+    let gateways = cluster.gateway_ports;
     let first: SocketAddr = ([127, 0, 0, 1], gateways[0]).into();
     let second: SocketAddr = ([127, 0, 0, 1], gateways[1]).into();
     let mut client = SseClient::get(first, "/events?topic=orders", &[]).await;
@@ -88,21 +63,5 @@ async fn run_script_serves_resumes_across_gateways_and_stops_what_it_started() {
     assert_eq!(proxied.next_event(PATIENCE).await.data, r#"{"n":3}"#);
     assert_eq!(resumed.next_event(PATIENCE).await.data, r#"{"n":3}"#);
 
-    Command::new("kill")
-        .args(["-TERM", &script.id().to_string()])
-        .status()
-        .expect("send SIGTERM");
-    script.wait().expect("the script exits");
-    let ports = [
-        redis_port,
-        publisher_port,
-        gateways[0],
-        gateways[1],
-        nginx_port,
-    ];
-    wait_until("every process the script started stops", PATIENCE, || {
-        ports
-            .iter()
-            .all(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_err())
-    });
+    cluster.stop();
 }

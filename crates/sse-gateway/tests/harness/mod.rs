@@ -231,3 +231,103 @@ pub(crate) fn publisher_binary() -> std::path::PathBuf {
     }
     path
 }
+
+/// `deploy/local/run.sh`, the README's "run" command, on free ports with this build's binaries:
+/// Redis, the publisher, two gateways and nginx. Dropping it stops the script as Ctrl-C would.
+pub(crate) struct LocalCluster {
+    script: std::process::Child,
+    pub(crate) redis_port: u16,
+    pub(crate) publisher_port: u16,
+    pub(crate) gateway_ports: [u16; 2],
+    pub(crate) nginx_port: u16,
+    /// What the script printed until it was ready.
+    pub(crate) said: String,
+}
+
+impl LocalCluster {
+    /// Starts the script and waits until it says it is ready.
+    pub(crate) fn start() -> Self {
+        use sse_testkit::free_port;
+        use std::io::BufRead;
+        let (redis_port, publisher_port, nginx_port) = (free_port(), free_port(), free_port());
+        let gateway_ports = [free_port(), free_port()];
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut script = std::process::Command::new("bash")
+            .arg("deploy/local/run.sh")
+            .current_dir(&root)
+            .env("REDIS_PORT", redis_port.to_string())
+            .env("PUBLISHER_PORT", publisher_port.to_string())
+            .env(
+                "GATEWAY_PORTS",
+                format!("{} {}", gateway_ports[0], gateway_ports[1]),
+            )
+            .env("NGINX_PORT", nginx_port.to_string())
+            .env("SSE_PUBLISHER_BIN", publisher_binary())
+            .env("SSE_GATEWAY_BIN", env!("CARGO_BIN_EXE_sse-gateway"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start deploy/local/run.sh");
+        let stdout = script.stdout.take().expect("piped stdout");
+        let mut cluster = Self {
+            script,
+            redis_port,
+            publisher_port,
+            gateway_ports,
+            nginx_port,
+            said: String::new(),
+        };
+        let mut stdout = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        while !line.contains("Press Ctrl-C") {
+            line.clear();
+            let read = stdout
+                .read_line(&mut line)
+                .expect("read the script's output");
+            cluster.said.push_str(&line);
+            assert!(
+                read > 0,
+                "the script ended before it was ready:\n{}",
+                cluster.said
+            );
+        }
+        cluster
+    }
+
+    /// The script's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.script.id()
+    }
+
+    /// Stops the script with SIGTERM and waits until every port it served is closed.
+    pub(crate) fn stop(&mut self) {
+        self.stop_script();
+        let ports = [
+            self.redis_port,
+            self.publisher_port,
+            self.gateway_ports[0],
+            self.gateway_ports[1],
+            self.nginx_port,
+        ];
+        sse_testkit::wait_until("every process the script started stops", PATIENCE, || {
+            ports
+                .iter()
+                .all(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_err())
+        });
+    }
+
+    fn stop_script(&mut self) {
+        if self.script.try_wait().ok().flatten().is_none() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &self.script.id().to_string()])
+                .status();
+            let _ = self.script.wait();
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        self.stop_script();
+    }
+}
