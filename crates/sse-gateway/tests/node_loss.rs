@@ -19,8 +19,6 @@ use harness::{PATIENCE, eventually, publish, publisher};
 use sse_core::schema::stream_key;
 use sse_core::{Item, MessageEvent, Topic};
 use sse_testkit::{Next, RedisServer, SseClient, free_port};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_sse-gateway");
 /// Events published per topic.
@@ -47,7 +45,7 @@ impl Node {
             .expect("spawn sse-gateway");
         let node = Self { child, addr };
         eventually("the node is ready", PATIENCE, || async {
-            (http_status(addr, "/readyz").await == Some(200)).then_some(())
+            (harness::http_status(addr, "/readyz").await == Some(200)).then_some(())
         })
         .await;
         node
@@ -67,19 +65,6 @@ impl Drop for Node {
             let _ = self.child.wait();
         }
     }
-}
-
-/// The status of `GET path` on a new connection, or `None` without an answer.
-async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
-    let mut socket = TcpStream::connect(addr).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    socket.write_all(request.as_bytes()).await.ok()?;
-    let mut response = Vec::new();
-    tokio::time::timeout(PATIENCE, socket.read_to_end(&mut response))
-        .await
-        .ok()?
-        .ok()?;
-    String::from_utf8_lossy(response.get(9..12)?).parse().ok()
 }
 
 /// A client reading a stream until it has `expected` events, reconnecting to `fallback` with

@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 
 use harness::{PATIENCE, eventually, publish, publisher};
 use sse_testkit::{RedisServer, SseClient, free_port};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_sse-gateway");
 
@@ -50,7 +48,7 @@ async fn stops_gracefully_on(signal: &str) {
     let mut gateway = GatewayProcess::start(&redis);
     let addr = gateway.addr;
     eventually("the binary answers /healthz", PATIENCE, || async {
-        (http_status(addr, "/healthz").await == Some(200)).then_some(())
+        (harness::http_status(addr, "/healthz").await == Some(200)).then_some(())
     })
     .await;
     let mut stream = SseClient::get(addr, "/events?topic=proc", &[]).await;
@@ -146,18 +144,4 @@ impl Drop for GatewayProcess {
             let _ = self.child.wait();
         }
     }
-}
-
-/// The status of `GET path` on a new connection, or `None` if there is no answer (yet).
-async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
-    let mut socket = TcpStream::connect(addr).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    socket.write_all(request.as_bytes()).await.ok()?;
-    let mut response = Vec::new();
-    tokio::time::timeout(PATIENCE, socket.read_to_end(&mut response))
-        .await
-        .ok()?
-        .ok()?;
-    let response = String::from_utf8_lossy(&response);
-    response.split(' ').nth(1)?.parse().ok()
 }

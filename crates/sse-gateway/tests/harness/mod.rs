@@ -331,3 +331,19 @@ impl Drop for LocalCluster {
         self.stop_script();
     }
 }
+
+/// The status of `GET path` on a new connection, or `None` if there is no answer (a node that
+/// is down or not listening yet).
+pub(crate) async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    socket.write_all(request.as_bytes()).await.ok()?;
+    let mut response = Vec::new();
+    tokio::time::timeout(PATIENCE, socket.read_to_end(&mut response))
+        .await
+        .ok()?
+        .ok()?;
+    let response = String::from_utf8_lossy(&response);
+    response.split(' ').nth(1)?.parse().ok()
+}
