@@ -3,8 +3,8 @@
 //! `--header-timeout`), and a shutdown that stops accepting, then lets in-flight requests
 //! finish under a deadline.
 //!
-//! Publish requests are short, so hyper-util's graceful shutdown is enough here (unlike the
-//! gateway, whose endless event streams must end themselves).
+//! Publish requests are short, so closing connections once their requests are answered is
+//! enough here (unlike the gateway, whose endless event streams must end themselves).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,9 +12,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::server::graceful::GracefulShutdown;
 use sse_core::runtime::connection::{self, ConnectionLimits, serve_connection};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::http::{App, route};
@@ -33,7 +34,8 @@ pub(crate) async fn serve(
         max_header_size,
         h2_keep_alive: None,
     };
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
+    let stopping = CancellationToken::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -42,10 +44,11 @@ pub(crate) async fn serve(
         };
         let app = app.clone();
         let service = service_fn(move |request| route(app.clone(), request));
-        let watcher = graceful.watcher();
-        tokio::spawn(
+        let stopping = stopping.clone();
+        connections.spawn(
             async move {
-                if let Err(error) = serve_connection(stream, service, limits, watcher).await {
+                let stop = stopping.cancelled();
+                if let Err(error) = serve_connection(stream, service, limits, stop, None).await {
                     tracing::debug!(%error, "connection ended early");
                 }
             }
@@ -55,7 +58,9 @@ pub(crate) async fn serve(
     app.draining.store(true, Ordering::Relaxed);
     drop(listener);
     tracing::info!("shutting down: finishing in-flight requests");
-    if tokio::time::timeout(grace, graceful.shutdown())
+    stopping.cancel();
+    connections.close();
+    if tokio::time::timeout(grace, connections.wait())
         .await
         .is_err()
     {

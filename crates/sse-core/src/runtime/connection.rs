@@ -11,9 +11,18 @@
 //!   [`ConnectionLimits::max_header_size`] bytes (else 431);
 //! - the first request on the connection, counted from its first byte: a stalled HTTP/2 preface
 //!   or handshake, or an HTTP/2 connection that never opens a stream.
+//!
+//! Shutdown is a future the caller completes: each connection then finishes its in-flight
+//! requests and closes (the caller tracks the connection tasks and bounds the wait). An
+//! HTTP/1 connection can also be taken back from hyper mid-response ([`Takeover`]).
 
+use std::future::Future;
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::{Body, Incoming};
@@ -21,9 +30,8 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::{Service, service_fn};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::Watcher;
-use std::net::SocketAddr;
-
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The first bytes of every HTTP/2 connection with prior knowledge.
@@ -65,8 +73,18 @@ pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
     }
 }
 
-/// Serves `stream` with `service` until the connection ends, under `watcher` for graceful
-/// shutdown; see the module docs for the deadlines.
+/// How a connection's serving ended.
+#[derive(Debug)]
+pub enum Served {
+    /// The connection is finished.
+    Closed,
+    /// The socket was taken back mid-response (see [`Takeover`]): the caller writes the rest.
+    TakenOver(TcpStream),
+}
+
+/// Serves `stream` with `service` until the connection ends or, on HTTP/1, until `takeover`
+/// asks for the socket back; see the module docs for the deadlines. When `shutdown`
+/// completes, the connection finishes its in-flight requests and closes.
 ///
 /// # Errors
 /// [`ConnectionError`] when the connection ended on an error or a missed deadline.
@@ -74,8 +92,9 @@ pub async fn serve_connection<S, B>(
     stream: TcpStream,
     service: S,
     limits: ConnectionLimits,
-    watcher: Watcher,
-) -> Result<(), ConnectionError>
+    shutdown: impl Future<Output = ()>,
+    takeover: Option<Takeover>,
+) -> Result<Served, ConnectionError>
 where
     S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
     S::Future: Send + 'static,
@@ -86,7 +105,7 @@ where
 {
     let is_h2 = match tokio::time::timeout(limits.header_timeout, sniff_h2(&stream)).await {
         Ok(Some(is_h2)) => is_h2,
-        Ok(None) => return Ok(()), // the client left
+        Ok(None) => return Ok(Served::Closed), // the client left
         Err(_) => return Err(ConnectionError::Stalled),
     };
     let requested = Arc::new(AtomicBool::new(false));
@@ -98,7 +117,6 @@ where
             service.call(request)
         })
     };
-    let io = TokioIo::new(stream);
     let served = async {
         if is_h2 {
             let mut builder = http2::Builder::new(TokioExecutor::new());
@@ -106,14 +124,28 @@ where
                 .timer(TokioTimer::new())
                 .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX))
                 .keep_alive_interval(limits.h2_keep_alive);
-            watcher.watch(builder.serve_connection(io, counted)).await
+            let mut connection = builder.serve_connection(TokioIo::new(stream), counted);
+            drive(&mut connection, shutdown, None).await?;
+            Ok(Served::Closed)
         } else {
             let mut builder = http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
                 .max_header_size(limits.max_header_size);
-            watcher.watch(builder.serve_connection(io, counted)).await
+            let flushes = takeover.as_ref().map(|takeover| takeover.state.clone());
+            let io = TokioIo::new(FlushCounted {
+                stream,
+                state: flushes,
+            });
+            let mut connection = builder.serve_connection(io, counted);
+            match drive(&mut connection, shutdown, takeover.as_ref()).await? {
+                Driven::Finished => Ok(Served::Closed),
+                Driven::TakenOver => {
+                    let parts = connection.into_parts();
+                    Ok(Served::TakenOver(parts.io.into_inner().stream))
+                }
+            }
         }
     };
     let first_request_deadline = async {
@@ -123,8 +155,140 @@ where
         }
     };
     tokio::select! {
-        result = served => Ok(result?),
+        result = served => result,
         () = first_request_deadline => Err(ConnectionError::Stalled),
+    }
+}
+
+enum Driven {
+    Finished,
+    TakenOver,
+}
+
+/// Polls `connection` to its end, asking it to finish gracefully once `shutdown` completes,
+/// or until `takeover` is ready.
+async fn drive<C>(
+    connection: &mut C,
+    shutdown: impl Future<Output = ()>,
+    takeover: Option<&Takeover>,
+) -> Result<Driven, C::Error>
+where
+    C: GracefulConnection + Unpin,
+{
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut shutting_down = false;
+    std::future::poll_fn(|cx| {
+        if !shutting_down && shutdown.as_mut().poll(cx).is_ready() {
+            shutting_down = true;
+            Pin::new(&mut *connection).graceful_shutdown();
+        }
+        match Pin::new(&mut *connection).poll(cx) {
+            Poll::Ready(result) => Poll::Ready(result.map(|()| Driven::Finished)),
+            Poll::Pending if takeover.is_some_and(Takeover::is_ready) => {
+                Poll::Ready(Ok(Driven::TakenOver))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// Taking an HTTP/1 connection's socket back from hyper in the middle of a response, so that
+/// a long response (an event stream) is written by a small task of the caller's instead of
+/// hyper's connection, which keeps an 8 KiB read and an 8 KiB write buffer for its whole life
+/// (`INIT_BUFFER_SIZE` in hyper's `proto/h1/io.rs`, a floor `max_buf_size` cannot lower).
+///
+/// The response's body calls [`Takeover::request`] once hyper has everything it must write
+/// itself (the response head, and any frames the body already yielded); from then on it
+/// yields nothing. The socket is taken back at the first moment hyper's write buffer is
+/// empty, which is when hyper flushes the socket itself: hyper calls the socket's
+/// `poll_flush` only after writing out its whole buffer (`Buffered::poll_flush`). hyper does
+/// not promise this (`into_parts` is documented for after a response), so the gateway's
+/// tests check every byte of the hand-over.
+#[derive(Clone, Debug, Default)]
+pub struct Takeover {
+    state: Arc<TakeoverState>,
+}
+
+#[derive(Debug)]
+struct TakeoverState {
+    /// Times hyper flushed the socket, its write buffer empty.
+    flushes: AtomicU64,
+    /// The flush count when the body asked for the takeover; `u64::MAX` until it does.
+    requested_at: AtomicU64,
+}
+
+impl Default for TakeoverState {
+    fn default() -> Self {
+        Self {
+            flushes: AtomicU64::new(0),
+            requested_at: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl Takeover {
+    /// Asks for the socket: it is taken back once hyper flushed what it holds now.
+    pub fn request(&self) {
+        let flushes = self.state.flushes.load(Ordering::Acquire);
+        self.state.requested_at.store(flushes, Ordering::Release);
+    }
+
+    fn is_ready(&self) -> bool {
+        let requested_at = self.state.requested_at.load(Ordering::Acquire);
+        requested_at != u64::MAX && self.state.flushes.load(Ordering::Acquire) > requested_at
+    }
+}
+
+/// The socket as hyper sees it: counts hyper's flushes for [`Takeover`].
+struct FlushCounted {
+    stream: TcpStream,
+    state: Option<Arc<TakeoverState>>,
+}
+
+impl AsyncRead for FlushCounted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for FlushCounted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let flushed = Pin::new(&mut self.stream).poll_flush(cx);
+        if flushed.is_ready()
+            && let Some(state) = &self.state
+        {
+            state.flushes.fetch_add(1, Ordering::AcqRel);
+        }
+        flushed
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
