@@ -27,6 +27,11 @@ impl Drain {
         self.started.is_cancelled()
     }
 
+    /// Completes once draining has begun.
+    pub(crate) fn started(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.started.clone().cancelled_owned()
+    }
+
     /// Begins draining: from now on `/readyz` fails and new streams are refused.
     pub(crate) fn begin(&self) {
         self.started.cancel();

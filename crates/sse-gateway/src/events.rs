@@ -9,12 +9,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version, header};
+use http_body_util::Either;
 use sse_core::{Cursor, Topic};
 use tokio_util::sync::CancellationToken;
 
 use crate::body::{Setup, SseBody};
 use crate::error::RequestError;
+use crate::handoff::Handoff;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::routes::{App, Body};
@@ -139,10 +141,12 @@ impl Drop for StreamSlot {
 }
 
 /// Opens the stream `request` asks for, on a connection that cancelling `connection` aborts.
+/// An HTTP/1.1 stream leaves hyper through `handoff` once its head is written.
 pub(crate) fn open<B>(
     app: &App,
     request: &Request<B>,
     connection: CancellationToken,
+    handoff: &Handoff,
 ) -> Result<Response<Body>, RequestError> {
     if app.drain.is_draining() {
         return Err(RequestError::Draining);
@@ -176,9 +180,23 @@ pub(crate) fn open<B>(
         slot,
         retry_ms: app.limits.retry_ms,
     });
+    let handed_off = request.version() == Version::HTTP_11;
+    let body = if handed_off {
+        Either::Right(handoff.stand_in(body))
+    } else {
+        Either::Left(body)
+    };
     let mut response = Response::new(Body::Right(body));
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
+    if handed_off {
+        // What the stream's writer speaks; and the connection ends with the stream.
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),

@@ -9,6 +9,7 @@
 //!
 //! - `server`: accept loop, HTTP/1.1 and h2c; `routes`: `(method, path)` → handler;
 //! - `events`: `GET /events` → validated request → a stream; `body`: the stream itself;
+//!   `handoff`: an HTTP/1.1 stream written straight to its socket, without hyper's buffers;
 //! - `hub`: the fan-out table (topic → clients), encoding each event once;
 //! - `outbox`: a client's queue, bounded in bytes: a slow client is cut, never waited for;
 //! - `pubsub`: the node's one Redis pub/sub connection, with gap filling after outages;
@@ -21,6 +22,7 @@ mod body;
 mod drain;
 mod error;
 mod events;
+mod handoff;
 mod hub;
 mod metrics;
 mod outbox;

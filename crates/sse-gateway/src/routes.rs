@@ -20,12 +20,14 @@ use crate::body::SseBody;
 use crate::drain::Drain;
 use crate::error::RequestError;
 use crate::events;
+use crate::handoff::{HandedOff, Handoff};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::replay::History;
 
-/// Every response body: a small fixed one, or an event stream.
-pub(crate) type Body = Either<Full<Bytes>, SseBody>;
+/// Every response body: a small fixed one, or an event stream (served by hyper, or a stand-in
+/// while the stream leaves hyper: see [`crate::handoff`]).
+pub(crate) type Body = Either<Full<Bytes>, Either<SseBody, HandedOff>>;
 
 /// Per-stream limits from the configuration.
 #[derive(Clone, Copy, Debug)]
@@ -50,23 +52,26 @@ pub(crate) struct App {
     pub(crate) cors: Cors,
 }
 
-/// Routes one request that arrived on a connection cancelling `connection` aborts. Never
-/// fails: every error becomes a response.
+/// Routes one request that arrived on a connection cancelling `connection` aborts, and whose
+/// socket an HTTP/1.1 stream takes over through `handoff`. Never fails: every error becomes a
+/// response.
 pub(crate) async fn route<B>(
     app: Arc<App>,
     request: Request<B>,
     connection: CancellationToken,
+    handoff: Handoff,
 ) -> Result<Response<Body>, Infallible> {
     let method = request.method();
     let response = match (request.uri().path(), method) {
         ("/events", &Method::GET) => {
-            let mut response = events::open(&app, &request, connection).unwrap_or_else(|error| {
-                app.metrics
-                    .requests_rejected
-                    .with_label_values(&[error.status().1])
-                    .inc();
-                error.into_response()
-            });
+            let mut response =
+                events::open(&app, &request, connection, &handoff).unwrap_or_else(|error| {
+                    app.metrics
+                        .requests_rejected
+                        .with_label_values(&[error.status().1])
+                        .inc();
+                    error.into_response()
+                });
             app.cors.allow(request.headers(), response.headers_mut());
             response
         }

@@ -8,18 +8,22 @@
 //! its peer acknowledges nothing for two heartbeats (`TCP_USER_TIMEOUT`: a half-open
 //! connection), and when its client fell more than `--client-buffer` behind (on HTTP/2, with
 //! every stream it carries: they all resume).
+//!
+//! An HTTP/1.1 event stream leaves hyper once its response head is written: its connection
+//! task takes the socket back and a small task writes the stream ([`crate::handoff`]).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use sse_core::runtime::connection;
+use sse_core::runtime::connection::{self, Served};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::handoff::{self, Handoff};
 use crate::routes::{App, route};
 
 /// How connections are served.
@@ -34,7 +38,8 @@ pub(crate) struct ConnectionLimits {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes; then drains the node (see
-/// [`crate::drain`]) and waits for connections to finish, at most `grace` after the drain.
+/// [`crate::drain`]: connections finish what they serve and close, streams end over
+/// `drain_over`) and waits for connections to finish, at most `grace` after the drain.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Arc<App>,
@@ -43,7 +48,7 @@ pub(crate) async fn serve(
     drain_over: Duration,
     grace: Duration,
 ) {
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -53,15 +58,16 @@ pub(crate) async fn serve(
         let _ = stream.set_nodelay(true);
         let _ =
             socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(limits.dead_peer_timeout));
-        tokio::spawn(
-            serve_connection(stream, app.clone(), graceful.watcher(), limits)
+        connections.spawn(
+            serve_connection(stream, app.clone(), connections.clone(), limits)
                 .instrument(tracing::debug_span!("conn", %peer)),
         );
     }
     app.drain.begin();
     drop(listener);
     app.drain.end_streams(&app.hub, drain_over).await;
-    if tokio::time::timeout(grace, graceful.shutdown())
+    connections.close();
+    if tokio::time::timeout(grace, connections.wait())
         .await
         .is_err()
     {
@@ -72,25 +78,42 @@ pub(crate) async fn serve(
     }
 }
 
+/// Serves one connection; an HTTP/1.1 event stream continues in a task of its own, tracked
+/// by `connections` like the connection was.
 async fn serve_connection(
     stream: TcpStream,
     app: Arc<App>,
-    watcher: Watcher,
+    connections: TaskTracker,
     limits: ConnectionLimits,
 ) {
     // Cancelled when a stream of this connection overflows its outbox: the client stopped
-    // reading, so hyper would never poll its body again. Dropping the connection closes it.
+    // reading, so its stream would never be written again. Dropping the connection closes it.
     let abort = CancellationToken::new();
+    let handoff = Handoff::default();
     let service = {
-        let abort = abort.clone();
-        service_fn(move |request| route(app.clone(), request, abort.clone()))
+        let (app, abort, handoff) = (app.clone(), abort.clone(), handoff.clone());
+        service_fn(move |request| route(app.clone(), request, abort.clone(), handoff.clone()))
     };
+    let draining = app.drain.started();
+    let served = connection::serve_connection(
+        stream,
+        service,
+        limits.http,
+        draining,
+        Some(handoff.takeover()),
+    );
     tokio::select! {
-        result = connection::serve_connection(stream, service, limits.http, watcher) => {
-            if let Err(error) = result {
-                tracing::debug!(%error, "connection ended early");
+        result = served => match result {
+            Ok(Served::Closed) => {}
+            Ok(Served::TakenOver(stream)) => {
+                if let Some(body) = handoff.take() {
+                    connections.spawn(
+                        handoff::write_stream(stream, body, abort).in_current_span(),
+                    );
+                }
             }
-        }
+            Err(error) => tracing::debug!(%error, "connection ended early"),
+        },
         () = abort.cancelled() => tracing::debug!("client fell behind; connection closed"),
     }
 }

@@ -188,6 +188,11 @@ pub(crate) fn numsub(redis: &RedisServer, topic: &str) -> i64 {
 /// Sends a raw HTTP/1.1 request (which must say `Connection: close`) and returns the whole
 /// response as text: for requests no well-behaved client library sends.
 pub(crate) fn raw_request(addr: SocketAddr, request: &str) -> String {
+    String::from_utf8_lossy(&raw_response(addr, request)).into_owned()
+}
+
+/// Sends `request` and returns every byte of the response, read until the server closes.
+pub(crate) fn raw_response(addr: SocketAddr, request: &str) -> Vec<u8> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).expect("connect to the gateway");
     stream
@@ -200,7 +205,7 @@ pub(crate) fn raw_request(addr: SocketAddr, request: &str) -> String {
     stream
         .read_to_end(&mut response)
         .expect("read the response until the server closes");
-    String::from_utf8_lossy(&response).into_owned()
+    response
 }
 
 /// Each event as `(type, data, id)`, to compare whole sequences at once.
