@@ -1,173 +1,287 @@
-//! N `EventSource`-like connections: each opens `GET /events?topic=…` over HTTP/1.1 (bound to
-//! one of several loopback source addresses, so one driver can exceed one address's ephemeral
-//! ports), waits for its position, then checks every event against its topic's sequence:
-//! in order and exactly once, or counted as missing or duplicated.
+//! One subscriber: an EventSource-like connection that checks every event of its topic.
+//!
+//! It sends `GET <subscribe url>` with `Accept: text/event-stream`, counts as live once the
+//! answer is `200` (Nchan sends no `id:` line until its first message, so nothing more is
+//! required), parses the stream with `sse_core::Parser`, and checks each event's sequence
+//! (see `payload`): in order and exactly once, or counted as a gap or a duplicate.
+//!
+//! In a reconnect storm the connection is dropped on a signal and reopened at once with
+//! `Last-Event-ID` set to the last `id:` it received, as a browser's EventSource does; the
+//! sequence check carries on across the reconnect, so a resume that loses or repeats an event
+//! shows up as missing or duplicated.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
-use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+use http::{HeaderMap, HeaderValue, Method, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use sse_core::parser::{Item, Parser};
-use tokio::net::TcpSocket;
+use tokio_util::sync::CancellationToken;
 
-/// Counters every connection adds to.
-#[derive(Default)]
-pub(crate) struct Tally {
-    pub(crate) connected: AtomicU64,
-    pub(crate) failed: AtomicU64,
-    pub(crate) received: AtomicU64,
-    /// Times a stream skipped ahead in its sequence (an event missing or out of order).
-    pub(crate) gaps: AtomicU64,
-    pub(crate) duplicated: AtomicU64,
-    pub(crate) closed_early: AtomicU64,
-    /// When the latest event arrived, in µs since the Unix epoch.
-    pub(crate) last_received_micros: AtomicU64,
-    /// Publish-to-receive latency in microseconds, sharded to keep lock contention low.
-    pub(crate) latency: Vec<Mutex<Histogram<u64>>>,
-}
+use crate::conn::{self, Connection, HttpError};
+use crate::payload;
+use crate::tally::Tally;
+use crate::template::Endpoint;
 
-impl Tally {
-    pub(crate) fn new() -> Self {
-        let shard =
-            || Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"));
-        Self {
-            latency: (0..64).map(|_| shard()).collect(),
-            ..Self::default()
-        }
-    }
+/// How often, and how far apart, a storm connection tries to reconnect.
+const RECONNECT_ATTEMPTS: u32 = 20;
+const RECONNECT_INTERVAL: Duration = Duration::from_millis(500);
 
-    /// All latency shards merged.
-    pub(crate) fn merged_latency(&self) -> Histogram<u64> {
-        let mut all = Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
-        for shard in &self.latency {
-            if let Ok(shard) = shard.lock() {
-                let _ = all.add(&*shard);
-            }
-        }
-        all
-    }
-}
-
-/// Where and what one connection subscribes to.
-#[derive(Clone)]
-pub(crate) struct Target {
-    pub(crate) gateway: SocketAddr,
+/// One connection's settings.
+pub(crate) struct Subscriber {
+    /// Its number, which also picks its latency shard.
+    pub(crate) index: usize,
+    pub(crate) endpoint: Arc<Endpoint>,
     pub(crate) source: IpAddr,
-    pub(crate) topic: String,
+    pub(crate) topic: Arc<str>,
+    /// Whether it takes part in the reconnect storm.
+    pub(crate) storms: bool,
 }
 
-/// Runs one connection until `stop` resolves or the server ends it.
-pub(crate) async fn run(
-    index: usize,
-    target: Target,
-    tally: Arc<Tally>,
-    stop: tokio::sync::watch::Receiver<bool>,
-) {
-    match subscribe(index, &target, &tally, stop).await {
-        Ok(()) => {}
-        Err(error) => {
-            tally.failed.fetch_add(1, Ordering::Relaxed);
-            if tally.failed.load(Ordering::Relaxed) <= 5 {
-                eprintln!("connection {index} to {} failed: {error:#}", target.gateway);
-            }
+/// The signals every subscriber listens to.
+#[derive(Clone)]
+pub(crate) struct Signals {
+    /// The run is over: close the connection.
+    pub(crate) stop: CancellationToken,
+    /// Drop the connection and reconnect (storm subscribers only).
+    pub(crate) storm: CancellationToken,
+}
+
+/// An open event stream; dropping it closes the connection.
+struct Stream {
+    body: Incoming,
+    _connection: Connection,
+}
+
+/// Why reading a stream stopped.
+enum End {
+    Stopped,
+    Storm,
+    ByServer,
+}
+
+/// The sequence check of one connection.
+#[derive(Debug, Default)]
+struct SequenceCheck {
+    /// The sequence number due next, once one event arrived.
+    next: Option<u64>,
+}
+
+/// What one event's sequence number says.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    InOrder,
+    Gap,
+    Duplicate,
+}
+
+impl SequenceCheck {
+    fn observe(&mut self, sequence: u64) -> Seen {
+        let due = self.next.unwrap_or(0);
+        if self.next.is_some() && sequence < due {
+            return Seen::Duplicate;
+        }
+        self.next = Some(sequence + 1);
+        if sequence > due {
+            Seen::Gap
+        } else {
+            Seen::InOrder
         }
     }
 }
 
-async fn subscribe(
-    index: usize,
-    target: &Target,
-    tally: &Tally,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let socket = if target.source.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.bind(SocketAddr::new(target.source, 0))?;
-    let stream = socket.connect(target.gateway).await?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
-    let request = http::Request::get(format!("/events?topic={}", target.topic))
-        .header("host", target.gateway.to_string())
-        .body(Empty::<Bytes>::new())?;
-    let response = sender.send_request(request).await?;
-    anyhow::ensure!(response.status() == 200, "status {}", response.status());
-    let mut body = response.into_body();
-    let mut parser = Parser::new();
-    let mut expected: Option<u64> = None;
-    let mut live = false;
-    let shard = &tally.latency[index % tally.latency.len()];
-    loop {
-        let frame = tokio::select! {
-            frame = body.frame() => frame,
-            _ = stop.changed() => return Ok(()),
+impl Subscriber {
+    /// Runs the connection until `signals.stop`, the server ending it, or a failed reconnect.
+    pub(crate) async fn run(self, tally: Arc<Tally>, signals: Signals) {
+        let mut stream = match self.open("").await {
+            Ok(stream) => stream,
+            Err(error) => {
+                let context = format_args!("connection {} to {}", self.index, self.endpoint.url);
+                conn::count_failure(&tally.failed, context, &error);
+                return;
+            }
         };
-        let Some(Ok(frame)) = frame else {
-            tally.closed_early.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        let items = parser.feed(&data)?;
-        if !live && !parser.last_event_id().is_empty() {
-            live = true;
-            tally.connected.fetch_add(1, Ordering::Relaxed);
+        tally.live.fetch_add(1, Ordering::Relaxed);
+        let mut parser = Parser::new();
+        let mut check = SequenceCheck::default();
+        let mut storm = self.storms.then(|| signals.storm.clone());
+        loop {
+            let end = self
+                .read(
+                    &mut stream,
+                    &mut parser,
+                    &mut check,
+                    &tally,
+                    &signals.stop,
+                    storm.as_ref(),
+                )
+                .await;
+            match end {
+                End::Stopped => return,
+                End::ByServer => {
+                    tally.ended_by_server.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                End::Storm => {
+                    storm = None;
+                    drop(stream);
+                    let resume = parser.last_event_id().to_owned();
+                    parser = Parser::new();
+                    match self.reopen(&resume, &signals.stop).await {
+                        Some(Ok(reopened)) => {
+                            stream = reopened;
+                            tally.reconnected.fetch_add(1, Ordering::Relaxed);
+                            tally
+                                .last_reconnect_micros
+                                .fetch_max(payload::now_micros(), Ordering::Relaxed);
+                        }
+                        Some(Err(error)) => {
+                            let context = format_args!("connection {} reconnecting", self.index);
+                            conn::count_failure(&tally.reconnect_failed, context, &error);
+                            return;
+                        }
+                        None => return,
+                    }
+                }
+            }
         }
-        let now = now_micros();
-        for item in items {
-            let Item::Event(event) = item else { continue };
-            let mut fields = event.data.split(' ');
-            let (Some(seq), Some(sent)) = (fields.next(), fields.next()) else {
+    }
+
+    /// Opens the stream, resuming after `last_event_id` unless it is empty.
+    async fn open(&self, last_event_id: &str) -> Result<Stream, HttpError> {
+        let mut connection = Connection::open(self.endpoint.addr, Some(self.source)).await?;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        if !last_event_id.is_empty() {
+            headers.insert(
+                "last-event-id",
+                HeaderValue::from_str(last_event_id).map_err(http::Error::from)?,
+            );
+        }
+        let request = conn::request(
+            Method::GET,
+            &self.endpoint,
+            &self.topic,
+            &headers,
+            Bytes::new(),
+        )?;
+        let response = connection.send(request).await?;
+        if response.status() != http::StatusCode::OK {
+            return Err(HttpError::Status(response.status()));
+        }
+        Ok(Stream {
+            body: response.into_body(),
+            _connection: connection,
+        })
+    }
+
+    /// Reopens after a storm: at once, then every 500 ms, up to 20 attempts. `None` if the
+    /// run stopped meanwhile.
+    async fn reopen(
+        &self,
+        last_event_id: &str,
+        stop: &CancellationToken,
+    ) -> Option<Result<Stream, HttpError>> {
+        let mut attempt = 1;
+        loop {
+            let result = tokio::select! {
+                result = self.open(last_event_id) => result,
+                () = stop.cancelled() => return None,
+            };
+            if result.is_ok() || attempt == RECONNECT_ATTEMPTS {
+                return Some(result);
+            }
+            attempt += 1;
+            tokio::select! {
+                () = tokio::time::sleep(RECONNECT_INTERVAL) => {}
+                () = stop.cancelled() => return None,
+            }
+        }
+    }
+
+    /// Reads events until the stream ends or a signal comes.
+    async fn read(
+        &self,
+        stream: &mut Stream,
+        parser: &mut Parser,
+        check: &mut SequenceCheck,
+        tally: &Tally,
+        stop: &CancellationToken,
+        storm: Option<&CancellationToken>,
+    ) -> End {
+        let storm = async {
+            match storm {
+                Some(storm) => storm.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(storm);
+        loop {
+            let frame = tokio::select! {
+                biased;
+                () = stop.cancelled() => return End::Stopped,
+                () = &mut storm => return End::Storm,
+                frame = stream.body.frame() => frame,
+            };
+            let Some(Ok(frame)) = frame else {
+                return End::ByServer;
+            };
+            let Ok(data) = frame.into_data() else {
                 continue;
             };
-            let (Ok(seq), Ok(sent)) = (seq.parse::<u64>(), sent.parse::<u64>()) else {
-                continue;
+            let Ok(items) = parser.feed(&data) else {
+                return End::ByServer;
             };
-            tally.received.fetch_add(1, Ordering::Relaxed);
-            tally.last_received_micros.fetch_max(now, Ordering::Relaxed);
-            match expected {
-                Some(next) if seq < next => {
-                    tally.duplicated.fetch_add(1, Ordering::Relaxed);
+            let now = payload::now_micros();
+            for item in items {
+                let Item::Event(event) = item else { continue };
+                let Some((sequence, sent)) = payload::decode(&event.data) else {
                     continue;
+                };
+                tally.received.fetch_add(1, Ordering::Relaxed);
+                tally.last_received_micros.fetch_max(now, Ordering::Relaxed);
+                match check.observe(sequence) {
+                    Seen::Duplicate => {
+                        tally.duplicated.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    Seen::Gap => {
+                        tally.gaps.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Seen::InOrder => {}
                 }
-                Some(next) if seq > next => {
-                    tally.gaps.fetch_add(1, Ordering::Relaxed);
-                }
-                None if seq > 0 => {
-                    tally.gaps.fetch_add(1, Ordering::Relaxed);
-                }
-                _ => {}
-            }
-            expected = Some(seq + 1);
-            if let Ok(mut histogram) = shard.lock() {
-                let _ = histogram.record(now.saturating_sub(sent).max(1));
+                tally.record_latency(self.index, now.saturating_sub(sent));
             }
         }
     }
 }
 
-/// Microseconds since the Unix epoch.
-pub(crate) fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |now| u64::try_from(now.as_micros()).unwrap_or(u64::MAX))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Waits until `count` connections are live or have failed, for at most `timeout`.
-pub(crate) async fn wait_connected(tally: &Tally, count: u64, timeout: Duration) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while tally.connected.load(Ordering::Relaxed) + tally.failed.load(Ordering::Relaxed) < count
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    #[test]
+    fn sequences_are_checked_across_gaps_and_repeats() {
+        let mut check = SequenceCheck::default();
+        let seen: Vec<Seen> = [0, 1, 3, 2, 3, 4].map(|s| check.observe(s)).into();
+        assert_eq!(
+            seen,
+            [
+                Seen::InOrder,
+                Seen::InOrder,
+                Seen::Gap,
+                Seen::Duplicate,
+                Seen::Duplicate,
+                Seen::InOrder
+            ]
+        );
+        assert_eq!(SequenceCheck::default().observe(5), Seen::Gap);
     }
 }

@@ -1,68 +1,198 @@
-//! The driver against a real node: a few hundred streams, a short burst of publishing, and a
-//! report that counts every event exactly once.
+//! The driver against the real stack (Redis, a gateway and a publisher, in-process): a few
+//! hundred streams, a short burst of publishing over HTTP, and a report that counts every
+//! event exactly once, also across a reconnect storm.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::process::Command;
+use std::thread::JoinHandle;
 
 use clap::Parser;
+use serde_json::Value;
 use sse_testkit::RedisServer;
+use tokio::sync::oneshot;
 
-#[test]
-fn a_small_fanout_run_reports_zero_loss() {
-    let redis = RedisServer::start();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let gateway = listener.local_addr().unwrap();
-    let config =
-        sse_gateway::Config::try_parse_from(["sse-gateway", "--redis-url", &redis.url()]).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let node = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            sse_gateway::run(config, listener, async move {
+const TOKEN: &str = "smoke-token";
+
+/// One server on `127.0.0.1:0`, in its own runtime on its own thread.
+struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    fn start<F, Fut>(serve: F) -> Self
+    where
+        F: FnOnce(tokio::net::TcpListener, oneshot::Receiver<()>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()>,
+    {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let addr = listener.local_addr().expect("bound address");
+        let (stop, stopped) = oneshot::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+            runtime.block_on(async move {
+                let listener =
+                    tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+                serve(listener, stopped).await;
+            });
+        });
+        Self {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Redis, a gateway and a publisher that needs [`TOKEN`].
+struct Stack {
+    gateway: Server,
+    publisher: Server,
+    _redis: RedisServer,
+}
+
+impl Stack {
+    fn start() -> Self {
+        let redis = RedisServer::start();
+        let gateway_config =
+            sse_gateway::Config::try_parse_from(["sse-gateway", "--redis-url", &redis.url()])
+                .expect("gateway flags");
+        let gateway = Server::start(move |listener, stopped| async move {
+            sse_gateway::run(gateway_config, listener, async move {
                 let _ = stopped.await;
             })
             .await
-        })
-    });
-    let report = tempfile_path();
-
-    let status = Command::new(env!("CARGO_BIN_EXE_sse-bench"))
-        .args([
-            "--gateway",
-            &gateway.to_string(),
+            .expect("the gateway starts");
+        });
+        let publisher_config = sse_publisher::Config::try_parse_from([
+            "sse-publisher",
             "--redis-url",
             &redis.url(),
+            "--token",
+            TOKEN,
         ])
-        .args([
+        .expect("publisher flags");
+        let publisher = Server::start(move |listener, stopped| async move {
+            sse_publisher::run(publisher_config, listener, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("the publisher starts");
+        });
+        Self {
+            gateway,
+            publisher,
+            _redis: redis,
+        }
+    }
+
+    /// Runs `sse-bench <scenario> <args>` against this stack and returns its JSON report.
+    fn bench(&self, scenario: &str, args: &[&str]) -> Value {
+        let report = std::env::temp_dir().join(format!(
+            "sse-bench-smoke-{}-{scenario}.json",
+            std::process::id()
+        ));
+        let subscribe = format!("http://{}/events?topic={{topic}}", self.gateway.addr);
+        let publish = format!("http://{}/v1/publish", self.publisher.addr);
+        let auth = format!("Authorization: Bearer {TOKEN}");
+        let report_path = report.to_str().expect("a UTF-8 temp dir");
+        let status = Command::new(env!("CARGO_BIN_EXE_sse-bench"))
+            .arg(scenario)
+            .args(["--subscribe-url", &subscribe, "--publish-url", &publish])
+            .args(["--publish-header", &auth, "--settle", "500ms"])
+            .args(["--json", report_path])
+            .args(args)
+            .status()
+            .expect("sse-bench runs");
+        assert!(status.success());
+        let json =
+            serde_json::from_slice(&std::fs::read(&report).expect("sse-bench wrote its report"))
+                .expect("the report is JSON");
+        let _ = std::fs::remove_file(&report);
+        json
+    }
+
+    fn ready_url(&self) -> String {
+        format!("http://{}/readyz", self.gateway.addr)
+    }
+}
+
+/// Every connection live, and every event delivered exactly once.
+fn assert_exactly_once(report: &Value, connections: u64, published: u64, expected: u64) {
+    let events = &report["events"];
+    assert_eq!(report["connections"]["live"], connections, "{report:#}");
+    assert_eq!(events["published"], published, "{report:#}");
+    assert_eq!(events["publish_failed"], 0, "{report:#}");
+    assert_eq!(events["expected"], expected, "{report:#}");
+    assert_eq!(events["received"], expected, "{report:#}");
+    assert_eq!(events["missing"], 0, "{report:#}");
+    assert_eq!(events["duplicated"], 0, "{report:#}");
+    assert_eq!(events["sequence_gaps"], 0, "{report:#}");
+}
+
+#[test]
+fn topics_and_fanout_runs_deliver_every_event_once() {
+    let stack = Stack::start();
+    let small = ["--rate", "200", "--duration", "1s", "--ramp", "2000"];
+
+    let topics = stack.bench(
+        "topics",
+        &[&["--connections", "300", "--topics", "3"], &small[..]].concat(),
+    );
+    assert_exactly_once(&topics, 300, 200, 200 * 100);
+    assert_eq!(topics["params"]["topics"], 3);
+
+    let fanout = stack.bench(
+        "fanout",
+        &[&["--connections", "100", "--topics", "3"], &small[..]].concat(),
+    );
+    assert_exactly_once(&fanout, 100, 200, 200 * 100);
+    assert_eq!(fanout["params"]["topics"], 1);
+}
+
+#[test]
+fn a_reconnect_storm_resumes_without_loss_or_duplicates() {
+    let stack = Stack::start();
+    let ready = stack.ready_url();
+    let report = stack.bench(
+        "reconnect-storm",
+        &[
             "--connections",
-            "300",
+            "200",
             "--topics",
-            "3",
+            "2",
             "--rate",
             "200",
             "--duration",
+            "2s",
+            "--ramp",
+            "2000",
+            "--storm-at",
             "1s",
-        ])
-        .args(["--json", report.to_str().unwrap()])
-        .status()
-        .unwrap();
-
-    assert!(status.success());
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
-    let events = &report["events"];
-    assert_eq!(report["connections"]["live"], 300, "{report}");
-    assert_eq!(events["published"], 200, "{report}");
-    assert_eq!(events["expected"], 200 * 100, "{report}");
-    assert_eq!(events["received"], events["expected"], "{report}");
-    assert_eq!(events["missing"], 0, "{report}");
-    assert_eq!(events["duplicated"], 0, "{report}");
-    assert_eq!(events["sequence_gaps"], 0, "{report}");
-    let _ = stop.send(());
-    node.join().unwrap().unwrap();
-}
-
-fn tempfile_path() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("sse-bench-smoke-{}.json", std::process::id()))
+            "--ready-url",
+            &ready,
+        ],
+    );
+    assert_exactly_once(&report, 200, 400, 400 * 100);
+    let storm = &report["storm"];
+    assert_eq!(storm["clients"], 200, "{report:#}");
+    assert_eq!(storm["reconnected"], 200, "{report:#}");
+    assert_eq!(storm["failed"], 0, "{report:#}");
+    assert_eq!(storm["ready_during_storm"], true, "{report:#}");
 }

@@ -1,0 +1,210 @@
+//! The command line: one subcommand per scenario, the options every scenario shares in one
+//! flattened struct. Each field's `///` is its `--help`. URLs are parsed and resolved here,
+//! so a typo fails before any connection is opened.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use http::{HeaderName, HeaderValue};
+
+use crate::template::Endpoint;
+
+/// Drives SSE servers (sse-gateway, Nchan, …) with many EventSource connections and paced
+/// HTTP publishing, checks every event, and reports loss, latency and server memory.
+#[derive(Debug, Parser)]
+#[command(name = "sse-bench", version)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) scenario: Scenario,
+}
+
+/// What to measure.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Scenario {
+    /// Open the connections, sample server memory at every 10 %, hold them; no publishing.
+    Idle(Shared),
+    /// All connections on one topic (--topics is ignored); publish --rate for --duration.
+    Fanout(Shared),
+    /// Connections over --topics topics (default connections / 10); publish --rate.
+    Topics(Shared),
+    /// Publish at each of --rates for --step, until a step fails; report the best rate.
+    Ramp {
+        #[command(flatten)]
+        shared: Shared,
+        #[command(flatten)]
+        ramp: RampOptions,
+    },
+    /// Publish --rate; at --storm-at, drop and reconnect --storm-share of the connections
+    /// at once, resuming with Last-Event-ID.
+    ReconnectStorm {
+        #[command(flatten)]
+        shared: Shared,
+        #[command(flatten)]
+        storm: StormOptions,
+    },
+}
+
+impl Scenario {
+    /// The options every scenario has.
+    pub(crate) fn shared(&self) -> &Shared {
+        match self {
+            Self::Idle(shared) | Self::Fanout(shared) | Self::Topics(shared) => shared,
+            Self::Ramp { shared, .. } | Self::ReconnectStorm { shared, .. } => shared,
+        }
+    }
+}
+
+/// Options every scenario shares.
+#[derive(Debug, Args)]
+pub(crate) struct Shared {
+    /// Where to subscribe, `{topic}` filled in; repeat for several servers (connections are
+    /// spread round-robin). Nchan: http://127.0.0.1:PORT/sub/{topic}
+    #[arg(
+        long = "subscribe-url",
+        value_name = "TEMPLATE",
+        default_value = "http://127.0.0.1:8080/events?topic={topic}",
+        value_parser = Endpoint::parse
+    )]
+    pub(crate) subscribe_urls: Vec<Endpoint>,
+    /// Where to POST events, `{topic}` filled in. Nchan: http://127.0.0.1:PORT/pub/{topic}
+    #[arg(
+        long,
+        value_name = "TEMPLATE",
+        default_value = "http://127.0.0.1:8081/v1/publish",
+        value_parser = Endpoint::parse
+    )]
+    pub(crate) publish_url: Endpoint,
+    /// The request body, `{topic}` and `{data}` filled in. Nchan: '{data}'
+    #[arg(
+        long,
+        value_name = "TEMPLATE",
+        default_value = r#"{"topic":"{topic}","data":"{data}"}"#
+    )]
+    pub(crate) publish_body: String,
+    /// A header for every publish request, "Name: value"; repeatable. Content-Type is
+    /// application/json unless given here.
+    #[arg(long = "publish-header", value_name = "HEADER", value_parser = parse_header)]
+    pub(crate) publish_headers: Vec<(HeaderName, HeaderValue)>,
+    /// HTTP/1.1 keep-alive connections for publishing; topic i always goes over
+    /// connection i % K, one request after another, so each topic stays in order.
+    #[arg(long, value_name = "K", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) publish_connections: u16,
+    /// Subscriber connections to open.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) connections: u32,
+    /// Topics; connection i subscribes to topic i % T. Default: connections / 10.
+    #[arg(long, value_name = "T", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) topics: Option<u32>,
+    /// Connections opened per second.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) ramp: u64,
+    /// Events published per second, over all topics (ramp: see --rates).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) rate: u64,
+    /// How long to publish (idle: to hold the connections; ramp: see --step), e.g. 20s.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) duration: Duration,
+    /// Padding bytes in each event's data.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) payload: usize,
+    /// Source addresses for the connections, comma-separated. Default: 127.0.0.1,
+    /// 127.0.0.2, … one per 20,000 connections.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) sources: Vec<IpAddr>,
+    /// Server PIDs, comma-separated; their summed VmRSS is the server memory.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) pid: Vec<u32>,
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) json: Option<PathBuf>,
+    /// Prefix of the topic names. Default: bench-<unix seconds>-, fresh for every run
+    /// (Nchan replays an old channel's messages to new subscribers).
+    #[arg(long)]
+    pub(crate) topic_prefix: Option<String>,
+    /// Wait after all connections are open before publishing: a server may answer the
+    /// headers before its subscription is active.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub(crate) settle: Duration,
+}
+
+/// Options of the ramp scenario.
+#[derive(Debug, Args)]
+pub(crate) struct RampOptions {
+    /// Publish rates to try in turn, events per second, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "100,200,500,1000,2000,5000,10000,20000,50000"
+    )]
+    pub(crate) rates: Vec<u64>,
+    /// How long each rate is published.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) step: Duration,
+    /// A step passes only if its p99 latency is below this (and nothing is missing, and the
+    /// publisher achieved 95 % of the rate).
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    pub(crate) max_p99: Duration,
+}
+
+/// Options of the reconnect-storm scenario.
+#[derive(Debug, Args)]
+pub(crate) struct StormOptions {
+    /// When, after publishing starts, the connections drop. Default: half of --duration.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub(crate) storm_at: Option<Duration>,
+    /// The share of the connections that drop, from 0 to 1.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_share)]
+    pub(crate) storm_share: f64,
+    /// A readiness URL polled every 100 ms from the storm until all reconnected.
+    #[arg(long, value_parser = Endpoint::parse)]
+    pub(crate) ready_url: Option<Endpoint>,
+}
+
+/// `Name: value` → a header.
+fn parse_header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?} is not \"Name: value\""))?;
+    let name = HeaderName::try_from(name.trim()).map_err(|e| format!("header name: {e}"))?;
+    let value = HeaderValue::try_from(value.trim()).map_err(|e| format!("header value: {e}"))?;
+    Ok((name, value))
+}
+
+/// A number from 0 to 1.
+fn parse_share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!("{text:?} is not a number from 0 to 1")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse() {
+        let cli = Cli::try_parse_from(["sse-bench", "ramp"]).unwrap();
+        let Scenario::Ramp { shared, ramp } = cli.scenario else {
+            panic!("ramp expected");
+        };
+        assert_eq!(shared.subscribe_urls.len(), 1);
+        assert_eq!(shared.publish_url.path("t"), "/v1/publish");
+        assert_eq!(ramp.rates.len(), 9);
+        assert_eq!(ramp.max_p99, Duration::from_millis(200));
+    }
+
+    #[test]
+    fn headers_and_shares_are_checked() {
+        let (name, value) = parse_header("Authorization: Bearer dev-token").unwrap();
+        assert_eq!(
+            (name.as_str(), value.to_str().unwrap()),
+            ("authorization", "Bearer dev-token")
+        );
+        assert!(parse_header("no colon").is_err());
+        assert!(parse_share("1.5").is_err());
+        assert_eq!(parse_share("0.25"), Ok(0.25));
+    }
+}

@@ -1,0 +1,106 @@
+//! [`Plan`]: the shared options turned into what a run uses: topic names, source addresses,
+//! the publish settings, and the `params` the report repeats.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{HeaderValue, header};
+use sse_core::{Topic, TopicError};
+
+use crate::cli::Shared;
+use crate::publish::PublishPlan;
+use crate::report::{Params, ScenarioParams, round};
+use crate::template::{Endpoint, Template};
+
+/// Connections per source address by default: well below the ~28k ephemeral ports each has.
+const CONNECTIONS_PER_SOURCE: usize = 20_000;
+
+/// Everything a scenario needs from the shared options.
+pub(crate) struct Plan {
+    pub(crate) connections: usize,
+    /// Topic `i` is subscribed by connections `i`, `i + T`, `i + 2T`, …
+    pub(crate) topics: Arc<[Arc<str>]>,
+    pub(crate) subscribe: Vec<Arc<Endpoint>>,
+    pub(crate) sources: Vec<IpAddr>,
+    /// Connections opened per second.
+    pub(crate) ramp: u64,
+    pub(crate) rate: u64,
+    pub(crate) duration: Duration,
+    pub(crate) pids: Vec<u32>,
+    pub(crate) settle: Duration,
+    pub(crate) publish: PublishPlan,
+    /// The report's `params`, without scenario-specific ones.
+    pub(crate) params: Params,
+}
+
+impl Plan {
+    /// Resolves `shared` for a run over `topics` topics.
+    ///
+    /// # Errors
+    /// [`TopicError`] if `--topic-prefix` makes an invalid topic name.
+    pub(crate) fn resolve(shared: &Shared, topics: usize) -> Result<Self, TopicError> {
+        let connections = shared.connections as usize;
+        let prefix = shared.topic_prefix.clone().unwrap_or_else(|| {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            format!("bench-{}-", now.as_secs())
+        });
+        let topic_names = (0..topics)
+            .map(|i| Topic::parse(&format!("{prefix}{i}")).map(|topic| Arc::from(topic.as_str())))
+            .collect::<Result<Arc<[Arc<str>]>, _>>()?;
+        let sources = if shared.sources.is_empty() {
+            let count = connections.div_ceil(CONNECTIONS_PER_SOURCE).clamp(1, 254);
+            (1..=count)
+                .map(|last| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last as u8)))
+                .collect()
+        } else {
+            shared.sources.clone()
+        };
+        let mut headers: http::HeaderMap = shared.publish_headers.iter().cloned().collect();
+        headers
+            .entry(header::CONTENT_TYPE)
+            .or_insert(HeaderValue::from_static("application/json"));
+        let params = Params {
+            connections,
+            topics,
+            rate: Some(shared.rate),
+            duration_s: Some(round(shared.duration.as_secs_f64(), 3)),
+            payload: shared.payload,
+            subscribe_urls: shared
+                .subscribe_urls
+                .iter()
+                .map(|e| e.url.clone())
+                .collect(),
+            publish_url: shared.publish_url.url.clone(),
+            publish_connections: usize::from(shared.publish_connections),
+            topic_prefix: prefix,
+            scenario: ScenarioParams::None {},
+        };
+        Ok(Self {
+            connections,
+            topics: topic_names,
+            subscribe: shared
+                .subscribe_urls
+                .iter()
+                .cloned()
+                .map(Arc::new)
+                .collect(),
+            sources,
+            ramp: shared.ramp,
+            rate: shared.rate,
+            duration: shared.duration,
+            pids: shared.pid.clone(),
+            settle: shared.settle,
+            publish: PublishPlan {
+                endpoint: shared.publish_url.clone(),
+                body: Template::new(&shared.publish_body),
+                headers,
+                connections: usize::from(shared.publish_connections),
+                payload: shared.payload,
+            },
+            params,
+        })
+    }
+}

@@ -1,0 +1,232 @@
+//! Paced publishing over HTTP keep-alive connections, the same way for every server.
+//!
+//! Event `n` of a run goes to topic `n % T` with that topic's next sequence number, and is due
+//! at `n / rate` seconds. Topic `i` is always published on lane (connection) `i % K`, and a
+//! lane sends its requests one after another, each after the previous answer: so each topic's
+//! sequence reaches the server in order, whatever the server does with concurrent requests.
+//! The publish time in the data is taken when the request is sent, so time spent queued in
+//! the driver does not count as the server's latency.
+//!
+//! A lane's queue is short. When the server is slower than `rate`, the pacer waits for room
+//! and falls behind schedule, and the achieved rate shows it; it gives up at twice the planned
+//! time rather than publish the whole backlog. Any 2xx answer is a success; everything else
+//! (other statuses, connection errors) is counted as failed, and the lane reconnects.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use http_body_util::BodyExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::conn::{self, Connection, HttpError};
+use crate::payload;
+use crate::template::{Endpoint, Template};
+
+/// Requests a lane may have queued before the pacer waits.
+const LANE_QUEUE: usize = 64;
+
+/// How to publish, as the user configured it.
+#[derive(Clone)]
+pub(crate) struct PublishPlan {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) body: Template,
+    /// Sent with every request (`Content-Type` and the user's `--publish-header`s).
+    pub(crate) headers: HeaderMap,
+    /// The number of keep-alive connections (lanes).
+    pub(crate) connections: usize,
+    /// Padding bytes in each event's data.
+    pub(crate) payload: usize,
+}
+
+/// What has been published so far.
+#[derive(Clone, Debug)]
+pub(crate) struct Published {
+    /// Successful publishes per topic.
+    pub(crate) per_topic: Vec<u64>,
+    /// Publishes that failed.
+    pub(crate) failed: u64,
+}
+
+impl Published {
+    /// Nothing published, on `topics` topics.
+    pub(crate) fn none(topics: usize) -> Self {
+        Self {
+            per_topic: vec![0; topics],
+            failed: 0,
+        }
+    }
+}
+
+/// What a lane is asked to do.
+enum Job {
+    Publish {
+        topic: usize,
+        sequence: u64,
+    },
+    /// Answer once every job before this one is done.
+    Flush(oneshot::Sender<()>),
+}
+
+/// What the lanes share: the plan, and what they published.
+struct LaneState {
+    plan: PublishPlan,
+    topics: Arc<[Arc<str>]>,
+    padding: String,
+    succeeded: Vec<AtomicU64>,
+    failed: AtomicU64,
+}
+
+/// The publishing side of a run: its lanes and every topic's next sequence number.
+pub(crate) struct Publisher {
+    lanes: Vec<mpsc::Sender<Job>>,
+    next_sequence: Vec<u64>,
+    shared: Arc<LaneState>,
+    _tasks: JoinSet<()>,
+}
+
+impl Publisher {
+    /// Starts the lanes; each connects on its first request.
+    pub(crate) fn start(plan: PublishPlan, topics: Arc<[Arc<str>]>) -> Self {
+        let lanes_wanted = plan.connections.max(1);
+        let shared = Arc::new(LaneState {
+            padding: "x".repeat(plan.payload),
+            succeeded: topics.iter().map(|_| AtomicU64::new(0)).collect(),
+            failed: AtomicU64::new(0),
+            plan,
+            topics: topics.clone(),
+        });
+        let mut tasks = JoinSet::new();
+        let lanes = (0..lanes_wanted)
+            .map(|_| {
+                let (sender, jobs) = mpsc::channel(LANE_QUEUE);
+                tasks.spawn(lane(shared.clone(), jobs));
+                sender
+            })
+            .collect();
+        Self {
+            lanes,
+            next_sequence: vec![0; topics.len()],
+            shared,
+            _tasks: tasks,
+        }
+    }
+
+    /// Publishes `rate` events per second for `duration` (see the module docs) and returns
+    /// how long it took, until the last answer.
+    pub(crate) async fn publish(&mut self, rate: u64, duration: Duration) -> Duration {
+        let start = Instant::now();
+        let total = (rate as f64 * duration.as_secs_f64()).round() as u64;
+        let give_up = start.checked_add(duration.saturating_mul(2));
+        let topics = self.next_sequence.len();
+        let mut sent = 0u64;
+        'pacing: while sent < total {
+            let due_at = start + Duration::from_secs_f64(sent as f64 / rate as f64);
+            tokio::time::sleep_until(due_at).await;
+            let due = ((start.elapsed().as_secs_f64() * rate as f64) as u64 + 1).min(total);
+            while sent < due {
+                if give_up.is_some_and(|give_up| Instant::now() > give_up) {
+                    break 'pacing;
+                }
+                let topic = usize::try_from(sent).unwrap_or(0) % topics;
+                let sequence = self.next_sequence[topic];
+                let lane = &self.lanes[topic % self.lanes.len()];
+                if lane.send(Job::Publish { topic, sequence }).await.is_err() {
+                    break 'pacing;
+                }
+                self.next_sequence[topic] += 1;
+                sent += 1;
+            }
+        }
+        self.flush().await;
+        start.elapsed()
+    }
+
+    /// Waits until every lane has answered everything queued.
+    async fn flush(&self) {
+        let mut waiting = Vec::new();
+        for lane in &self.lanes {
+            let (done, flushed) = oneshot::channel();
+            if lane.send(Job::Flush(done)).await.is_ok() {
+                waiting.push(flushed);
+            }
+        }
+        for flushed in waiting {
+            let _ = flushed.await;
+        }
+    }
+
+    /// What has been published so far.
+    pub(crate) fn published(&self) -> Published {
+        Published {
+            per_topic: self
+                .shared
+                .succeeded
+                .iter()
+                .map(|count| count.load(Ordering::Relaxed))
+                .collect(),
+            failed: self.shared.failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One keep-alive connection: sends its jobs in order, reconnecting after a failure.
+async fn lane(shared: Arc<LaneState>, mut jobs: mpsc::Receiver<Job>) {
+    let mut connection = None;
+    while let Some(job) = jobs.recv().await {
+        match job {
+            Job::Flush(done) => {
+                let _ = done.send(());
+            }
+            Job::Publish { topic, sequence } => {
+                match send(&shared, &mut connection, topic, sequence).await {
+                    Ok(()) => {
+                        shared.succeeded[topic].fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(error) => {
+                        let context = format_args!("publish to topic {}", shared.topics[topic]);
+                        conn::count_failure(&shared.failed, context, &error);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Publishes one event on `connection`, opening it first if needed.
+async fn send(
+    shared: &LaneState,
+    connection: &mut Option<Connection>,
+    topic: usize,
+    sequence: u64,
+) -> Result<(), HttpError> {
+    let plan = &shared.plan;
+    let open = match connection.take() {
+        Some(open) if !open.is_closed() => open,
+        _ => Connection::open(plan.endpoint.addr, None).await?,
+    };
+    let open = connection.insert(open);
+    let topic = &shared.topics[topic];
+    let data = payload::encode(sequence, payload::now_micros(), &shared.padding);
+    let body = Bytes::from(plan.body.render(topic, &data));
+    let request = conn::request(Method::POST, &plan.endpoint, topic, &plan.headers, body)?;
+    let result = async {
+        let response = open.send(request).await?;
+        let status = response.status();
+        response.into_body().collect().await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(HttpError::Status(status))
+        }
+    }
+    .await;
+    if matches!(result, Err(HttpError::Exchange(_))) {
+        *connection = None;
+    }
+    result
+}

@@ -1,0 +1,140 @@
+//! The scenarios, and the [`Stage`] they all start from: the subscribers open and settled,
+//! server memory measured before and idle, progress on stderr.
+//!
+//! - `idle`: memory per connection, nothing published;
+//! - `steady`: `fanout` (one topic) and `topics` (many), one rate for one duration;
+//! - `ramp`: rising rates until one fails; the best one;
+//! - `storm`: every connection dropped at once and resumed with `Last-Event-ID`.
+
+pub(crate) mod idle;
+pub(crate) mod ramp;
+pub(crate) mod steady;
+pub(crate) mod storm;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::fleet::Fleet;
+use crate::memory::MemoryWatch;
+use crate::plan::Plan;
+use crate::procfs;
+use crate::progress::Progress;
+use crate::publish::{Published, Publisher};
+use crate::report::{Connections, Details, Latency, Params, Report, ServerRss, round};
+use crate::tally::Tally;
+use crate::window::{Measurement, Window};
+
+/// A run with its subscribers open.
+pub(crate) struct Stage {
+    pub(crate) plan: Plan,
+    pub(crate) tally: Arc<Tally>,
+    pub(crate) fleet: Fleet,
+    memory: MemoryWatch,
+    rss_before: u64,
+    rss_idle: u64,
+    _progress: Progress,
+}
+
+impl Stage {
+    /// Opens the subscribers (the first `storm_clients` of them take part in a storm), waits
+    /// `--settle`, and measures idle memory.
+    pub(crate) async fn open(plan: Plan, storm_clients: usize) -> Self {
+        let tally = Arc::new(Tally::new());
+        let rss_before = procfs::total_rss_kib(&plan.pids);
+        let memory = MemoryWatch::start(plan.pids.clone(), tally.clone(), plan.connections);
+        let progress = Progress::start(tally.clone(), plan.connections);
+        let fleet = Fleet::open(&plan, &tally, storm_clients).await;
+        eprintln!(
+            "{} of {} connections live after {:.1}s ({} failed); settling for {:?}",
+            tally.live.load(Ordering::Relaxed),
+            plan.connections,
+            fleet.seconds_to_open,
+            tally.failed.load(Ordering::Relaxed),
+            plan.settle,
+        );
+        tokio::time::sleep(plan.settle).await;
+        let rss_idle = procfs::total_rss_kib(&plan.pids);
+        Self {
+            plan,
+            tally,
+            fleet,
+            memory,
+            rss_before,
+            rss_idle,
+            _progress: progress,
+        }
+    }
+
+    /// A publisher for this run's topics.
+    pub(crate) fn publisher(&self) -> Publisher {
+        Publisher::start(self.plan.publish.clone(), self.plan.topics.clone())
+    }
+
+    /// Nothing published, for scenarios without a publisher.
+    pub(crate) fn nothing_published(&self) -> Published {
+        Published::none(self.plan.topics.len())
+    }
+
+    /// Opens a measurement window now.
+    pub(crate) fn window(&self, published: Published) -> Window {
+        Window::open(&self.tally, published)
+    }
+
+    /// Closes `window` (see [`Window::close`]).
+    pub(crate) async fn measure(
+        &self,
+        window: Window,
+        published: Published,
+        publishing: Duration,
+    ) -> Measurement {
+        window
+            .close(&self.tally, published, &self.fleet.subscribers, publishing)
+            .await
+    }
+
+    /// The server memory samples taken while the connections opened.
+    pub(crate) fn memory_samples(&self) -> Vec<crate::report::MemorySample> {
+        self.memory.samples()
+    }
+
+    /// Closes the connections and assembles the report; `whole` measured the run.
+    pub(crate) async fn finish(
+        self,
+        scenario: &'static str,
+        params: Params,
+        whole: Measurement,
+        details: Details,
+    ) -> Report {
+        let peak = self.memory.peak().max(self.rss_idle);
+        let live = self.tally.live.load(Ordering::Relaxed);
+        let per_connection_idle = if live == 0 {
+            0.0
+        } else {
+            self.rss_idle.saturating_sub(self.rss_before) as f64 / live as f64
+        };
+        let connections = Connections {
+            requested: self.plan.connections,
+            live,
+            failed: self.tally.failed.load(Ordering::Relaxed),
+            ended_by_server: self.tally.ended_by_server.load(Ordering::Relaxed),
+            seconds_to_open: round(self.fleet.seconds_to_open, 2),
+        };
+        self.fleet.stop().await;
+        Report {
+            scenario,
+            params,
+            connections,
+            events: whole.events,
+            latency_ms: Latency::of(&whole.latency),
+            server_rss_kib: ServerRss {
+                before: self.rss_before,
+                idle: self.rss_idle,
+                peak,
+                per_connection_idle: round(per_connection_idle, 2),
+            },
+            driver_cpu_percent: whole.cpu_percent,
+            details,
+        }
+    }
+}
