@@ -49,6 +49,10 @@ pub struct SseClient {
     body: Option<Incoming>,
     parser: Parser,
     items: VecDeque<Item>,
+    /// The last event id as of the last item handed out. The parser runs ahead of the caller
+    /// when one read holds several events (the server batches writes): items still queued
+    /// have not been seen, so a resume must not skip them.
+    handed_out_id: String,
     /// Every byte of the body received so far, for assertions on the wire format.
     raw: Vec<u8>,
 }
@@ -88,6 +92,7 @@ impl SseClient {
             body: Some(body),
             parser: Parser::new(),
             items: VecDeque::new(),
+            handed_out_id: String::new(),
             raw: Vec::new(),
         }
     }
@@ -95,12 +100,12 @@ impl SseClient {
     /// Opens the same URL again, sending `Last-Event-ID` with the last event id seen (if
     /// any), as a browser's `EventSource` does after a disconnect.
     pub async fn reconnect(&mut self) {
-        let last_event_id = self.parser.last_event_id().to_owned();
+        let last_event_id = self.last_event_id().to_owned();
         self.headers
             .retain(|(name, _)| !name.eq_ignore_ascii_case("last-event-id"));
         if !last_event_id.is_empty() {
             self.headers
-                .push(("Last-Event-ID".to_owned(), last_event_id));
+                .push(("Last-Event-ID".to_owned(), last_event_id.clone()));
         }
         let (status, response_headers, body) =
             request(self.addr, &self.path, &self.headers, self.protocol).await;
@@ -108,7 +113,6 @@ impl SseClient {
         self.response_headers = response_headers;
         self.body = Some(body);
         // A new connection is a new stream; only the last event id carries over.
-        let last_event_id = self.parser.last_event_id().to_owned();
         self.parser = Parser::new();
         if !last_event_id.is_empty() {
             let line = format!("id: {last_event_id}\n\n");
@@ -127,9 +131,18 @@ impl SseClient {
         &self.response_headers
     }
 
-    /// The last event id, as `EventSource` would send it on reconnect.
+    /// The last event id, as `EventSource` would send it on reconnect: as of the last item
+    /// this client handed out (events read but not yet handed out do not count).
     pub fn last_event_id(&self) -> &str {
-        self.parser.last_event_id()
+        if self.has_queued_events() {
+            &self.handed_out_id
+        } else {
+            self.parser.last_event_id()
+        }
+    }
+
+    fn has_queued_events(&self) -> bool {
+        self.items.iter().any(|item| matches!(item, Item::Event(_)))
     }
 
     /// Every body byte received on the current connection (or the last one).
@@ -145,6 +158,9 @@ impl SseClient {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Some(item) = self.items.pop_front() {
+                if let Item::Event(event) = &item {
+                    self.handed_out_id.clone_from(&event.last_event_id);
+                }
                 return Next::Item(item);
             }
             if let Err(end) = self.read(deadline).await {
@@ -182,6 +198,9 @@ impl SseClient {
             Ok(Some(Ok(frame))) => frame,
         };
         if let Ok(data) = frame.into_data() {
+            if !self.has_queued_events() {
+                self.handed_out_id = self.parser.last_event_id().to_owned();
+            }
             self.raw.extend_from_slice(&data);
             let items = self
                 .parser
