@@ -59,6 +59,26 @@ pub enum ConnectionError {
     Stalled,
 }
 
+/// Pending connections the kernel queues for [`accept`] (it caps this at `net.core.somaxconn`).
+/// A burst of reconnecting clients (a node restarted behind a load balancer) arrives at once;
+/// with the usual 128 the rest of their SYNs are dropped and retried a second or more later.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Listens on `addr` with a backlog for reconnect storms ([`LISTEN_BACKLOG`]).
+///
+/// # Errors
+/// When the address cannot be bound.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Accepts the next connection. An accept error (typically: out of file descriptors) is
 /// logged and retried after a short pause, so a burst of connections cannot stop the loop.
 pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
