@@ -9,8 +9,7 @@ use sse_gateway::Config;
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     init_tracing(config.log_format);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = sse_core::runtime::connection::listen(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     sse_gateway::run(config, listener, shutdown_signal()).await?;
     tracing::info!("stopped");

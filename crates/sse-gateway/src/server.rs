@@ -107,9 +107,7 @@ async fn serve_connection(
             Ok(Served::Closed) => {}
             Ok(Served::TakenOver(stream)) => {
                 if let Some(body) = handoff.take() {
-                    connections.spawn(
-                        handoff::write_stream(stream, body, abort).in_current_span(),
-                    );
+                    connections.spawn(handoff::write_stream(stream, body, abort));
                 }
             }
             Err(error) => tracing::debug!(%error, "connection ended early"),
