@@ -18,6 +18,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use nix::sys::socket::sockopt;
 use tokio::net::TcpSocket;
 use tokio::task::JoinHandle;
 
@@ -71,6 +72,13 @@ impl Connection {
             TcpSocket::new_v6()
         }
         .map_err(connect_error)?;
+        // Choose the source port at connect time, by the whole 4-tuple: binding first would
+        // reserve a port for any destination, which skips every port still in TIME_WAIT from
+        // an earlier run and, with tens of thousands of them, stalls on port allocation.
+        if addr.is_ipv4() {
+            nix::sys::socket::setsockopt(&socket, sockopt::IpBindAddressNoPort, &true)
+                .map_err(|errno| connect_error(errno.into()))?;
+        }
         if let Some(source) = source {
             socket
                 .bind(SocketAddr::new(source, 0))

@@ -135,6 +135,8 @@ pub(crate) struct MemorySample {
 #[derive(Debug, Serialize)]
 pub(crate) struct Step {
     pub(crate) rate: u64,
+    /// The rate the publisher reached (the server took the events this fast).
+    pub(crate) published_per_second: f64,
     pub(crate) events: Events,
     pub(crate) latency_ms: Latency,
     pub(crate) passed: bool,

@@ -43,6 +43,7 @@ pub(crate) async fn run(plan: Plan, options: &RampOptions) -> Report {
         );
         steps.push(Step {
             rate,
+            published_per_second: achieved.round(),
             events: measured.events,
             latency_ms: latency,
             passed,
