@@ -160,8 +160,21 @@ pub(crate) struct Storm {
     pub(crate) failed: u64,
     /// From the drop to the last successful reconnect.
     pub(crate) seconds_to_reconnect: f64,
-    /// Whether every readiness poll during the storm got 200; `None` without `--ready-url`.
+    /// Whether no readiness poll during the storm was answered with anything but 200;
+    /// `None` without `--ready-url`.
     pub(crate) ready_during_storm: Option<bool>,
+    /// The readiness polls during the storm, by outcome; `None` without `--ready-url`.
+    pub(crate) ready_polls: Option<ReadyPolls>,
+}
+
+/// How the readiness polls of a storm were answered.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct ReadyPolls {
+    pub(crate) ready: u64,
+    /// Answered, with another status.
+    pub(crate) not_ready: u64,
+    /// Not answered within the poll timeout (typically: the SYN waited in a full accept queue).
+    pub(crate) unanswered: u64,
 }
 
 /// The sections only one scenario has.

@@ -16,7 +16,7 @@ use crate::cli::StormOptions;
 use crate::conn::{self, Connection, HttpError};
 use crate::payload;
 use crate::plan::Plan;
-use crate::report::{Details, Params, Report, ScenarioParams, Storm, round};
+use crate::report::{Details, Params, ReadyPolls, Report, ScenarioParams, Storm, round};
 use crate::scenarios::Stage;
 use crate::template::Endpoint;
 
@@ -74,7 +74,7 @@ async fn storm(stage: &Stage, at: Duration, clients: usize, ready: Option<&Endpo
         }
         back.cancel();
     };
-    let ((), ready_during_storm) = tokio::join!(wait, poll_ready(ready, &back));
+    let ((), ready_polls) = tokio::join!(wait, poll_ready(ready, &back));
     let reconnected = tally.reconnected.load(Ordering::Relaxed);
     let last = tally.last_reconnect_micros.load(Ordering::Relaxed);
     let seconds_to_reconnect = if reconnected > 0 {
@@ -88,22 +88,24 @@ async fn storm(stage: &Stage, at: Duration, clients: usize, ready: Option<&Endpo
         reconnected,
         failed: tally.reconnect_failed.load(Ordering::Relaxed),
         seconds_to_reconnect: round(seconds_to_reconnect, 3),
-        ready_during_storm,
+        ready_during_storm: ready_polls.as_ref().map(|polls| polls.not_ready == 0),
+        ready_polls,
     }
 }
 
-/// Polls `ready` until `done`: whether every poll got 200, or `None` without a URL.
-async fn poll_ready(ready: Option<&Endpoint>, done: &CancellationToken) -> Option<bool> {
+/// Polls `ready` until `done` and counts the outcomes; `None` without a URL.
+async fn poll_ready(ready: Option<&Endpoint>, done: &CancellationToken) -> Option<ReadyPolls> {
     let ready = ready?;
-    let mut all_ready = true;
+    let mut polls = ReadyPolls::default();
     loop {
-        let status = tokio::time::timeout(POLL_TIMEOUT, status_of(ready)).await;
-        if !matches!(status, Ok(Ok(StatusCode::OK))) {
-            all_ready = false;
+        match tokio::time::timeout(POLL_TIMEOUT, status_of(ready)).await {
+            Ok(Ok(StatusCode::OK)) => polls.ready += 1,
+            Ok(Ok(_)) => polls.not_ready += 1,
+            Ok(Err(_)) | Err(_) => polls.unanswered += 1,
         }
         tokio::select! {
             () = tokio::time::sleep(POLL_INTERVAL) => {}
-            () = done.cancelled() => return Some(all_ready),
+            () = done.cancelled() => return Some(polls),
         }
     }
 }
