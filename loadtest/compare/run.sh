@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Side by side: our stack (sse-gateway + sse-publisher) and Nchan (nginx + nchan, one worker),
+# each with its own fresh Redis, each server pinned to the same core ($SERVER_CORE, default 0)
+# and the driver (sse-bench) and both Redis servers to the other ($DRIVER_CORE, default 1).
+# Every scenario runs against each server in turn, on a freshly started stack, with the same
+# driver and the same flags; only the URLs differ. Writes to $OUT (default loadtest/results):
+# one sse-bench JSON per scenario and server, compare.json, compare.md and the plots
+# (latency.svg/png: percentiles vs publish rate; memory.svg/png: RSS vs connections).
+#
+#   loadtest/compare/run.sh                   # every scenario, full size (about 10 minutes)
+#   SCALE=small loadtest/compare/run.sh       # the same at toy sizes (about 2 minutes)
+#   SCENARIOS="idle fanout" loadtest/compare/run.sh
+#
+# Needs redis-server, nginx with libnginx-mod-nchan, python3 with matplotlib, taskset; as root
+# it installs what is missing. Stops exactly the processes it started.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+here=loadtest/compare
+
+SCENARIOS=${SCENARIOS:-"idle fanout topics ramp reconnect-storm"}
+SERVERS=${SERVERS:-"sse-gateway nchan"}
+SCALE=${SCALE:-full}
+SERVER_CORE=${SERVER_CORE:-0}
+DRIVER_CORE=${DRIVER_CORE:-1}
+OUT=${OUT:-loadtest/results}
+WORK=$(mktemp -d -t sse-compare.XXXXXX)
+mkdir -p "$OUT"
+
+if [ "$SCALE" = small ]; then
+  IDLE=2000 FANOUT=1000 TOPICS=1000 RAMP=200 STORM=1000 SECONDS_=5s STEP=3s
+  RATES=100,500,1000,2000
+else
+  IDLE=18000 FANOUT=10000 TOPICS=10000 RAMP=1000 STORM=10000 SECONDS_=20s STEP=10s
+  RATES=100,200,500,1000,2000,5000,10000,20000
+fi
+
+# --- what the machine needs --------------------------------------------------------------
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v nginx >/dev/null || missing+=(nginx-light)
+[ -f /usr/lib/nginx/modules/ngx_nchan_module.so ] || missing+=(libnginx-mod-nchan)
+if [ ${#missing[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || { echo "missing: ${missing[*]} (apt-get install -y ${missing[*]})" >&2; exit 1; }
+  apt-get install -y "${missing[@]}"
+fi
+python3 -c 'import matplotlib' 2>/dev/null || pip install --quiet matplotlib
+cargo build --release --quiet -p sse-gateway -p sse-publisher -p sse-bench
+bin=target/release
+
+# --- processes ---------------------------------------------------------------------------
+started=()
+stop_all() {
+  for pid in "${started[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${started[@]}"; do
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  done
+  started=()
+}
+trap 'stop_all; rm -rf "$WORK"' EXIT
+trap 'exit 130' INT TERM
+
+start_redis() { # port
+  taskset -c "$DRIVER_CORE" redis-server --port "$1" --bind 127.0.0.1 --save "" \
+    --appendonly no --dir "$WORK" --logfile "$WORK/redis-$1.log" &
+  started+=($!)
+  until redis-cli -p "$1" ping >/dev/null 2>&1; do sleep 0.1; done
+}
+
+wait_http() { until curl -fsS -o /dev/null "$1" 2>/dev/null; do sleep 0.1; done; }
+
+# Starts one server's stack; sets TARGET (sse-bench flags) and PIDS (the server's processes).
+start_server() { # name
+  case $1 in
+    sse-gateway)
+      start_redis 16601
+      taskset -c "$SERVER_CORE" "$bin/sse-gateway" --listen 127.0.0.1:18080 \
+        --redis-url redis://127.0.0.1:16601 --max-connections 19000 --log-format json \
+        > "$WORK/gateway.log" 2>&1 &
+      started+=($!)
+      local gateway=$!
+      SSE_PUBLISH_TOKENS=bench taskset -c "$SERVER_CORE" "$bin/sse-publisher" \
+        --listen 127.0.0.1:18081 --redis-url redis://127.0.0.1:16601 --log-format json \
+        > "$WORK/publisher.log" 2>&1 &
+      started+=($!)
+      wait_http http://127.0.0.1:18080/readyz
+      wait_http http://127.0.0.1:18081/readyz
+      TARGET=(--subscribe-url 'http://127.0.0.1:18080/events?topic={topic}'
+        --publish-url http://127.0.0.1:18081/v1/publish
+        --publish-header 'Authorization: Bearer bench')
+      READY=(--ready-url http://127.0.0.1:18080/readyz)
+      PIDS="$gateway,$!"
+      ;;
+    nchan)
+      start_redis 16602
+      local pids
+      pids=$("$here/start-nchan.sh" "$WORK/nchan" 18090 16602 "$SERVER_CORE")
+      local master worker
+      master=$(sed -n 's/^MASTER_PID=//p' <<< "$pids")
+      worker=$(sed -n 's/^WORKER_PID=//p' <<< "$pids")
+      started+=("$master")
+      TARGET=(--subscribe-url 'http://127.0.0.1:18090/sub/{topic}'
+        --publish-url 'http://127.0.0.1:18090/pub/{topic}' --publish-body '{data}')
+      READY=()
+      PIDS="$worker"
+      ;;
+    *) echo "unknown server $1" >&2; exit 2 ;;
+  esac
+}
+
+bench() { # server scenario flags...
+  local server=$1 scenario=$2
+  shift 2
+  echo "== $scenario against $server" >&2
+  # In the background and waited for, so that Ctrl-C stops it at once.
+  taskset -c "$DRIVER_CORE" "$bin/sse-bench" "$scenario" "${TARGET[@]}" --pid "$PIDS" \
+    --json "$OUT/$scenario.$server.json" "$@" &
+  started+=($!)
+  wait $!
+}
+
+for scenario in $SCENARIOS; do
+  for server in $SERVERS; do
+    start_server "$server"
+    case $scenario in
+      idle) bench "$server" idle --connections "$IDLE" --duration 5s ;;
+      fanout) bench "$server" fanout --connections "$FANOUT" --rate 100 --duration "$SECONDS_" ;;
+      topics) bench "$server" topics --connections "$TOPICS" --topics $((TOPICS / 10)) \
+        --rate 1000 --duration "$SECONDS_" --publish-connections 16 ;;
+      ramp) bench "$server" ramp --connections "$RAMP" --topics 10 --rates "$RATES" \
+        --step "$STEP" --max-p99 200ms --publish-connections 10 ;;
+      reconnect-storm) bench "$server" reconnect-storm --connections "$STORM" \
+        --topics 100 --rate 200 --duration "$SECONDS_" --storm-share 1.0 "${READY[@]}" ;;
+      *) echo "unknown scenario $scenario" >&2; exit 2 ;;
+    esac
+    stop_all
+  done
+done
+
+# --- the results -------------------------------------------------------------------------
+python3 - "$OUT" "$SCALE" <<'PY'
+import json, pathlib, platform, subprocess, sys, datetime
+out, scale = pathlib.Path(sys.argv[1]), sys.argv[2]
+scenarios = {}
+for path in sorted(out.glob("*.*.json")):
+    scenario, server = path.name[: -len(".json")].split(".", 1)
+    scenarios.setdefault(scenario, {})[server] = json.loads(path.read_text())
+cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
+                     capture_output=True, text=True).stdout.strip()
+nchan = subprocess.run(["sh", "-c", "dpkg-query -W -f '${Version}' libnginx-mod-nchan"],
+                       capture_output=True, text=True).stdout.strip()
+compare = {
+    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "machine": f"{platform.machine()}, {cpu}, kernel {platform.release()}; servers pinned "
+               f"to one core, driver and both Redis servers on the other",
+    "command": "loadtest/compare/run.sh" + ("" if scale == "full" else f" (SCALE={scale})"),
+    "servers": ["sse-gateway", "nchan"],
+    "versions": {"nchan": nchan},
+    "scenarios": scenarios,
+}
+(out / "compare.json").write_text(json.dumps(compare, indent=1) + "\n")
+PY
+python3 "$here/report.py" "$OUT/compare.json" "$OUT"
+echo "results in $OUT: compare.md, compare.json, latency.svg, memory.svg" >&2
