@@ -12,7 +12,7 @@
 //! (whose streams share a connection and cannot be taken out) and for HTTP/1.0 clients.
 
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Write as _};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
@@ -28,6 +28,8 @@ use crate::body::SseBody;
 
 /// Frames written in one `writev` at most (the kernel takes up to 1024 slices).
 const MAX_FRAMES_PER_WRITE: usize = 256;
+/// Room for frames a stream keeps between chunks; a burst's larger list is freed.
+const FRAMES_KEPT: usize = 8;
 
 /// One connection's hand-over point: the body of a stream waits here while the connection
 /// task takes the socket from hyper. Cheap to clone; clones share the slot.
@@ -146,10 +148,11 @@ struct ChunkHead {
 impl ChunkHead {
     fn new(size: usize) -> Self {
         let mut head = Self::default();
-        let digits = format!("{size:x}\r\n");
-        let len = digits.len().min(head.bytes.len());
-        head.bytes[..len].copy_from_slice(&digits.as_bytes()[..len]);
-        head.len = len as u8;
+        let mut rest = &mut head.bytes[..];
+        // At most 16 hex digits and CRLF: always fits.
+        let _ = write!(rest, "{size:x}\r\n");
+        let unused = rest.len();
+        head.len = u8::try_from(head.bytes.len() - unused).unwrap_or(0);
         head
     }
 
@@ -197,10 +200,7 @@ impl Future for Writer {
                         this.state = State::Ending;
                         this.written = 0;
                     }
-                    State::Streaming => {
-                        this.frames.clear();
-                        this.cancelled = None;
-                    }
+                    State::Streaming => this.chunk_written(),
                 },
                 Poll::Ready(Err(error)) => {
                     tracing::debug!(%error, "stream ended on a write error");
@@ -213,6 +213,17 @@ impl Future for Writer {
 }
 
 impl Writer {
+    /// Forgets the chunk just written, and what a burst left behind: a stream that goes idle
+    /// again keeps no frame list sized for the burst, and no abort wait.
+    fn chunk_written(&mut self) {
+        if self.frames.capacity() > FRAMES_KEPT {
+            self.frames = Vec::new();
+        } else {
+            self.frames.clear();
+        }
+        self.cancelled = None;
+    }
+
     /// The socket is full: the client is not reading. While the writer waits for it, it does
     /// not poll the body, so the outbox has no waker to tell it of an overflow; wait for the
     /// abort as well. The wait is allocated only while a write is stuck, not per idle stream.
@@ -285,4 +296,20 @@ fn ready_frames(body: &mut SseBody, cx: &mut Context<'_>, frames: &mut Vec<Bytes
         }
     }
     Poll::Ready(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChunkHead;
+
+    #[test]
+    fn a_chunk_head_is_the_size_in_hex_and_crlf_for_every_size() {
+        assert_eq!(ChunkHead::new(0x1f).as_bytes(), b"1f\r\n");
+        assert_eq!(ChunkHead::new(40_000).as_bytes(), b"9c40\r\n");
+        assert_eq!(
+            ChunkHead::new(usize::MAX).as_bytes(),
+            b"ffffffffffffffff\r\n",
+            "the largest size still fits"
+        );
+    }
 }
