@@ -34,6 +34,7 @@ ROWS = {
         ("RSS at idle MiB", "server_rss_kib.idle", KIB_PER_MIB),
     ],
     "fanout": LOAD_ROWS,
+    "fanout-10": LOAD_ROWS,
     "topics": LOAD_ROWS,
     "ramp": [
         ("best rate (events/s published)", "best.rate", 1),

@@ -7,7 +7,7 @@
 # one sse-bench JSON per scenario and server, compare.json, compare.md and the plots
 # (latency.svg/png: percentiles vs publish rate; memory.svg/png: RSS vs connections).
 #
-#   loadtest/compare/run.sh                   # every scenario, full size (about 10 minutes)
+#   loadtest/compare/run.sh                   # every scenario, full size (about 11 minutes)
 #   SCALE=small loadtest/compare/run.sh       # the same at toy sizes (about 2 minutes)
 #   SCENARIOS="idle fanout" loadtest/compare/run.sh
 #
@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=loadtest/compare
 
-SCENARIOS=${SCENARIOS:-"idle fanout topics ramp reconnect-storm"}
+SCENARIOS=${SCENARIOS:-"idle fanout fanout-10 topics ramp reconnect-storm"}
 SERVERS=${SERVERS:-"sse-gateway nchan"}
 SCALE=${SCALE:-full}
 SERVER_CORE=${SERVER_CORE:-0}
@@ -107,12 +107,12 @@ start_server() { # name
   esac
 }
 
-bench() { # server scenario flags...
-  local server=$1 scenario=$2
-  shift 2
+bench() { # server scenario sse-bench-subcommand flags...
+  local server=$1 scenario=$2 subcommand=$3
+  shift 3
   echo "== $scenario against $server" >&2
   # In the background and waited for, so that Ctrl-C stops it at once.
-  taskset -c "$DRIVER_CORE" "$bin/sse-bench" "$scenario" "${TARGET[@]}" --pid "$PIDS" \
+  taskset -c "$DRIVER_CORE" "$bin/sse-bench" "$subcommand" "${TARGET[@]}" --pid "$PIDS" \
     --json "$OUT/$scenario.$server.json" "$@" &
   started+=($!)
   wait $!
@@ -122,13 +122,17 @@ for scenario in $SCENARIOS; do
   for server in $SERVERS; do
     start_server "$server"
     case $scenario in
-      idle) bench "$server" idle --connections "$IDLE" --duration 5s ;;
-      fanout) bench "$server" fanout --connections "$FANOUT" --rate 100 --duration "$SECONDS_" ;;
-      topics) bench "$server" topics --connections "$TOPICS" --topics $((TOPICS / 10)) \
+      idle) bench "$server" idle idle --connections "$IDLE" --duration 5s ;;
+      fanout) bench "$server" fanout fanout --connections "$FANOUT" --rate 100 \
+        --duration "$SECONDS_" ;;
+      # The same fan-out at a rate both servers sustain.
+      fanout-10) bench "$server" fanout-10 fanout --connections "$FANOUT" --rate 10 \
+        --duration "$SECONDS_" ;;
+      topics) bench "$server" topics topics --connections "$TOPICS" --topics $((TOPICS / 10)) \
         --rate 1000 --duration "$SECONDS_" --publish-connections 16 ;;
-      ramp) bench "$server" ramp --connections "$RAMP" --topics 10 --rates "$RATES" \
+      ramp) bench "$server" ramp ramp --connections "$RAMP" --topics 10 --rates "$RATES" \
         --step "$STEP" --max-p99 200ms --publish-connections 10 ;;
-      reconnect-storm) bench "$server" reconnect-storm --connections "$STORM" \
+      reconnect-storm) bench "$server" reconnect-storm reconnect-storm --connections "$STORM" \
         --topics 100 --rate 200 --duration "$SECONDS_" --storm-share 1.0 "${READY[@]}" ;;
       *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac
