@@ -110,7 +110,7 @@ pub(crate) struct Shared {
     #[arg(long, default_value_t = 32)]
     pub(crate) payload: usize,
     /// Source addresses for the connections, comma-separated. Default: 127.0.0.1,
-    /// 127.0.0.2, … one per 20,000 connections.
+    /// 127.0.0.2, … one per 10,000 connections.
     #[arg(long, value_delimiter = ',')]
     pub(crate) sources: Vec<IpAddr>,
     /// Server PIDs, comma-separated; their summed VmRSS is the server memory.
