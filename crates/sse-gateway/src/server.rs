@@ -66,16 +66,7 @@ pub(crate) async fn serve(
     app.drain.begin();
     drop(listener);
     app.drain.end_streams(&app.hub, drain_over).await;
-    connections.close();
-    if tokio::time::timeout(grace, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            ?grace,
-            "shutdown deadline reached; dropping unfinished connections"
-        );
-    }
+    connection::finish(&connections, grace).await;
 }
 
 /// Serves one connection; an HTTP/1.1 event stream continues in a task of its own, tracked

@@ -59,14 +59,5 @@ pub(crate) async fn serve(
     drop(listener);
     tracing::info!("shutting down: finishing in-flight requests");
     stopping.cancel();
-    connections.close();
-    if tokio::time::timeout(grace, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            ?grace,
-            "shutdown deadline reached; dropping unfinished connections"
-        );
-    }
+    connection::finish(&connections, grace).await;
 }

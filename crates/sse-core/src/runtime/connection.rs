@@ -13,7 +13,7 @@
 //!   or handshake, or an HTTP/2 connection that never opens a stream.
 //!
 //! Shutdown is a future the caller completes: each connection then finishes its in-flight
-//! requests and closes (the caller tracks the connection tasks and bounds the wait). An
+//! requests and closes (the caller tracks the connection tasks; [`finish`] bounds the wait). An
 //! HTTP/1 connection can also be taken back from hyper mid-response ([`Takeover`]).
 
 use std::future::Future;
@@ -33,6 +33,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::task::TaskTracker;
 
 /// The first bytes of every HTTP/2 connection with prior knowledge.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
@@ -90,6 +91,21 @@ pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+/// Stops tracking new connection tasks and waits for the tracked ones to finish, at most
+/// `grace`; whatever is still open then is dropped with the process.
+pub async fn finish(connections: &TaskTracker, grace: Duration) {
+    connections.close();
+    if tokio::time::timeout(grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "shutdown deadline reached; dropping unfinished connections"
+        );
     }
 }
 
