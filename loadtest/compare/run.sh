@@ -12,7 +12,8 @@
 #   SCENARIOS="idle fanout" loadtest/compare/run.sh
 #
 # Needs redis-server, nginx with libnginx-mod-nchan, python3 with matplotlib, taskset; as root
-# it installs what is missing. Stops exactly the processes it started.
+# it installs what is missing. Builds release binaries unless SSE_BIN_DIR names prebuilt ones.
+# Stops exactly the processes it started.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=loadtest/compare
@@ -44,8 +45,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y "${missing[@]}"
 fi
 python3 -c 'import matplotlib' 2>/dev/null || pip install --quiet matplotlib
-cargo build --release --quiet -p sse-gateway -p sse-publisher -p sse-bench
-bin=target/release
+# SSE_BIN_DIR: a directory that already holds sse-gateway, sse-publisher and sse-bench.
+if [ -n "${SSE_BIN_DIR:-}" ]; then
+  bin=$SSE_BIN_DIR
+else
+  cargo build --release --quiet -p sse-gateway -p sse-publisher -p sse-bench
+  bin=target/release
+fi
 
 # --- processes ---------------------------------------------------------------------------
 started=()

@@ -222,17 +222,22 @@ pub(crate) fn triples(events: &[sse_core::MessageEvent]) -> Vec<(&str, &str, &st
         .collect()
 }
 
-/// The `sse-publisher` binary of this build (a sibling of the gateway's), built if it is not
-/// there yet (`cargo test -p sse-gateway` alone does not build other packages' binaries).
+/// The `sse-publisher` binary of this build.
 pub(crate) fn publisher_binary() -> std::path::PathBuf {
-    let path =
-        std::path::Path::new(env!("CARGO_BIN_EXE_sse-gateway")).with_file_name("sse-publisher");
+    sibling_binary("sse-publisher")
+}
+
+/// The binary `package` (named like its package) of this build, a sibling of the gateway's,
+/// built if it is not there yet (`cargo test -p sse-gateway` alone does not build other
+/// packages' binaries).
+pub(crate) fn sibling_binary(package: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_sse-gateway")).with_file_name(package);
     if !path.exists() {
         let built = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "sse-publisher", "--bin", "sse-publisher"])
+            .args(["build", "-p", package, "--bin", package])
             .status()
             .expect("run cargo build");
-        assert!(built.success(), "cargo build -p sse-publisher failed");
+        assert!(built.success(), "cargo build -p {package} failed");
     }
     path
 }
