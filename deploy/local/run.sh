@@ -6,8 +6,11 @@
 #   - one sse-gateway per port in $GATEWAY_PORTS (default "8080 8082"): two nodes, so a client
 #     can resume on the other one;
 #   - nginx on $NGINX_PORT (default 8000) in front of them, with the project's nginx/nginx.conf
-#     and the demo page, when nginx is installed (NGINX=off skips it).
-# SSE_PUBLISHER_BIN and SSE_GATEWAY_BIN name prebuilt binaries; without them the script builds.
+#     and the demo page (NGINX=off leaves it out; without nginx installed the script says so
+#     and runs the rest).
+# SSE_PUBLISHER_BIN and SSE_GATEWAY_BIN name prebuilt binaries; without them the script runs
+# `cargo build --release`, the same build (same packages, same features) a later
+# `cargo build --release` finds up to date.
 # Ctrl-C (or SIGTERM) stops exactly what this script started.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -41,7 +44,7 @@ else
 fi
 
 if [ -z "${SSE_PUBLISHER_BIN:-}" ] || [ -z "${SSE_GATEWAY_BIN:-}" ]; then
-  cargo build --release --quiet -p sse-publisher -p sse-gateway
+  cargo build --release --quiet
 fi
 SSE_PUBLISHER_BIN=${SSE_PUBLISHER_BIN:-target/release/sse-publisher}
 SSE_GATEWAY_BIN=${SSE_GATEWAY_BIN:-target/release/sse-gateway}
@@ -58,7 +61,12 @@ done
 wait_http "http://127.0.0.1:$PUBLISHER_PORT/readyz"
 for port in $GATEWAY_PORTS; do wait_http "http://127.0.0.1:$port/readyz"; done
 
-if [ "$NGINX" = on ] && command -v nginx >/dev/null; then
+nginx_missing=
+if [ "$NGINX" = on ] && ! command -v nginx >/dev/null; then
+  nginx_missing=yes
+  NGINX=off
+fi
+if [ "$NGINX" = on ]; then
   # The same nginx.conf as docker-compose, with upstreams pointing at the local processes.
   prefix="$STATE_DIR/nginx"
   mkdir -p "$prefix"
@@ -88,6 +96,14 @@ Publish:   curl -X POST http://127.0.0.1:$PUBLISHER_PORT/v1/publish -H 'Authoriz
              -H 'Content-Type: application/json' -d '{"topic":"orders","data":{"n":1}}'
 Press Ctrl-C to stop.
 INFO
+if [ -n "$nginx_missing" ]; then
+  cat >&2 <<WARN
+nginx is not installed, so it was NOT started: no proxy and no demo page on port $NGINX_PORT.
+The publisher and the gateways above work without it. To get nginx and the demo page:
+  apt-get install -y nginx-light
+and run this script again.
+WARN
+fi
 # Until Ctrl-C or SIGTERM: a process that dies (a gateway killed to watch clients fail over)
 # leaves the rest running.
 wait

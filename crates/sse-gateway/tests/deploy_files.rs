@@ -83,6 +83,10 @@ fn rendered_services(rendered: &str) -> BTreeSet<String> {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "e2e"),
+    ignore = "needs docker-compose: tests/run.sh (or --features sse-gateway/e2e)"
+)]
 fn compose_file_renders_every_service() {
     let rendered = run(
         "docker-compose",
@@ -176,6 +180,10 @@ fn dockerfile_knows_every_workspace_member() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "e2e"),
+    ignore = "needs promtool: tests/run.sh (or --features sse-gateway/e2e)"
+)]
 fn prometheus_config_and_alert_rules_pass_promtool() {
     run(
         "promtool",
