@@ -10,6 +10,7 @@
 //! - [`parser`]: a streaming WHATWG event-stream parser, fed any chunking, for clients and tests;
 //! - [`cursor`]: [`Cursor`], the resume position a client carries as its `Last-Event-ID`;
 //! - [`control`]: the control events the gateway itself sends (history truncated);
+//! - [`error_chain`]: [`ErrorChain`], an error with its causes as the one line a person reads;
 //! - [`schema`]: the Redis contract: keys, channels, the publish function and its payload;
 //! - `runtime` (feature `runtime`): log setup and the shutdown signal the binaries share.
 //!
@@ -21,6 +22,7 @@
 
 pub mod control;
 pub mod cursor;
+pub mod error_chain;
 pub mod event;
 pub mod frame;
 pub mod parser;
@@ -30,6 +32,7 @@ pub mod schema;
 pub mod topic;
 
 pub use cursor::{Cursor, CursorError};
+pub use error_chain::ErrorChain;
 pub use event::{Event, EventId, EventIdError, EventName, EventNameError};
 pub use frame::{Frame, FrameError};
 pub use parser::{Item, MessageEvent, ParseError, Parser};

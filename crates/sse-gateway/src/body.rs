@@ -21,6 +21,7 @@
 //! ends when the outbox is closed (the client fell behind, or the node drains), or on a Redis
 //! error while replaying: the client reconnects and resumes from its last id.
 
+use sse_core::ErrorChain;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -33,15 +34,25 @@ use sse_core::control::{Truncation, history_truncated};
 use sse_core::frame::{self, HEARTBEAT, id_tail};
 use sse_core::{Cursor, EventId, Frame, Topic};
 
-use crate::events::{Bounds, StreamSlot};
+use crate::app::StreamSlot;
+use crate::history::{History, HistoryError, Page};
 use crate::hub::{Membership, Start};
 use crate::metrics::Metrics;
 use crate::outbox::{Closed, Delivery, Outbox};
-use crate::replay::{History, HistoryError, Page};
 
 const CURSOR_IS_AN_ID: &str = "an encoded cursor holds only letters, digits, '-' and '.'";
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// `max_events` and `max_seconds`: a stream that ends by itself, for load tests and for
+/// clients that poll in bounded requests rather than hold a stream open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Bounds {
+    /// End after this many events (control events not counted).
+    pub(crate) max_events: Option<u64>,
+    /// End after this long.
+    pub(crate) max_duration: Option<std::time::Duration>,
+}
 
 /// One page read from a topic's stream for this client.
 struct Fetched {
@@ -161,7 +172,7 @@ impl SseBody {
                     Poll::Ready(true)
                 }
                 Poll::Ready(Err(error)) => {
-                    tracing::warn!(%error, "replay failed; ending the stream so the client resumes");
+                    tracing::warn!(error = %ErrorChain(&error), "replay failed; ending the stream so the client resumes");
                     Poll::Ready(false)
                 }
                 Poll::Pending => self.poll_signals(cx),

@@ -29,7 +29,9 @@ pub struct Config {
     #[arg(long, env = "SSE_REDIS_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub redis_timeout: Duration,
 
-    /// A heartbeat comment is sent on a stream idle for this long.
+    /// How often idle streams get a heartbeat comment. One timer serves the whole node: at
+    /// each tick, every stream that wrote nothing since the previous tick gets one, so an
+    /// idle gap lasts between one and two periods.
     #[arg(long, env = "SSE_HEARTBEAT", default_value = "15s", value_parser = parse_positive_duration)]
     pub heartbeat: Duration,
 
@@ -46,7 +48,9 @@ pub struct Config {
     #[arg(long, env = "SSE_MAX_TOPICS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_topics: u32,
 
-    /// Most open event streams on this node; more get 503 with Retry-After.
+    /// Most open event streams on this node; more get 503 with Retry-After. It counts
+    /// streams, not TCP connections: an HTTP/2 connection may carry several streams, and
+    /// other requests (probes, metrics) are not counted.
     #[arg(long, env = "SSE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 

@@ -3,9 +3,9 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use sse_core::{CursorError, TopicError};
+use sse_core::{CursorError, ErrorChain, TopicError};
 
-use crate::routes::{Body, text};
+use crate::response::{Body, text};
 
 /// A refused request.
 #[derive(Debug, thiserror::Error)]
@@ -14,7 +14,7 @@ pub(crate) enum RequestError {
     #[error("name at least one topic: /events?topic=<name>[&topic=<name>...]")]
     NoTopic,
     /// An invalid topic name.
-    #[error("invalid topic: {0}")]
+    #[error("invalid topic")]
     Topic(#[from] TopicError),
     /// More distinct topics than `--max-topics`.
     #[error("{count} topics requested; at most {max} are allowed per stream")]
@@ -25,7 +25,7 @@ pub(crate) enum RequestError {
         max: usize,
     },
     /// A `Last-Event-ID` (or `lastEventId`) that is not a position for these topics.
-    #[error("invalid Last-Event-ID: {0}")]
+    #[error("invalid Last-Event-ID")]
     LastEventId(#[from] CursorError),
     /// `max_events` or `max_seconds` that is not a whole number of at least 1.
     #[error("{0} must be a whole number of at least 1")]
@@ -74,10 +74,11 @@ impl RequestError {
         }
     }
 
-    /// The response: the status, the sentence, and `Retry-After` or `Allow` where they apply.
+    /// The response: the status, the sentence (with its causes), and `Retry-After` or
+    /// `Allow` where they apply.
     pub(crate) fn into_response(self) -> Response<Body> {
         let (status, _) = self.status();
-        let mut response = text(status, Bytes::from(format!("{self}\n")));
+        let mut response = text(status, Bytes::from(format!("{}\n", ErrorChain(&self))));
         let headers = response.headers_mut();
         match self {
             Self::OverCapacity { .. } | Self::Draining => {
@@ -89,5 +90,30 @@ impl RequestError {
             _ => {}
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestError;
+    use http_body_util::BodyExt;
+    use sse_core::{Cursor, Topic};
+
+    async fn body_of(error: RequestError) -> String {
+        let body = error.into_response().into_body().collect().await;
+        let bytes = body.map(|collected| collected.to_bytes()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_refusal_names_its_cause_exactly_once() {
+        let cause = Topic::parse("a b").unwrap_err();
+        let body = body_of(RequestError::Topic(cause.clone())).await;
+        assert_eq!(body, format!("invalid topic: {cause}\n"));
+
+        let topics = [Topic::parse("a").unwrap()];
+        let cause = Cursor::decode("junk", &topics).unwrap_err();
+        let body = body_of(RequestError::LastEventId(cause.clone())).await;
+        assert_eq!(body, format!("invalid Last-Event-ID: {cause}\n"));
     }
 }

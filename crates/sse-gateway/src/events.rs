@@ -7,19 +7,18 @@
 //! capacity (`--max-connections`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version, header};
 use http_body_util::Either;
 use sse_core::{Cursor, Topic};
 use tokio_util::sync::CancellationToken;
 
-use crate::body::{Setup, SseBody};
+use crate::app::{App, StreamSlot};
+use crate::body::{Bounds, Setup, SseBody};
 use crate::error::RequestError;
-use crate::handoff::Handoff;
-use crate::metrics::Metrics;
 use crate::outbox::Outbox;
-use crate::routes::{App, Body};
+use crate::response::Body;
+use crate::takeover::Takeover;
 
 /// A request for a stream, validated.
 #[derive(Debug, PartialEq, Eq)]
@@ -30,16 +29,6 @@ pub(crate) struct StreamRequest {
     pub(crate) resume: Option<Cursor>,
     /// When to end the stream, if the client asked for a bounded one.
     pub(crate) bounds: Bounds,
-}
-
-/// `max_events` and `max_seconds`: a stream that ends by itself, for load tests and for
-/// clients that poll in bounded requests rather than hold a stream open.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Bounds {
-    /// End after this many events (control events not counted).
-    pub(crate) max_events: Option<u64>,
-    /// End after this long.
-    pub(crate) max_duration: Option<std::time::Duration>,
 }
 
 fn positive(name: &'static str, value: &str) -> Result<u64, RequestError> {
@@ -107,46 +96,13 @@ pub(crate) fn parse(
     })
 }
 
-/// One of the node's `--max-connections` stream slots, held by a stream for its life.
-pub(crate) struct StreamSlot {
-    open: Arc<AtomicUsize>,
-    metrics: Arc<Metrics>,
-}
-
-impl StreamSlot {
-    /// Takes a slot if fewer than `max` streams are open.
-    pub(crate) fn take(
-        open: &Arc<AtomicUsize>,
-        max: usize,
-        metrics: &Arc<Metrics>,
-    ) -> Option<Self> {
-        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < max).then_some(n + 1)
-        })
-        .ok()?;
-        metrics.connections_active.inc();
-        metrics.connections_total.inc();
-        Some(Self {
-            open: open.clone(),
-            metrics: metrics.clone(),
-        })
-    }
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::AcqRel);
-        self.metrics.connections_active.dec();
-    }
-}
-
 /// Opens the stream `request` asks for, on a connection that cancelling `connection` aborts.
-/// An HTTP/1.1 stream leaves hyper through `handoff` once its head is written.
+/// An HTTP/1.1 stream leaves hyper through `takeover` once its head is written.
 pub(crate) fn open<B>(
     app: &App,
     request: &Request<B>,
     connection: CancellationToken,
-    handoff: &Handoff,
+    takeover: &Takeover,
 ) -> Result<Response<Body>, RequestError> {
     if app.drain.is_draining() {
         return Err(RequestError::Draining);
@@ -157,10 +113,11 @@ pub(crate) fn open<B>(
         resume,
         bounds,
     } = parse(query, request.headers(), app.limits.max_topics)?;
-    let slot = StreamSlot::take(&app.open_streams, app.limits.max_connections, &app.metrics)
-        .ok_or(RequestError::OverCapacity {
-            max: app.limits.max_connections,
-        })?;
+    let slot = StreamSlot::take(&app.open_streams, app.limits.max_streams, &app.metrics).ok_or(
+        RequestError::OverCapacity {
+            max: app.limits.max_streams,
+        },
+    )?;
     let outbox = Arc::new(Outbox::new(
         app.limits.client_buffer,
         connection,
@@ -180,16 +137,16 @@ pub(crate) fn open<B>(
         slot,
         retry_ms: app.limits.retry_ms,
     });
-    let handed_off = request.version() == Version::HTTP_11;
-    let body = if handed_off {
-        Either::Right(handoff.stand_in(body))
+    let taken_over = request.version() == Version::HTTP_11;
+    let body = if taken_over {
+        Either::Right(takeover.stand_in(body))
     } else {
         Either::Left(body)
     };
     let mut response = Response::new(Body::Right(body));
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
-    if handed_off {
+    if taken_over {
         // What the stream's writer speaks; and the connection ends with the stream.
         headers.insert(
             header::TRANSFER_ENCODING,

@@ -8,21 +8,24 @@
 //!
 //! | position | stream | verdict |
 //! |---|---|---|
-//! | `0-0` (the client started before any event) | nothing ever trimmed | exact |
+//! | `0-0` (the client started before any event) | nothing ever trimmed, or no stream | exact |
 //! | `0-0` | some entries trimmed | [`Truncation::Trimmed`] |
 //! | before the first retained entry | some entries trimmed | [`Truncation::Trimmed`] |
 //! | before the first retained entry | nothing ever trimmed | [`Truncation::UnknownPosition`] (the stream began after it: Redis lost its data) |
-//! | past the last id, or between entries, or no stream at all | — | [`Truncation::UnknownPosition`] |
+//! | past the last id, or between entries | — | [`Truncation::UnknownPosition`] |
+//! | not `0-0` | no stream at all | [`Truncation::UnknownPosition`] |
 //!
-//! When it is not exact, the client gets every retained event, from the start of the stream.
-//! Entries that are not events (written into the stream by hand) are skipped and counted. (Redis 7.0's
-//! `max-deleted-entry-id` is not used: 7.0 does not update it when `MAXLEN` trims.) Further
-//! pages come from [`History::after`], `XRANGE` with an exclusive start.
+//! (`classify` is this table, tested row by row.) When it is not exact, the client gets every
+//! retained event, from the start of the stream. Entries that are not events (written into
+//! the stream by hand) are skipped and counted. Redis 7.0's `max-deleted-entry-id` is not
+//! used: 7.0 does not update it when `MAXLEN` trims. Further pages come from
+//! [`History::after`], `XRANGE` with an exclusive start.
 
 use bytes::Bytes;
 use prometheus::IntCounter;
 use redis::aio::ConnectionManager;
 use redis::{RedisError, Value};
+use sse_core::ErrorChain;
 use sse_core::control::Truncation;
 use sse_core::schema::{PublishedEvent, stream_key};
 use sse_core::{EventId, Topic};
@@ -59,7 +62,7 @@ pub(crate) struct Resume {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum HistoryError {
     /// Redis failed the call.
-    #[error("reading the stream failed: {0}")]
+    #[error("reading the stream failed")]
     Redis(#[from] RedisError),
     /// Redis answered `XINFO STREAM` with something unexpected.
     #[error("unexpected XINFO STREAM reply")]
@@ -86,7 +89,7 @@ impl History {
         let (ids, mut events) = self.range(topic, &from.to_string(), self.page + 1).await?;
         if ids.first() == Some(&from) {
             events.retain(|event| event.id != from);
-            let next = (ids.len() > self.page).then(|| ids[ids.len() - 1]);
+            let next = ids.last().copied().filter(|_| ids.len() > self.page);
             return Ok(Resume {
                 truncated: None,
                 page: Page { events, next },
@@ -99,7 +102,7 @@ impl History {
             None => (ids, events),
         };
         ids.truncate(self.page);
-        let next = (ids.len() == self.page).then(|| ids[ids.len() - 1]);
+        let next = ids.last().copied().filter(|_| ids.len() == self.page);
         if let Some(last) = next {
             events.retain(|event| event.id <= last);
         }
@@ -112,7 +115,7 @@ impl History {
     /// Up to one page of events after `after` (exclusive).
     pub(crate) async fn after(&self, topic: &Topic, after: EventId) -> Result<Page, HistoryError> {
         let (ids, events) = self.range(topic, &format!("({after}"), self.page).await?;
-        let next = (ids.len() == self.page).then(|| ids[ids.len() - 1]);
+        let next = ids.last().copied().filter(|_| ids.len() == self.page);
         Ok(Page { events, next })
     }
 
@@ -171,7 +174,7 @@ impl History {
                 }
                 Err(error) => {
                     self.invalid.inc();
-                    tracing::warn!(%topic, %id, %error, "skipping a stream entry that is not an event");
+                    tracing::warn!(%topic, %id, error = %ErrorChain(&error), "skipping a stream entry that is not an event");
                     if let Ok(id) = EventId::parse(&id) {
                         ids.push(id);
                     }
@@ -192,23 +195,30 @@ impl History {
             .query_async(&mut self.redis.clone())
             .await;
         let info = match reply {
-            Ok(info) => StreamInfo::parse(&info).ok_or(HistoryError::BadInfo)?,
-            Err(error) if error.detail().is_some_and(|d| d.contains("no such key")) => {
-                return Ok((from != EventId::ZERO).then_some(Truncation::UnknownPosition));
-            }
+            Ok(info) => Some(StreamInfo::parse(&info).ok_or(HistoryError::BadInfo)?),
+            Err(error) if error.detail().is_some_and(|d| d.contains("no such key")) => None,
             Err(error) => return Err(error.into()),
         };
-        let ever_trimmed = info.entries_added > info.length;
-        let before_first = info.first_entry.is_none_or(|first| from < first);
-        Ok(if from == EventId::ZERO {
-            ever_trimmed.then_some(Truncation::Trimmed)
-        } else if from > info.last_generated || !before_first {
-            Some(Truncation::UnknownPosition)
-        } else if ever_trimmed {
-            Some(Truncation::Trimmed)
-        } else {
-            Some(Truncation::UnknownPosition)
-        })
+        Ok(classify(info.as_ref(), from))
+    }
+}
+
+/// The table in the module docs: whether a position `from` that is not itself in the stream
+/// (`info`, or `None` when there is no stream) can be continued exactly, and if not, why.
+fn classify(info: Option<&StreamInfo>, from: EventId) -> Option<Truncation> {
+    let Some(info) = info else {
+        return (from != EventId::ZERO).then_some(Truncation::UnknownPosition);
+    };
+    let ever_trimmed = info.entries_added > info.length;
+    let before_first = info.first_entry.is_none_or(|first| from < first);
+    if from == EventId::ZERO {
+        ever_trimmed.then_some(Truncation::Trimmed)
+    } else if from > info.last_generated || !before_first {
+        Some(Truncation::UnknownPosition)
+    } else if ever_trimmed {
+        Some(Truncation::Trimmed)
+    } else {
+        Some(Truncation::UnknownPosition)
     }
 }
 
@@ -278,5 +288,91 @@ fn integer(value: &Value) -> Option<u64> {
     match value {
         Value::Int(n) => u64::try_from(*n).ok(),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{StreamInfo, Truncation, classify};
+    use sse_core::EventId;
+
+    const ZERO: EventId = EventId::ZERO;
+
+    fn id(ms: u64) -> EventId {
+        EventId::new(ms, 0)
+    }
+
+    /// A stream holding ids 10..=20 (ms), that got `added` entries in its life.
+    fn stream(added: u64) -> StreamInfo {
+        StreamInfo {
+            length: 11,
+            entries_added: added,
+            first_entry: Some(id(10)),
+            last_generated: id(20),
+        }
+    }
+
+    #[test]
+    fn zero_continues_exactly_when_nothing_was_ever_trimmed_or_there_is_no_stream() {
+        assert_eq!(classify(Some(&stream(11)), ZERO), None);
+        assert_eq!(classify(None, ZERO), None);
+    }
+
+    #[test]
+    fn zero_after_a_trim_is_truncated_history() {
+        assert_eq!(
+            classify(Some(&stream(50)), ZERO),
+            Some(Truncation::Trimmed)
+        );
+    }
+
+    #[test]
+    fn a_position_before_the_first_entry_of_a_trimmed_stream_was_trimmed_away() {
+        assert_eq!(
+            classify(Some(&stream(50)), id(5)),
+            Some(Truncation::Trimmed)
+        );
+    }
+
+    #[test]
+    fn a_position_before_the_first_entry_of_an_untrimmed_stream_is_unknown() {
+        // The stream began after the client's position: Redis lost its data.
+        assert_eq!(
+            classify(Some(&stream(11)), id(5)),
+            Some(Truncation::UnknownPosition)
+        );
+    }
+
+    #[test]
+    fn a_position_past_the_last_id_or_between_entries_is_unknown() {
+        for from in [id(21), id(15)] {
+            for added in [11, 50] {
+                assert_eq!(
+                    classify(Some(&stream(added)), from),
+                    Some(Truncation::UnknownPosition),
+                    "{from} in a stream that got {added} entries"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_position_on_a_topic_with_no_stream_is_unknown() {
+        assert_eq!(classify(None, id(5)), Some(Truncation::UnknownPosition));
+    }
+
+    #[test]
+    fn an_emptied_stream_that_was_trimmed_treats_any_old_position_as_trimmed() {
+        let emptied = StreamInfo {
+            length: 0,
+            entries_added: 11,
+            first_entry: None,
+            last_generated: id(20),
+        };
+        assert_eq!(classify(Some(&emptied), id(12)), Some(Truncation::Trimmed));
+        assert_eq!(
+            classify(Some(&emptied), id(30)),
+            Some(Truncation::UnknownPosition)
+        );
     }
 }

@@ -2,9 +2,10 @@
 //! and the one place an event from Redis is encoded and handed to every subscriber.
 //!
 //! - **Ref-counted subscriptions.** A topic's first local client makes the hub ask the
-//!   [`PubSubLink`](crate::pubsub) to `SUBSCRIBE`; its last one leaving (dropping its
-//!   [`Membership`]) makes it `UNSUBSCRIBE`. Each incarnation of a topic carries a generation
-//!   number, so a late confirmation for an earlier incarnation is never taken for this one's.
+//!   pub/sub link (`PubSubLink`, which drives the hub from its side) to `SUBSCRIBE`; its
+//!   last one leaving (dropping its [`Membership`]) makes it `UNSUBSCRIBE`. Each time a topic
+//!   gets a first client again its state starts a new generation (a number), so a late
+//!   confirmation for an earlier generation is never taken for this one's.
 //! - **Positions.** Each topic knows the last event id this node delivered for it. It starts
 //!   as the stream's tip, read after Redis confirmed the subscription: from then on every
 //!   event reaches this node live, so a client that starts "now" starts exactly there, without
@@ -32,11 +33,11 @@ type ClientId = u64;
 /// state when it gets to it, so stale commands are harmless.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum LinkCommand {
-    /// `topic` (in its incarnation `generation`) has its first local client.
+    /// `topic` (in its generation `generation`) has its first local client.
     Subscribe {
         /// The topic.
         topic: Topic,
-        /// The incarnation of the topic's state that wants the subscription.
+        /// The generation of the topic's state that wants the subscription.
         generation: u64,
     },
     /// `topic` lost its last local client.
@@ -57,7 +58,7 @@ pub(crate) enum Start {
 pub(crate) struct Subscribed {
     /// The topic.
     pub(crate) topic: Topic,
-    /// Its current incarnation.
+    /// Its current generation.
     pub(crate) generation: u64,
     /// The last id delivered, or `None` if the subscription was never confirmed.
     pub(crate) last_id: Option<EventId>,
@@ -192,7 +193,7 @@ impl Hub {
     }
 
     /// Marks `topic`'s subscription confirmed, with the stream's tip as its position, if the
-    /// topic is still in incarnation `generation` and not live yet. Returns whether it did.
+    /// topic is still in generation `generation` and not live yet. Returns whether it did.
     pub(crate) fn activate(&self, topic: &Topic, generation: u64, tip: EventId) -> bool {
         let map = read(&self.topics);
         let Some(state) = map
@@ -210,7 +211,7 @@ impl Hub {
         true
     }
 
-    /// Whether `topic` is in incarnation `generation` and still waits for its subscription.
+    /// Whether `topic` is in generation `generation` and still waits for its subscription.
     pub(crate) fn wants_subscription(&self, topic: &Topic, generation: u64) -> bool {
         read(&self.topics)
             .get(topic)
@@ -348,7 +349,7 @@ mod tests {
     }
 
     #[test]
-    fn a_stale_generation_never_activates_a_new_incarnation() {
+    fn a_stale_generation_never_activates_a_newer_one() {
         let (hub, _commands) = Hub::new(Arc::new(Metrics::new()));
         let a = topic("a");
         let (first, _) = hub.join(std::slice::from_ref(&a), outbox());

@@ -8,28 +8,35 @@
 //! How a node is put together, one file each:
 //!
 //! - `server`: accept loop, HTTP/1.1 and h2c; `routes`: `(method, path)` → handler;
+//! - `app`: the state every handler shares; `response`: the body type, plain-text replies;
+//!   `error`: every refusal as a status and a sentence;
 //! - `events`: `GET /events` → validated request → a stream; `body`: the stream itself;
-//!   `handoff`: an HTTP/1.1 stream written straight to its socket, without hyper's buffers;
+//!   `takeover`: an HTTP/1.1 stream written straight to its socket, without hyper's buffers;
 //! - `hub`: the fan-out table (topic → clients), encoding each event once;
 //! - `outbox`: a client's queue, bounded in bytes: a slow client is cut, never waited for;
 //! - `pubsub`: the node's one Redis pub/sub connection, with gap filling after outages;
-//! - `replay`: reading streams for resuming clients; `drain`: the shutdown choreography;
-//! - `metrics`, [`config`], `error`.
+//! - `history`: reading streams for resuming clients; `drain`: the shutdown choreography;
+//! - `metrics`, [`config`].
+//!
+//! The modules depend on each other one way: a request goes `server` → `routes` → `events`
+//! → `app` (shared state) → `body` (the stream) → `takeover` (the socket).
 
 pub mod config;
 
+mod app;
 mod body;
 mod drain;
 mod error;
 mod events;
-mod handoff;
+mod history;
 mod hub;
 mod metrics;
 mod outbox;
 mod pubsub;
-mod replay;
+mod response;
 mod routes;
 mod server;
+mod takeover;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -45,7 +52,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The Redis URL is invalid.
-    #[error("invalid redis url: {0}")]
+    #[error("invalid redis url")]
     RedisUrl(#[source] redis::RedisError),
 }
 
@@ -71,7 +78,7 @@ pub async fn run(
         .set_max_delay(Duration::from_secs(1));
     let commands = ConnectionManager::new_lazy_with_config(client.clone(), commands)
         .map_err(StartError::RedisUrl)?;
-    let history = replay::History::new(
+    let history = history::History::new(
         commands,
         config.replay_page as usize,
         metrics.messages_invalid.clone(),
@@ -95,20 +102,20 @@ pub async fn run(
     );
     tokio::spawn(heartbeats(hub.clone(), config.heartbeat, stopping.clone()));
 
-    let app = Arc::new(routes::App {
+    let app = Arc::new(app::App {
         hub,
         history,
         metrics,
-        limits: routes::Limits {
+        limits: app::Limits {
             max_topics: config.max_topics as usize,
-            max_connections: config.max_connections,
+            max_streams: config.max_connections,
             client_buffer: usize::try_from(config.client_buffer.as_u64()).unwrap_or(usize::MAX),
             retry_ms: config.retry_ms,
         },
         open_streams: Arc::new(AtomicUsize::new(0)),
         drain: drain::Drain::default(),
         redis_connected,
-        cors: routes::Cors::new(&config.cors_origins),
+        cors: app::Cors::new(&config.cors_origins),
     });
     tracing::info!(addr = ?listener.local_addr().ok(), "sse-gateway listening");
     let drain_over = Duration::from_secs(config.drain_seconds);

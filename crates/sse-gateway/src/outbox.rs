@@ -4,16 +4,18 @@
 //! exceed the bound, the outbox is closed as [`Closed::Overflow`], its queue dropped, and the
 //! client's connection aborted.
 //!
+//! Why the connection is aborted, not only the stream ended through the body: a client that
+//! stopped reading fills its socket, and then the body is never polled again, so it would
+//! hold its slot and subscriptions forever. The client reconnects with its `Last-Event-ID`
+//! and resumes from the topic's Redis stream, losing nothing. So one slow client costs at
+//! most its bound in memory and never delays another.
+//!
 //! Except while the client is still replaying history: live events queue behind the replay,
 //! and a busy topic can fill the bound before a reconnecting client has caught up, which would
 //! cut it on every attempt. So during a replay an overflow drops the queued live events
 //! instead, as long as the replay is progressing (the body wrote since the previous overflow);
-//! the stream holds them, and the body reads them again before going live
-//! ([`Outbox::finish_replay`]). A client that makes no progress at all is cut as usual. (Ending the stream through the body is not enough: a client
-//! that stopped reading fills the socket, and then the body is never polled again, so it
-//! would hold its slot and subscriptions forever.) The client reconnects with its
-//! `Last-Event-ID` and resumes from the Redis stream, losing nothing. So one slow client
-//! costs at most its bound in memory and never delays another.
+//! the topic's Redis stream still holds them, and the body reads them again before going live
+//! ([`Outbox::finish_replay`]). A client that makes no progress at all is cut as usual.
 //!
 //! Heartbeats need no timer per connection: one shared tick ([`Outbox::tick`]) marks a
 //! heartbeat due on every outbox whose body wrote nothing since the previous tick.

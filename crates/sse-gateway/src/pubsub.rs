@@ -14,6 +14,7 @@
 //! in order, and live duplicates are then dropped by the hub. While disconnected, `/readyz`
 //! fails.
 
+use sse_core::ErrorChain;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -27,9 +28,9 @@ use sse_core::schema::{PublishedEvent, live_channel, topic_of_channel};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::history::{History, HistoryError};
 use crate::hub::{Hub, LinkCommand};
 use crate::metrics::Metrics;
-use crate::replay::{History, HistoryError};
 
 /// How often the idle pub/sub connection is checked with a `PING`.
 const PING_EVERY: Duration = Duration::from_secs(5);
@@ -55,9 +56,9 @@ pub(crate) struct PubSubLink {
 /// Why a session with Redis ended.
 #[derive(Debug, thiserror::Error)]
 enum Lost {
-    #[error("{0}")]
+    #[error(transparent)]
     Redis(#[from] RedisError),
-    #[error("{0}")]
+    #[error(transparent)]
     History(#[from] HistoryError),
     #[error("the connection closed")]
     Closed,
@@ -80,11 +81,11 @@ impl PubSubLink {
             };
             self.metrics.redis_connected.set(0);
             if self.connected.swap(false, Ordering::Relaxed) {
-                tracing::warn!(error = %lost, "redis pub/sub connection lost; reconnecting");
+                tracing::warn!(error = %ErrorChain(&lost), "redis pub/sub connection lost; reconnecting");
                 self.metrics.redis_reconnects.inc();
                 backoff = BACKOFF_MIN;
             } else {
-                tracing::warn!(error = %lost, "cannot reach redis; retrying");
+                tracing::warn!(error = %ErrorChain(&lost), "cannot reach redis; retrying");
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -212,7 +213,7 @@ impl PubSubLink {
             }
             Err(error) => {
                 self.metrics.messages_invalid.inc();
-                tracing::debug!(%topic, %error, "skipping an invalid pub/sub message");
+                tracing::debug!(%topic, error = %ErrorChain(&error), "skipping an invalid pub/sub message");
             }
         }
     }

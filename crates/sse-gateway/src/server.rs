@@ -10,8 +10,9 @@
 //! every stream it carries: they all resume).
 //!
 //! An HTTP/1.1 event stream leaves hyper once its response head is written: its connection
-//! task takes the socket back and a small task writes the stream ([`crate::handoff`]).
+//! task takes the socket back and a small task writes the stream ([`crate::takeover`]).
 
+use sse_core::ErrorChain;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +24,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::handoff::{self, Handoff};
-use crate::routes::{App, route};
+use crate::app::App;
+use crate::routes::route;
+use crate::takeover::{self, Takeover};
 
 /// How connections are served.
 #[derive(Clone, Copy, Debug)]
@@ -80,28 +82,23 @@ async fn serve_connection(
     // Cancelled when a stream of this connection overflows its outbox: the client stopped
     // reading, so its stream would never be written again. Dropping the connection closes it.
     let abort = CancellationToken::new();
-    let handoff = Handoff::default();
+    let takeover = Takeover::default();
     let service = {
-        let (app, abort, handoff) = (app.clone(), abort.clone(), handoff.clone());
-        service_fn(move |request| route(app.clone(), request, abort.clone(), handoff.clone()))
+        let (app, abort, takeover) = (app.clone(), abort.clone(), takeover.clone());
+        service_fn(move |request| route(app.clone(), request, abort.clone(), takeover.clone()))
     };
     let draining = app.drain.started();
-    let served = connection::serve_connection(
-        stream,
-        service,
-        limits.http,
-        draining,
-        Some(handoff.takeover()),
-    );
+    let served =
+        connection::serve_connection(stream, service, limits.http, draining, takeover.clone());
     tokio::select! {
         result = served => match result {
             Ok(Served::Closed) => {}
-            Ok(Served::TakenOver(stream)) => {
-                if let Some(body) = handoff.take() {
-                    connections.spawn(handoff::write_stream(stream, body, abort));
+            Ok(Served::TakenOver(io)) => {
+                if let Some(body) = takeover.take() {
+                    connections.spawn(takeover::write_stream(io.into_stream(), body, abort));
                 }
             }
-            Err(error) => tracing::debug!(%error, "connection ended early"),
+            Err(error) => tracing::debug!(error = %ErrorChain(&error), "connection ended early"),
         },
         () = abort.cancelled() => tracing::debug!("client fell behind; connection closed"),
     }

@@ -33,7 +33,7 @@ use tokio::net::TcpListener;
 /// requests (for at most `--shutdown-timeout`) and returns.
 ///
 /// # Errors
-/// [`ConfigError`] if `config` cannot work, or if the Redis URL is invalid.
+/// [`StartError`] if `config` cannot work, or if the Redis URL is invalid.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -88,6 +88,6 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The Redis URL is invalid.
-    #[error("invalid redis url: {0}")]
-    Redis(#[source] PublishError),
+    #[error(transparent)]
+    Redis(PublishError),
 }

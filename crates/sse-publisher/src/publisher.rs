@@ -16,6 +16,7 @@
 //! for the answer). That is [`PublishError::NoReply`]; a caller that retries may then publish
 //! the event twice.
 
+use sse_core::ErrorChain;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -36,15 +37,24 @@ pub struct Publisher {
 pub enum PublishError {
     /// Redis could not be reached, or cannot take writes now (loading, failing over, out of
     /// memory): nothing was written. Retry later.
-    #[error("redis is unavailable: {0}")]
+    #[error("redis is unavailable")]
     Unavailable(#[source] RedisError),
     /// The call was sent but no reply came (timeout, or the connection broke): the event may
     /// or may not be in the stream.
-    #[error("redis did not answer, so the outcome is unknown: {0}")]
+    #[error("redis did not answer, so the outcome is unknown")]
     NoReply(#[source] RedisError),
     /// Redis answered with an error: it refused the call.
-    #[error("redis refused the publish: {0}")]
+    #[error("redis refused the publish")]
     Refused(#[source] RedisError),
+    /// The Redis URL cannot be used (`redis://[user:password@]host:port[/db]`).
+    #[error("invalid redis url {url:?}")]
+    InvalidUrl {
+        /// The URL, as given.
+        url: String,
+        /// Why redis-rs refused it.
+        #[source]
+        source: RedisError,
+    },
     /// Redis answered with something that is not a stream id.
     #[error("redis answered the publish with {reply:?}, which is not a stream id")]
     BadReply {
@@ -93,22 +103,26 @@ impl Publisher {
     /// library at once, so a ready Redis is ready to publish to.
     ///
     /// # Errors
-    /// [`PublishError::Refused`] if the URL is invalid.
+    /// [`PublishError::InvalidUrl`] if the URL is invalid.
     pub async fn connect(redis: &RedisOptions, retention: Retention) -> Result<Self, PublishError> {
-        let client = redis::Client::open(redis.url.as_str()).map_err(PublishError::Refused)?;
+        let invalid_url = |source| PublishError::InvalidUrl {
+            url: redis.url.clone(),
+            source,
+        };
+        let client = redis::Client::open(redis.url.as_str()).map_err(invalid_url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(redis.timeout))
             .set_response_timeout(Some(redis.timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(PublishError::Refused)?;
+        let connection =
+            ConnectionManager::new_lazy_with_config(client, config).map_err(invalid_url)?;
         let publisher = Self {
             connection,
             retention,
         };
         if let Err(error) = publisher.load_function().await {
-            tracing::warn!(%error, "could not load the publish function yet; will retry on use");
+            tracing::warn!(error = %ErrorChain(&error), "could not load the publish function yet; will retry on use");
         }
         Ok(publisher)
     }
@@ -234,4 +248,40 @@ fn is_function_missing(error: &RedisError) -> bool {
 
 fn parse_id(reply: String) -> Result<EventId, PublishError> {
     EventId::parse(&reply).map_err(|_| PublishError::BadReply { reply })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PublishError, Publisher, RedisOptions};
+    use sse_core::ErrorChain;
+    use sse_core::schema::Retention;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn an_invalid_url_is_named_as_such_with_its_cause_once() {
+        let options = RedisOptions {
+            url: "http://not-redis".into(),
+            timeout: Duration::from_secs(1),
+        };
+        let retention = Retention {
+            max_len: 10,
+            max_age: None,
+        };
+        let Err(error) = Publisher::connect(&options, retention).await else {
+            panic!("an http:// URL was accepted as a Redis URL");
+        };
+        assert!(matches!(error, PublishError::InvalidUrl { .. }), "{error:?}");
+        let text = ErrorChain(&error).to_string();
+        assert!(
+            text.starts_with("invalid redis url \"http://not-redis\": "),
+            "{text}"
+        );
+        assert!(!text.contains("refused"), "{text}");
+        let cause = std::error::Error::source(&error).map(ToString::to_string);
+        assert_eq!(
+            text.matches(cause.as_deref().unwrap_or("?")).count(),
+            1,
+            "{text}"
+        );
+    }
 }

@@ -33,7 +33,7 @@ pub(crate) enum Decoded {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum RequestError {
     /// Not JSON, or JSON of the wrong shape (the message names the field and position).
-    #[error("{0}")]
+    #[error(transparent)]
     Json(#[from] serde_json::Error),
     /// A batch with no events.
     #[error("the batch is empty; send at least one event")]

@@ -6,6 +6,7 @@
 //! Publish requests are short, so closing connections once their requests are answered is
 //! enough here (unlike the gateway, whose endless event streams must end themselves).
 
+use sse_core::ErrorChain;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -48,8 +49,10 @@ pub(crate) async fn serve(
         connections.spawn(
             async move {
                 let stop = stopping.cancelled();
-                if let Err(error) = serve_connection(stream, service, limits, stop, None).await {
-                    tracing::debug!(%error, "connection ended early");
+                if let Err(error) =
+                    serve_connection(stream, service, limits, stop, connection::NoTakeover).await
+                {
+                    tracing::debug!(error = %ErrorChain(&error), "connection ended early");
                 }
             }
             .instrument(tracing::debug_span!("conn", %peer)),

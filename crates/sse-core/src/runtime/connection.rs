@@ -14,15 +14,14 @@
 //!
 //! Shutdown is a future the caller completes: each connection then finishes its in-flight
 //! requests and closes (the caller tracks the connection tasks; [`finish`] bounds the wait). An
-//! HTTP/1 connection can also be taken back from hyper mid-response ([`Takeover`]).
+//! HTTP/1 connection can also be taken back from hyper mid-response ([`Http1Takeover`]).
 
 use std::future::Future;
-use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use hyper::body::{Body, Incoming};
@@ -31,7 +30,7 @@ use hyper::service::{Service, service_fn};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 
@@ -111,27 +110,29 @@ pub async fn finish(connections: &TaskTracker, grace: Duration) {
 
 /// How a connection's serving ended.
 #[derive(Debug)]
-pub enum Served {
+pub enum Served<Io> {
     /// The connection is finished.
     Closed,
-    /// The socket was taken back mid-response (see [`Takeover`]): the caller writes the rest.
-    TakenOver(TcpStream),
+    /// The socket was taken back mid-response (see [`Http1Takeover`]): the caller writes the
+    /// rest.
+    TakenOver(Io),
 }
 
 /// Serves `stream` with `service` until the connection ends or, on HTTP/1, until `takeover`
-/// asks for the socket back; see the module docs for the deadlines. When `shutdown`
+/// is due; see the module docs for the deadlines. When `shutdown`
 /// completes, the connection finishes its in-flight requests and closes.
 ///
 /// # Errors
 /// [`ConnectionError`] when the connection ended on an error or a missed deadline.
-pub async fn serve_connection<S, B>(
+pub async fn serve_connection<S, B, T>(
     stream: TcpStream,
     service: S,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
-    takeover: Option<Takeover>,
-) -> Result<Served, ConnectionError>
+    takeover: T,
+) -> Result<Served<T::Io>, ConnectionError>
 where
+    T: Http1Takeover,
     S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -161,7 +162,7 @@ where
                 .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX))
                 .keep_alive_interval(limits.h2_keep_alive);
             let mut connection = builder.serve_connection(TokioIo::new(stream), counted);
-            drive(&mut connection, shutdown, None).await?;
+            drive(&mut connection, shutdown, &NoTakeover).await?;
             Ok(Served::Closed)
         } else {
             let mut builder = http1::Builder::new();
@@ -169,18 +170,11 @@ where
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
                 .max_header_size(limits.max_header_size);
-            let flushes = takeover.as_ref().map(|takeover| takeover.state.clone());
-            let io = TokioIo::new(FlushCounted {
-                stream,
-                state: flushes,
-            });
+            let io = TokioIo::new(takeover.wrap(stream));
             let mut connection = builder.serve_connection(io, counted);
-            match drive(&mut connection, shutdown, takeover.as_ref()).await? {
+            match drive(&mut connection, shutdown, &takeover).await? {
                 Driven::Finished => Ok(Served::Closed),
-                Driven::TakenOver => {
-                    let parts = connection.into_parts();
-                    Ok(Served::TakenOver(parts.io.into_inner().stream))
-                }
+                Driven::TakenOver => Ok(Served::TakenOver(connection.into_parts().io.into_inner())),
             }
         }
     };
@@ -202,11 +196,11 @@ enum Driven {
 }
 
 /// Polls `connection` to its end, asking it to finish gracefully once `shutdown` completes,
-/// or until `takeover` is ready.
+/// or until `takeover` is due.
 async fn drive<C>(
     connection: &mut C,
     shutdown: impl Future<Output = ()>,
-    takeover: Option<&Takeover>,
+    takeover: &impl Http1Takeover,
 ) -> Result<Driven, C::Error>
 where
     C: GracefulConnection + Unpin,
@@ -220,111 +214,43 @@ where
         }
         match Pin::new(&mut *connection).poll(cx) {
             Poll::Ready(result) => Poll::Ready(result.map(|()| Driven::Finished)),
-            Poll::Pending if takeover.is_some_and(Takeover::is_ready) => {
-                Poll::Ready(Ok(Driven::TakenOver))
-            }
+            Poll::Pending if takeover.is_due() => Poll::Ready(Ok(Driven::TakenOver)),
             Poll::Pending => Poll::Pending,
         }
     })
     .await
 }
 
-/// Taking an HTTP/1 connection's socket back from hyper in the middle of a response, so that
-/// a long response (an event stream) is written by a small task of the caller's instead of
-/// hyper's connection, which keeps an 8 KiB read and an 8 KiB write buffer for its whole life
-/// (`INIT_BUFFER_SIZE` in hyper's `proto/h1/io.rs`, a floor `max_buf_size` cannot lower).
-///
-/// The response's body calls [`Takeover::request`] once hyper has everything it must write
-/// itself (the response head, and any frames the body already yielded); from then on it
-/// yields nothing. The socket is taken back at the first moment hyper's write buffer is
-/// empty, which is when hyper flushes the socket itself: hyper calls the socket's
-/// `poll_flush` only after writing out its whole buffer (`Buffered::poll_flush`). hyper does
-/// not promise this (`into_parts` is documented for after a response), so the gateway's
-/// tests check every byte of the hand-over.
-#[derive(Clone, Debug, Default)]
-pub struct Takeover {
-    state: Arc<TakeoverState>,
+/// Taking an HTTP/1 connection's socket back from hyper in the middle of a response, for a
+/// caller that writes a long response (an event stream) itself. The caller's type gives
+/// hyper the socket wrapped as it likes ([`Http1Takeover::wrap`]); whenever hyper has nothing
+/// to do, [`serve_connection`] asks [`Http1Takeover::is_due`], and when it is, returns the
+/// wrapped socket as [`Served::TakenOver`]. Whether that moment is safe (hyper holds no
+/// unwritten bytes) is the caller's to know: hyper does not promise when it flushes.
+pub trait Http1Takeover: Send + 'static {
+    /// The socket as hyper's HTTP/1 server sees it.
+    type Io: AsyncRead + AsyncWrite + Send + Unpin + 'static;
+
+    /// Wraps an accepted socket before hyper serves HTTP/1 on it.
+    fn wrap(&self, stream: TcpStream) -> Self::Io;
+
+    /// Whether to take the socket back from hyper now.
+    fn is_due(&self) -> bool;
 }
 
-#[derive(Debug)]
-struct TakeoverState {
-    /// Times hyper flushed the socket, its write buffer empty.
-    flushes: AtomicU64,
-    /// The flush count when the body asked for the takeover; `u64::MAX` until it does.
-    requested_at: AtomicU64,
-}
+/// Connections that stay with hyper to their end: every request gets a whole response.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoTakeover;
 
-impl Default for TakeoverState {
-    fn default() -> Self {
-        Self {
-            flushes: AtomicU64::new(0),
-            requested_at: AtomicU64::new(u64::MAX),
-        }
-    }
-}
+impl Http1Takeover for NoTakeover {
+    type Io = TcpStream;
 
-impl Takeover {
-    /// Asks for the socket: it is taken back once hyper flushed what it holds now.
-    pub fn request(&self) {
-        let flushes = self.state.flushes.load(Ordering::Acquire);
-        self.state.requested_at.store(flushes, Ordering::Release);
+    fn wrap(&self, stream: TcpStream) -> TcpStream {
+        stream
     }
 
-    fn is_ready(&self) -> bool {
-        let requested_at = self.state.requested_at.load(Ordering::Acquire);
-        requested_at != u64::MAX && self.state.flushes.load(Ordering::Acquire) > requested_at
-    }
-}
-
-/// The socket as hyper sees it: counts hyper's flushes for [`Takeover`].
-struct FlushCounted {
-    stream: TcpStream,
-    state: Option<Arc<TakeoverState>>,
-}
-
-impl AsyncRead for FlushCounted {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for FlushCounted {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let flushed = Pin::new(&mut self.stream).poll_flush(cx);
-        if flushed.is_ready()
-            && let Some(state) = &self.state
-        {
-            state.flushes.fetch_add(1, Ordering::AcqRel);
-        }
-        flushed
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+    fn is_due(&self) -> bool {
+        false
     }
 }
 

@@ -35,7 +35,7 @@ pub enum PayloadError {
     #[error("live message or entry has an invalid id")]
     BadId,
     /// The event name breaks the event name rule.
-    #[error("invalid event name: {0}")]
+    #[error("invalid event name")]
     BadName(#[source] EventNameError),
     /// The stream entry has no `data` field.
     #[error("stream entry has no data field")]

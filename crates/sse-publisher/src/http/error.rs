@@ -6,6 +6,8 @@ use http::{HeaderValue, StatusCode, header};
 use http_body_util::Full;
 use serde::Serialize;
 
+use sse_core::ErrorChain;
+
 use crate::PublishError;
 use crate::request::RequestError;
 
@@ -26,8 +28,8 @@ pub(crate) enum ApiError {
     #[error(transparent)]
     Invalid(RequestError),
     /// The body could not be read.
-    #[error("could not read the request body: {0}")]
-    BodyUnreadable(String),
+    #[error("could not read the request body")]
+    BodyUnreadable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The body did not arrive within `--body-timeout`.
     #[error("the request body did not arrive within {timeout:?}")]
     BodyTimeout {
@@ -71,16 +73,16 @@ pub(crate) enum ApiError {
     #[error("{}", unavailable_detail(.0))]
     Unavailable(#[source] PublishError),
     /// Redis refused the write, or answered nonsense: nothing was written.
-    #[error("the event was not published: {0}")]
+    #[error("the event was not published")]
     Internal(#[source] PublishError),
 }
 
-fn unavailable_detail(error: &PublishError) -> String {
+fn unavailable_detail(error: &PublishError) -> &'static str {
     match error {
-        PublishError::NoReply(_) => format!(
-            "the event may or may not have been published (retrying may publish it twice): {error}"
-        ),
-        _ => format!("the event was not published: {error}"),
+        PublishError::NoReply(_) => {
+            "the event may or may not have been published (retrying may publish it twice)"
+        }
+        _ => "the event was not published",
     }
 }
 
@@ -97,7 +99,9 @@ impl From<PublishError> for ApiError {
     fn from(error: PublishError) -> Self {
         match error {
             PublishError::Unavailable(_) | PublishError::NoReply(_) => Self::Unavailable(error),
-            PublishError::Refused(_) | PublishError::BadReply { .. } => Self::Internal(error),
+            PublishError::Refused(_)
+            | PublishError::InvalidUrl { .. }
+            | PublishError::BadReply { .. } => Self::Internal(error),
         }
     }
 }
@@ -129,7 +133,7 @@ impl ApiError {
         let (status, code) = self.status();
         let body = ErrorBody {
             error: code,
-            detail: self.to_string(),
+            detail: ErrorChain(&self).to_string(),
         };
         let mut response = super::json_response(status, &body);
         let headers = response.headers_mut();

@@ -81,6 +81,6 @@ async fn read_body(request: Request<Incoming>, limit: u64) -> Result<Bytes, ApiE
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
             Err(ApiError::BodyTooLarge { limit })
         }
-        Err(error) => Err(ApiError::BodyUnreadable(error.to_string())),
+        Err(error) => Err(ApiError::BodyUnreadable(error)),
     }
 }

@@ -1,0 +1,43 @@
+//! [`ErrorChain`]: an error and its causes as one line, `outer: cause: root cause`.
+//!
+//! Every error enum here keeps its cause attached with `#[source]` and says only its own part
+//! in its message, so a cause is never printed twice. What a person reads (a response body, a
+//! log field) is the whole chain, written by this one formatter.
+
+use std::fmt;
+
+/// Displays an error followed by each of its sources, separated by `": "`.
+#[derive(Clone, Copy, Debug)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorChain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading failed")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn each_cause_is_written_once_in_order() {
+        let error = Outer(std::io::Error::other("disk on fire"));
+        assert_eq!(
+            ErrorChain(&error).to_string(),
+            "reading failed: disk on fire"
+        );
+        let alone = std::io::Error::other("alone");
+        assert_eq!(ErrorChain(&alone).to_string(), "alone");
+    }
+}

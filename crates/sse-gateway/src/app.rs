@@ -1,0 +1,144 @@
+//! The state every request handler shares ([`App`]): the hub, the history, the node's limits
+//! and counters, and the policies that apply to every stream ([`Cors`], [`StreamSlot`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use http::{HeaderMap, HeaderValue, header};
+
+use crate::drain::Drain;
+use crate::history::History;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+
+// === impl App ===
+
+/// Per-stream limits from the configuration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// Most distinct topics in one stream (`--max-topics`).
+    pub(crate) max_topics: usize,
+    /// Most open event streams on the node (`--max-connections`).
+    pub(crate) max_streams: usize,
+    /// Most bytes queued for one client (`--client-buffer`).
+    pub(crate) client_buffer: usize,
+    /// The `retry:` sent to every client (`--retry-ms`).
+    pub(crate) retry_ms: u64,
+}
+
+/// What every handler shares.
+pub(crate) struct App {
+    /// Which local clients want which topic: every stream joins it.
+    pub(crate) hub: Arc<Hub>,
+    /// Reading topic streams for resuming clients.
+    pub(crate) history: History,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) limits: Limits,
+    /// Open event streams, against `--max-connections`.
+    pub(crate) open_streams: Arc<AtomicUsize>,
+    /// Whether the node is shutting down: new streams are refused, `/readyz` fails.
+    pub(crate) drain: Drain,
+    /// Whether the pub/sub link is connected and caught up.
+    pub(crate) redis_connected: Arc<AtomicBool>,
+    /// Which browser origins may open streams.
+    pub(crate) cors: Cors,
+}
+
+// === impl StreamSlot ===
+
+/// One of the node's `--max-connections` stream slots (streams, not TCP connections: an
+/// HTTP/2 connection may carry several), held by a stream for its life.
+pub(crate) struct StreamSlot {
+    open: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+}
+
+impl StreamSlot {
+    /// Takes a slot if fewer than `max` streams are open.
+    pub(crate) fn take(
+        open: &Arc<AtomicUsize>,
+        max: usize,
+        metrics: &Arc<Metrics>,
+    ) -> Option<Self> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()?;
+        metrics.connections_active.inc();
+        metrics.connections_total.inc();
+        Some(Self {
+            open: open.clone(),
+            metrics: metrics.clone(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+        self.metrics.connections_active.dec();
+    }
+}
+
+// === impl Cors ===
+
+/// Which browser origins may open streams (`--cors-origin`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Cors {
+    any: bool,
+    origins: Vec<String>,
+}
+
+impl Cors {
+    /// The policy for these `--cors-origin` values; `*` allows any origin.
+    pub(crate) fn new(origins: &[String]) -> Self {
+        Self {
+            any: origins.iter().any(|origin| origin == "*"),
+            origins: origins
+                .iter()
+                .map(|origin| origin.trim_end_matches('/').to_owned())
+                .collect(),
+        }
+    }
+
+    fn allowed(&self, request: &HeaderMap) -> Option<HeaderValue> {
+        let origin = request.get(header::ORIGIN)?;
+        if self.any {
+            return Some(HeaderValue::from_static("*"));
+        }
+        let text = origin.to_str().ok()?;
+        self.origins
+            .iter()
+            .any(|allowed| allowed == text)
+            .then(|| origin.clone())
+    }
+
+    /// Adds `Access-Control-Allow-Origin` to a response when the request's origin is allowed.
+    pub(crate) fn allow(&self, request: &HeaderMap, response: &mut HeaderMap) {
+        if let Some(origin) = self.allowed(request) {
+            response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            response.insert(header::VARY, HeaderValue::from_static("Origin"));
+        }
+    }
+
+    /// Answers a preflight: the method and the headers an `EventSource` (or a fetch-based
+    /// client) sends.
+    pub(crate) fn preflight(&self, request: &HeaderMap, response: &mut HeaderMap) {
+        if self.allowed(request).is_none() {
+            return;
+        }
+        self.allow(request, response);
+        response.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET"),
+        );
+        response.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("Last-Event-ID, Cache-Control, Accept"),
+        );
+        response.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+    }
+}
