@@ -101,7 +101,9 @@ mod tests {
 
     async fn body_of(error: RequestError) -> String {
         let body = error.into_response().into_body().collect().await;
-        let bytes = body.map(|collected| collected.to_bytes()).unwrap_or_default();
+        let bytes = body
+            .map(|collected| collected.to_bytes())
+            .unwrap_or_default();
         String::from_utf8_lossy(&bytes).into_owned()
     }
 

@@ -320,10 +320,7 @@ mod tests {
 
     #[test]
     fn zero_after_a_trim_is_truncated_history() {
-        assert_eq!(
-            classify(Some(&stream(50)), ZERO),
-            Some(Truncation::Trimmed)
-        );
+        assert_eq!(classify(Some(&stream(50)), ZERO), Some(Truncation::Trimmed));
     }
 
     #[test]

@@ -143,7 +143,7 @@ pub async fn run(
 
 /// The one heartbeat timer of the node: every `period`, each stream that wrote nothing since
 /// the last tick gets a heartbeat comment.
-async fn heartbeats(hub: Arc<hub::Hub>, period: Duration, stopping: CancellationToken) {
+pub(crate) async fn heartbeats(hub: Arc<hub::Hub>, period: Duration, stopping: CancellationToken) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.reset();

@@ -270,7 +270,10 @@ mod tests {
         let Err(error) = Publisher::connect(&options, retention).await else {
             panic!("an http:// URL was accepted as a Redis URL");
         };
-        assert!(matches!(error, PublishError::InvalidUrl { .. }), "{error:?}");
+        assert!(
+            matches!(error, PublishError::InvalidUrl { .. }),
+            "{error:?}"
+        );
         let text = ErrorChain(&error).to_string();
         assert!(
             text.starts_with("invalid redis url \"http://not-redis\": "),

@@ -390,3 +390,6 @@ impl http_body::Body for SseBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
