@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use harness::{PATIENCE, TestGateway, publish, publisher, start_gateway};
 use sse_core::{Item, MessageEvent};
-use sse_testkit::{Next, RedisServer, SseClient};
+use sse_testkit::{Next, RedisServer, SseClient, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -83,7 +83,7 @@ async fn a_draining_node_ends_every_stream_and_its_clients_resume_elsewhere() {
         }
         Err(closed) => eprintln!("the drain was over before the probe saw it: {closed}"),
     }
-    harness::eventually("the listener is closed", PATIENCE, || async {
+    eventually("the listener is closed", PATIENCE, || async {
         TcpStream::connect(draining.addr)
             .await
             .is_err()
@@ -166,7 +166,7 @@ async fn a_node_without_redis_still_drains_and_returns() {
     let mut node = start_gateway(&redis, &["--drain-seconds", "1"]);
     let mut live = node.subscribe(&["north"]).await;
     redis.kill();
-    harness::eventually("the node noticed that Redis is gone", PATIENCE, || async {
+    eventually("the node noticed that Redis is gone", PATIENCE, || async {
         (node.fetch("/readyz").await.0 == 503).then_some(())
     })
     .await;

@@ -14,12 +14,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use harness::{PATIENCE, TestGateway, eventually, numsub, publish, publisher, start_gateway};
+use harness::{PATIENCE, TestGateway, numsub, publish, publisher, start_gateway};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use sse_core::Parser;
 use sse_publisher::Publisher;
-use sse_testkit::{Protocol, RedisServer, SseClient};
+use sse_testkit::{Protocol, RedisServer, SseClient, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 

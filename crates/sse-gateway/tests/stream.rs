@@ -6,9 +6,9 @@ mod harness;
 use std::net::SocketAddr;
 use std::process::Command;
 
-use harness::{PATIENCE, TestGateway, eventually, numsub, publish, publisher, start_gateway};
+use harness::{PATIENCE, TestGateway, numsub, publish, publisher, start_gateway};
 use sse_core::{Cursor, EventId, Topic};
-use sse_testkit::{Protocol, RedisServer, SseClient};
+use sse_testkit::{Protocol, RedisServer, SseClient, eventually};
 
 /// The value of the sample `series` (a metric name with its labels, as exported) on `gateway`'s
 /// `/metrics`, or 0 when it is absent.
@@ -573,9 +573,11 @@ async fn an_http1_stream_is_exact_on_the_wire_after_the_socket_leaves_hyper() {
             "GET /events?topic=wire&lastEventId=0-0&max_events=2 {version}\r\n\
              Host: x\r\n\r\n"
         );
-        let response = tokio::task::spawn_blocking(move || harness::raw_response(addr, &request))
-            .await
-            .unwrap();
+        let response = tokio::task::spawn_blocking(move || {
+            sse_testkit::send_raw(addr, request.as_bytes(), PATIENCE)
+        })
+        .await
+        .unwrap();
         let split = response
             .windows(4)
             .position(|w| w == b"\r\n\r\n")

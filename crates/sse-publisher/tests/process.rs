@@ -11,9 +11,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, ExitStatus, Stdio};
 
-use harness::{PATIENCE, eventually, http_client, ids, read_response, xlen};
+use harness::{PATIENCE, http_client, ids, read_response, xlen};
 use serde_json::json;
-use sse_testkit::{RedisServer, free_port, wait_until};
+use sse_testkit::{RedisServer, eventually, free_port, wait_until};
 
 /// A child process that is killed (SIGKILL) if the test ends before it exits.
 struct Running {
