@@ -27,8 +27,6 @@ mod client;
 mod http;
 #[path = "chaos/processes.rs"]
 mod processes;
-#[path = "chaos/rng.rs"]
-mod rng;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
@@ -39,8 +37,7 @@ use std::time::{Duration, Instant};
 
 use client::{ClientHandle, ClientSpec};
 use processes::{GATEWAY, LogDir, Node, publisher_binary};
-use rng::Rng;
-use sse_testkit::{RedisServer, SseClient, free_port};
+use sse_testkit::{RedisServer, Rng, SseClient, free_port};
 use tokio::task::JoinHandle;
 
 const DEFAULT_SEED: u64 = 0x5EED_C4A0_2024;

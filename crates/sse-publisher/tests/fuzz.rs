@@ -21,7 +21,7 @@ use serde_json::{Map, Number, Value};
 use sse_core::schema::Retention;
 use sse_core::{Event, EventId, EventName, Topic};
 use sse_publisher::{Publisher, RedisOptions};
-use sse_testkit::RedisServer;
+use sse_testkit::{H2_PREFACE, RedisServer, Rng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// JSON values posted; each also yields one mutated byte body.
@@ -32,52 +32,46 @@ const BYTE_CASES: usize = 300;
 const GARBAGE_CASES: usize = 120;
 /// Events published through the library.
 const LIBRARY_CASES: usize = 200;
-/// What an HTTP/2 connection with prior knowledge starts with.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 // === a seeded generator ===
 
-/// SplitMix64: tiny, fast, and good enough to explore inputs.
-struct Rng(u64);
+/// `sse_testkit`'s generator seeded from `SSE_FUZZ_SEED`, or a fixed default; and the seed.
+fn seeded_rng() -> (Rng, u64) {
+    let seed = std::env::var("SSE_FUZZ_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or(0x5EED_F022);
+    (Rng::new(seed), seed)
+}
 
-impl Rng {
-    /// A generator seeded from `SSE_FUZZ_SEED`, or a fixed default.
-    fn from_env() -> (Self, u64) {
-        let seed = std::env::var("SSE_FUZZ_SEED")
-            .ok()
-            .and_then(|seed| seed.parse().ok())
-            .unwrap_or(0x5EED_F022);
-        (Self(seed), seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// True with probability `percent` / 100.
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-
-    fn bytes(&mut self, max_len: usize) -> Vec<u8> {
-        let len = self.below(max_len + 1);
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-
+/// The inputs this fuzzer draws from a [`Rng`].
+trait Inputs {
     /// Any Unicode scalar value, weighted towards the interesting planes.
+    fn char(&mut self) -> char;
+
+    /// A string rich in what the rules are about.
+    fn string(&mut self) -> String;
+
+    /// A topic: one of a few valid ones most of the time, else any string.
+    fn topic_string(&mut self) -> String;
+
+    /// A JSON number: integers of every size, floats, extremes.
+    fn number(&mut self) -> Number;
+
+    /// Any JSON value, nested at most `depth` deep.
+    fn json(&mut self, depth: usize) -> Value;
+
+    /// An object shaped like a publish request, valid more often than not.
+    fn request(&mut self) -> Value;
+
+    /// A request body as a JSON value: a request, a batch, or anything at all.
+    fn body(&mut self) -> Value;
+
+    /// `bytes` with a few random edits: bytes replaced, inserted, removed, or cut short.
+    fn mutate(&mut self, bytes: Vec<u8>) -> Vec<u8>;
+}
+
+impl Inputs for Rng {
     fn char(&mut self) -> char {
         let ranges: [(u32, u32); 5] = [
             (0, 0x80),
@@ -87,11 +81,10 @@ impl Rng {
             (0, 0x20),
         ];
         let (low, high) = *self.pick(&ranges);
-        let code = low + (self.next() % u64::from(high - low)) as u32;
+        let code = low + (self.next_u64() % u64::from(high - low)) as u32;
         char::from_u32(code).unwrap_or('\u{FFFD}')
     }
 
-    /// A string rich in what the rules are about.
     fn string(&mut self) -> String {
         const PIECES: &[&str] = &[
             "orders",
@@ -145,16 +138,17 @@ impl Rng {
 
     fn number(&mut self) -> Number {
         match self.below(6) {
-            0 => Number::from(self.next() as i64),
-            1 => Number::from(self.next()),
+            0 => Number::from(self.next_u64() as i64),
+            1 => Number::from(self.next_u64()),
             2 => Number::from(self.below(10) as u64),
-            3 => Number::from_f64(f64::from_bits(self.next())).unwrap_or_else(|| Number::from(0)),
-            4 => Number::from_f64(self.next() as f64 / 7.0).unwrap_or_else(|| Number::from(0)),
+            3 => {
+                Number::from_f64(f64::from_bits(self.next_u64())).unwrap_or_else(|| Number::from(0))
+            }
+            4 => Number::from_f64(self.next_u64() as f64 / 7.0).unwrap_or_else(|| Number::from(0)),
             _ => Number::from_f64(f64::MIN_POSITIVE).unwrap_or_else(|| Number::from(0)),
         }
     }
 
-    /// Any JSON value, nested at most `depth` deep.
     fn json(&mut self, depth: usize) -> Value {
         let kinds = if depth == 0 { 4 } else { 6 };
         match self.below(kinds) {
@@ -178,7 +172,6 @@ impl Rng {
         }
     }
 
-    /// An object shaped like a publish request, valid more often than not.
     fn request(&mut self) -> Value {
         let mut object = Map::new();
         if self.chance(92) {
@@ -207,7 +200,6 @@ impl Rng {
         Value::Object(object)
     }
 
-    /// A request body as a JSON value: a request, a batch, or anything at all.
     fn body(&mut self) -> Value {
         match self.below(10) {
             0..=4 => self.request(),
@@ -216,12 +208,11 @@ impl Rng {
         }
     }
 
-    /// `bytes` with a few random edits: bytes replaced, inserted, removed, or cut short.
     fn mutate(&mut self, mut bytes: Vec<u8>) -> Vec<u8> {
         for _ in 0..=self.below(4) {
             let at = self.below(bytes.len() + 1);
             match self.below(4) {
-                0 if at < bytes.len() => bytes[at] = self.next() as u8,
+                0 if at < bytes.len() => bytes[at] = self.next_u64() as u8,
                 1 => bytes.insert(at, *self.pick(b"{}[]\",:\\0 \x00\xff")),
                 2 if at < bytes.len() => {
                     bytes.remove(at);
@@ -390,7 +381,7 @@ async fn assert_still_serving(publisher: &TestPublisher, redis: &RedisServer) {
 
 #[tokio::test]
 async fn arbitrary_json_and_bytes_get_201_or_a_json_4xx_and_nothing_half_written() {
-    let (mut rng, seed) = Rng::from_env();
+    let (mut rng, seed) = seeded_rng();
     let redis = RedisServer::start();
     let publisher = start_publisher(&redis, &[]);
     let client = http_client();
@@ -459,7 +450,7 @@ async fn arbitrary_json_and_bytes_get_201_or_a_json_4xx_and_nothing_half_written
 
 #[tokio::test]
 async fn garbage_instead_of_http_gets_400_or_a_closed_connection() {
-    let (mut rng, seed) = Rng::from_env();
+    let (mut rng, seed) = seeded_rng();
     let redis = RedisServer::start();
     let publisher = start_publisher(&redis, &["--header-timeout", "1s"]);
 
@@ -496,7 +487,7 @@ async fn garbage_instead_of_http_gets_400_or_a_closed_connection() {
                 // At least one whole frame of the largest size allowed: a frame cut short
                 // is `a_connection_stalled_before_its_first_request_is_closed`'s case.
                 let mut bytes = H2_PREFACE.to_vec();
-                bytes.extend((0..9 + 16_384 + rng.below(300)).map(|_| rng.next() as u8));
+                bytes.extend((0..9 + 16_384 + rng.below(300)).map(|_| rng.next_u64() as u8));
                 bytes
             }
             _ => rng
@@ -671,7 +662,7 @@ async fn send_garbage(addr: std::net::SocketAddr, garbage: &[u8]) -> Option<Vec<
 
 #[tokio::test]
 async fn the_library_stores_any_payload_byte_for_byte() {
-    let (mut rng, seed) = Rng::from_env();
+    let (mut rng, seed) = seeded_rng();
     let redis = RedisServer::start();
     let options = RedisOptions {
         url: redis.url(),

@@ -10,10 +10,8 @@ use std::time::Duration;
 
 use sse_core::control::TRUNCATED_EVENT;
 use sse_core::{Cursor, EventId, Item, MessageEvent, Topic};
-use sse_testkit::{Next, SseClient};
+use sse_testkit::{Next, Rng, SseClient};
 use tokio::task::JoinHandle;
-
-use crate::rng::Rng;
 
 /// Silence on a stream for this long (heartbeats come every second) means the connection is
 /// dead: the client drops it and reconnects. It bounds a hang; it asserts nothing.
