@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use harness::{PATIENCE, TestGateway, publish, publisher, start_gateway};
 use sse_core::{Item, MessageEvent};
-use sse_testkit::{Next, RedisServer, SseClient, eventually};
+use sse_testkit::{Next, RedisServer, SseClient, eventually, find};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -294,10 +294,4 @@ impl KeepAlive {
             }
         }
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
 }

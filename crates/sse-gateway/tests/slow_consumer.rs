@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use harness::{PATIENCE, TestGateway, publish, publisher, start_gateway};
 use sse_core::{Item, MessageEvent, Parser};
 use sse_publisher::Publisher;
-use sse_testkit::{RedisServer, SseClient, eventually};
+use sse_testkit::{RedisServer, SseClient, eventually, find};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -382,10 +382,4 @@ impl RawStream {
                 }));
         }
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
 }

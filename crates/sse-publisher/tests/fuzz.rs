@@ -21,8 +21,7 @@ use serde_json::{Map, Number, Value};
 use sse_core::schema::Retention;
 use sse_core::{Event, EventId, EventName, Topic};
 use sse_publisher::{Publisher, RedisOptions};
-use sse_testkit::{H2_PREFACE, RedisServer, Rng};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use sse_testkit::{H2_PREFACE, RedisServer, Rng, exchange, find};
 
 /// JSON values posted; each also yields one mutated byte body.
 const JSON_CASES: usize = 400;
@@ -511,7 +510,7 @@ async fn garbage_instead_of_http_gets_400_or_a_closed_connection() {
         .map(|garbage| {
             let addr = publisher.addr;
             tokio::spawn(async move {
-                let answer = send_garbage(addr, &garbage).await;
+                let answer = exchange(addr, &garbage, PATIENCE).await;
                 (garbage, answer)
             })
         })
@@ -561,7 +560,7 @@ async fn a_body_that_stops_short_does_not_hold_the_connection_forever() {
         "POST /v1/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
          Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"topic\":"
     );
-    let answer = send_garbage(publisher.addr, request.as_bytes()).await;
+    let answer = exchange(publisher.addr, request.as_bytes(), PATIENCE).await;
     let answer = answer.unwrap_or_else(|| {
         panic!("a body 90 bytes short held its connection open for {PATIENCE:?}")
     });
@@ -597,7 +596,7 @@ async fn a_connection_stalled_before_its_first_request_is_closed() {
         .iter()
         .map(|stall| {
             let (addr, stall) = (publisher.addr, stall.to_vec());
-            tokio::spawn(async move { send_garbage(addr, &stall).await.is_none() })
+            tokio::spawn(async move { exchange(addr, &stall, PATIENCE).await.is_none() })
         })
         .collect();
     let mut held = Vec::new();
@@ -616,48 +615,7 @@ async fn a_connection_stalled_before_its_first_request_is_closed() {
 /// Whether a mutated request head may still be a whole request, which then gets whatever
 /// answer a request gets (404 for a mutated path, 401 for a mutated token...), but no 5xx.
 fn may_be_a_request(garbage: &[u8]) -> bool {
-    garbage.windows(4).any(|w| w == b"\r\n\r\n")
-}
-
-/// Whether `bytes` hold a whole HTTP/1.1 response with a `Content-Length` body.
-fn whole_response(bytes: &[u8]) -> bool {
-    let Some(head_end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return false;
-    };
-    let head = String::from_utf8_lossy(&bytes[..head_end]).to_ascii_lowercase();
-    head.lines()
-        .find_map(|line| line.strip_prefix("content-length:"))
-        .and_then(|length| length.trim().parse::<usize>().ok())
-        .is_some_and(|length| bytes.len() >= head_end + 4 + length)
-}
-
-/// Sends `garbage` on a new connection and reads until the server closes it (or answered a
-/// whole request): the bytes received, or `None` if it neither answered nor closed within
-/// [`PATIENCE`].
-async fn send_garbage(addr: std::net::SocketAddr, garbage: &[u8]) -> Option<Vec<u8>> {
-    let mut socket = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect to the publisher");
-    // The server may answer and close before it read everything: that is fine.
-    let _ = socket.write_all(garbage).await;
-    let mut received = Vec::new();
-    let mut buffer = [0u8; 4096];
-    let read_all = async {
-        loop {
-            match socket.read(&mut buffer).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    received.extend_from_slice(&buffer[..n]);
-                    // A whole request answered on a kept-alive connection: done.
-                    if whole_response(&received) {
-                        break;
-                    }
-                }
-            }
-        }
-    };
-    tokio::time::timeout(PATIENCE, read_all).await.ok()?;
-    Some(received)
+    find(garbage, b"\r\n\r\n").is_some()
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 //! - [`SseClient`]: an event-stream client that reads what a browser would;
 //! - [`wait_until`] and [`eventually`]: waiting for a condition, with one deadline rule;
 //! - [`Rng`]: a seeded generator, so a random run is replayed from its seed;
-//! - raw HTTP ([`send_raw`], [`http_status`], [`status_of`], [`find`], [`H2_PREFACE`]) for
+//! - raw HTTP ([`send_raw`], [`exchange`], [`http_status`], [`status_of`], [`find`], ...) for
 //!   requests no client library sends.
 //!
 //! Tests of this workspace never talk to a Redis they did not start (in particular not the one that may
@@ -26,7 +26,7 @@ mod wait;
 
 use std::net::TcpListener;
 
-pub use raw_http::{H2_PREFACE, find, http_status, send_raw, status_of};
+pub use raw_http::{H2_PREFACE, exchange, find, http_status, send_raw, status_of, whole_response};
 pub use redis_server::RedisServer;
 pub use rng::Rng;
 pub use server_thread::{ServerThread, Shutdown};

@@ -2,9 +2,10 @@
 //! missing headers, garbage, a stalled HTTP/2 preface) and for probes that must not retry.
 //!
 //! Nothing here parses more of HTTP than a test needs: [`status_of`] reads a status line,
-//! [`find`] locates e.g. the end of a response head. [`send_raw`] reads until the server
-//! closes, so its request must end the connection (`Connection: close`, or a request the server
-//! answers by closing).
+//! [`whole_response`] a `Content-Length`, [`find`] locates e.g. the end of a response head.
+//! [`send_raw`] reads until the server closes, so its request must end the connection
+//! (`Connection: close`, or a request the server answers by closing); [`exchange`] also stops
+//! at the end of one whole response, for garbage that may or may not be a request.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -35,6 +36,46 @@ pub fn status_of(response: &[u8]) -> Option<u16> {
         return None;
     }
     words.next()?.parse().ok()
+}
+
+/// Whether `bytes` hold a whole HTTP/1.x response with a `Content-Length` body.
+pub fn whole_response(bytes: &[u8]) -> bool {
+    let Some(head_end) = find(bytes, b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&bytes[..head_end]).to_ascii_lowercase();
+    head.lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|length| length.trim().parse::<usize>().ok())
+        .is_some_and(|length| bytes.len() >= head_end + 4 + length)
+}
+
+/// Sends `bytes` (anything: they need not be HTTP) on a new connection and reads until the
+/// server closes it or has sent one [`whole_response`]: the bytes received, or `None` if it did
+/// neither within `timeout`. A server that closes before it read everything is no error.
+///
+/// # Panics
+/// If the connection cannot be made.
+pub async fn exchange(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> Option<Vec<u8>> {
+    let mut socket = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    let _ = socket.write_all(bytes).await;
+    let mut received = Vec::new();
+    let mut buffer = vec![0_u8; 16 * 1024];
+    let read = async {
+        loop {
+            match socket.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+            if whole_response(&received) {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(timeout, read).await.ok()?;
+    Some(received)
 }
 
 /// Connects to `addr`, sends `request` as is, and returns every byte of the response, read
@@ -83,6 +124,14 @@ mod tests {
         assert_eq!(find(b"ab\r\n\r\ncd\r\n\r\n", b"\r\n\r\n"), Some(2));
         assert_eq!(find(b"abc", b"abcd"), None);
         assert_eq!(find(b"abc", b""), Some(0));
+    }
+
+    #[test]
+    fn whole_response_waits_for_the_whole_body() {
+        let response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        assert!(whole_response(response));
+        assert!(!whole_response(&response[..response.len() - 1]));
+        assert!(!whole_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"));
     }
 
     #[test]
