@@ -9,7 +9,8 @@
 //!
 //! Guarantees: the address is bound before [`ServerThread::start`] returns, so a client may
 //! connect at once; the server is asked to shut down, and waited for, when the handle is
-//! dropped or [`ServerThread::stop`] is called. A panic of the server is a failed test: it is
+//! dropped or [`ServerThread::stop`] is called. [`ServerThread::detach`] asks without waiting,
+//! for a server whose shutdown takes long (a gateway ends its streams over `--drain-seconds`). A panic of the server is a failed test: it is
 //! re-raised by `stop`, or by `drop` unless the test is already panicking.
 
 use std::future::Future;
@@ -100,6 +101,14 @@ impl<T> ServerThread<T> {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+    }
+
+    /// Asks the server to shut down and lets it finish on its own thread, without waiting: for
+    /// the end of a test that does not care how the server ends.
+    pub fn detach(mut self) {
+        self.begin_shutdown();
+        // Dropping a `JoinHandle` detaches the thread; `drop` then has nothing to wait for.
+        self.thread = None;
     }
 
     /// Asks the server to shut down, waits until its future has returned, and returns that.

@@ -69,3 +69,27 @@ fn stop_raises_the_servers_panic() {
     });
     server.stop();
 }
+
+#[test]
+fn detach_asks_the_server_to_shut_down_without_waiting() {
+    let (finished, finished_received) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let server = ServerThread::start("slow", move |_listener, shutdown| async move {
+        shutdown.await;
+        // A shutdown that lasts until the test releases it.
+        let _ = released.recv();
+        let _ = finished.send(());
+    });
+    let (detached, detached_received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        server.detach();
+        let _ = detached.send(());
+    });
+    detached_received
+        .recv_timeout(PATIENCE)
+        .expect("detach returns while the server is still shutting down");
+    release.send(()).expect("the server waits for the release");
+    finished_received
+        .recv_timeout(PATIENCE)
+        .expect("the detached server finishes its shutdown");
+}

@@ -21,11 +21,16 @@ use sse_testkit::{RedisServer, ServerThread, SseClient};
 /// nothing about speed.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(15);
 
-/// A gateway node running in this process. Dropping it shuts the node down and waits for it.
+/// A gateway node running in this process.
+///
+/// Dropping it starts the node's shutdown without waiting for it: the drain ends the streams
+/// still open over `--drain-seconds` (10 s by default), which a test that is over need not
+/// wait for. [`TestGateway::stop`] waits.
 pub(crate) struct TestGateway {
     /// Where it listens.
     pub(crate) addr: SocketAddr,
-    node: ServerThread<Result<(), StartError>>,
+    /// `None` only once stopped.
+    node: Option<ServerThread<Result<(), StartError>>>,
 }
 
 /// Starts a node for `redis` with the defaults users get, plus `extra_args`.
@@ -45,7 +50,7 @@ pub(crate) fn start_gateway_with(args: &[&str]) -> TestGateway {
     });
     TestGateway {
         addr: node.addr(),
-        node,
+        node: Some(node),
     }
 }
 
@@ -73,12 +78,22 @@ impl TestGateway {
 
     /// Starts the node's shutdown (as SIGTERM does) without waiting for it.
     pub(crate) fn begin_shutdown(&mut self) {
-        self.node.begin_shutdown();
+        if let Some(node) = &mut self.node {
+            node.begin_shutdown();
+        }
     }
 
     /// Shuts the node down and waits for `run` to return.
-    pub(crate) fn stop(self) -> Result<(), StartError> {
-        self.node.stop()
+    pub(crate) fn stop(mut self) -> Result<(), StartError> {
+        self.node.take().expect("stopped once").stop()
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.detach();
+        }
     }
 }
 
