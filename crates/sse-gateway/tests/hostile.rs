@@ -188,11 +188,9 @@ async fn slow_and_silent_connections_are_closed_while_others_stream() {
 /// closed within bounded time, not held forever; `--max-connections` counts streams, so
 /// nothing else bounds how many such connections a node keeps.
 ///
-/// Known to fail: `server.rs` bounds only the sniffing of the first 14 bytes by
-/// `--header-timeout`; the rest of the preface and the HTTP/2 handshake have no deadline
-/// (`PRI * HTTP/2.0` alone is held forever), and an HTTP/2 connection without a stream is
-/// only closed when it stops answering `PING`s (a heartbeat plus hyper's 20 s keep-alive
-/// timeout), i.e. never for a client library.
+/// `sse_core::runtime::connection` bounds each of these by `--header-timeout`: the sniffing
+/// of the preface, and the first request, which covers the rest of the preface, the HTTP/2
+/// handshake and a connection that never opens a stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_stalled_in_the_http2_preface_are_closed() {
     let redis = RedisServer::start();
