@@ -8,6 +8,8 @@
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
 use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use clap::Parser;
@@ -213,10 +215,12 @@ impl LocalCluster {
             .env("SSE_PUBLISHER_BIN", publisher_binary())
             .env("SSE_GATEWAY_BIN", env!("CARGO_BIN_EXE_sse-gateway"))
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("start deploy/local/run.sh");
         let stdout = script.stdout.take().expect("piped stdout");
+        let (stderr, stderr_ended) =
+            read_in_background(script.stderr.take().expect("piped stderr"));
         let mut cluster = Self {
             script,
             redis_port,
@@ -233,11 +237,17 @@ impl LocalCluster {
                 .read_line(&mut line)
                 .expect("read the script's output");
             cluster.said.push_str(&line);
-            assert!(
-                read > 0,
-                "the script ended before it was ready:\n{}",
-                cluster.said
-            );
+            if read == 0 {
+                let status = cluster.script.wait();
+                // Its stderr ends with it, unless a process it started still holds it open.
+                let _ = stderr_ended.recv_timeout(PATIENCE);
+                let stderr = stderr.lock().unwrap_or_else(PoisonError::into_inner);
+                panic!(
+                    "the script ended ({status:?}) before it was ready; it said:\n{}\n\
+                     and complained:\n{stderr}",
+                    cluster.said
+                );
+            }
         }
         cluster
     }
@@ -272,6 +282,26 @@ impl LocalCluster {
             let _ = self.script.wait();
         }
     }
+}
+
+/// Reads `pipe` to its end on a thread of its own, so the process writing it never blocks:
+/// the text so far, and a channel that says when the pipe ended.
+fn read_in_background(
+    pipe: impl std::io::Read + Send + 'static,
+) -> (Arc<Mutex<String>>, mpsc::Receiver<()>) {
+    use std::io::BufRead;
+    let text = Arc::new(Mutex::new(String::new()));
+    let (ended, ended_received) = mpsc::channel();
+    let writer = text.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+            let mut text = writer.lock().unwrap_or_else(PoisonError::into_inner);
+            text.push_str(&line);
+            text.push('\n');
+        }
+        let _ = ended.send(());
+    });
+    (text, ended_received)
 }
 
 impl Drop for LocalCluster {
