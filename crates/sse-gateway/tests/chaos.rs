@@ -27,8 +27,6 @@ mod client;
 mod http;
 #[path = "chaos/processes.rs"]
 mod processes;
-#[path = "chaos/rng.rs"]
-mod rng;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
@@ -39,8 +37,7 @@ use std::time::{Duration, Instant};
 
 use client::{ClientHandle, ClientSpec};
 use processes::{GATEWAY, LogDir, Node, publisher_binary};
-use rng::Rng;
-use sse_testkit::{RedisServer, SseClient, free_port};
+use sse_testkit::{RedisServer, Rng, SseClient, free_port};
 use tokio::task::JoinHandle;
 
 const DEFAULT_SEED: u64 = 0x5EED_C4A0_2024;
@@ -75,13 +72,6 @@ const COUNTERS: [&str; 5] = [
     "sse_replayed_events_total",
     "sse_history_truncated_total",
 ];
-/// Panics of `SseClient::get` when a node is down or dies before answering: a reconnecting
-/// client expects them (they stay in its connect task), so the panic hook does not print them.
-const EXPECTED_PANICS: [&str; 3] = [
-    "connect to the server",
-    "HTTP/1.1 handshake",
-    "the server sends a response head",
-];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Fault {
@@ -100,7 +90,6 @@ async fn every_client_receives_every_event_exactly_once_through_chaos() {
         Err(_) => DEFAULT_SEED,
     };
     println!("chaos: seed {seed} (replay with CHAOS_SEED={seed})");
-    quiet_expected_panics();
     let mut rng = Rng::new(seed);
 
     // === the processes ===
@@ -846,27 +835,4 @@ fn parse_seed(text: &str) -> Option<u64> {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),
         None => text.parse().ok(),
     }
-}
-
-/// Keeps the expected panics of reconnecting clients (see [`EXPECTED_PANICS`]) out of the
-/// output; every other panic is printed as usual.
-fn quiet_expected_panics() {
-    let print = std::panic::take_hook();
-    let test_thread = std::thread::current().id();
-    std::panic::set_hook(Box::new(move |info| {
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or_default();
-        let expected = std::thread::current().id() != test_thread
-            && info
-                .location()
-                .is_some_and(|at| at.file().ends_with("sse_client.rs"))
-            && EXPECTED_PANICS.iter().any(|m| message.starts_with(m));
-        if !expected {
-            print(info);
-        }
-    }));
 }

@@ -9,11 +9,10 @@ mod harness;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use harness::{PATIENCE, TestGateway, publish, publisher, start_gateway};
 use sse_core::{Item, MessageEvent};
-use sse_testkit::{Next, RedisServer, SseClient};
+use sse_testkit::{Next, RedisServer, SseClient, eventually, find, status_of};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -31,7 +30,6 @@ async fn a_draining_node_ends_every_stream_and_its_clients_resume_elsewhere() {
     }
     let mut probe = KeepAlive::connect(draining.addr).await;
     assert_eq!(probe.get("/readyz").await.unwrap(), 200);
-
     // Every event published, per topic: (id, data), in order.
     let mut published: HashMap<&str, Vec<(String, String)>> = HashMap::new();
     let mut next_seq = 0;
@@ -52,6 +50,25 @@ async fn a_draining_node_ends_every_stream_and_its_clients_resume_elsewhere() {
         client.received.extend(events);
     }
 
+    // A load balancer's check and a client's new stream, in flight when the drain begins:
+    // each request is sent but for its last byte, so the node keeps the connection open (it
+    // closes an idle kept-alive connection as soon as the drain begins) and answers once the
+    // test sends that byte, while the node is draining.
+    let mut readyz_in_flight = KeepAlive::connect(draining.addr).await;
+    readyz_in_flight.send_all_but_last_byte("/readyz").await;
+    let mut stream_in_flight = KeepAlive::connect(draining.addr).await;
+    stream_in_flight
+        .send_all_but_last_byte("/events?topic=north")
+        .await;
+    // The kernel hands out connections in the order they arrived: once a later one is
+    // answered, the node has accepted both of these.
+    let later = sse_testkit::http_status(draining.addr, "/healthz", PATIENCE).await;
+    assert_eq!(
+        later,
+        Some(200),
+        "the node answers a connection opened after them"
+    );
+
     draining.begin_shutdown();
     // Published while the node drains: each client gets some of these before its stream
     // ends, or none, and the rest when it resumes.
@@ -59,37 +76,25 @@ async fn a_draining_node_ends_every_stream_and_its_clients_resume_elsewhere() {
         publish_round(&mut published).await;
     }
 
-    // What a load balancer sees: on a connection it kept alive, `/readyz` answers 503 (and so
-    // does a new stream) while streams are being ended; once the drain is over, that
-    // connection is closed too. New connections are refused: the listener is closed.
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let readyz = loop {
-        match probe.get("/readyz").await {
-            Ok(200) => {
-                assert!(tokio::time::Instant::now() < deadline, "still ready");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            answer => break answer,
-        }
-    };
-    match readyz {
-        Ok(status) => {
-            assert_eq!(status, 503, "a draining node is not ready");
-            let stream = probe.get("/events?topic=north").await;
-            assert!(
-                matches!(stream, Ok(503) | Err(_)),
-                "a draining node opens no new stream: {stream:?}"
-            );
-        }
-        Err(closed) => eprintln!("the drain was over before the probe saw it: {closed}"),
-    }
-    harness::eventually("the listener is closed", PATIENCE, || async {
+    // What a load balancer sees: new connections are refused (the listener is closed, which
+    // happens after the node stopped being ready), and requests in flight are answered 503.
+    eventually("the listener is closed", PATIENCE, || async {
         TcpStream::connect(draining.addr)
             .await
             .is_err()
             .then_some(())
     })
     .await;
+    assert_eq!(
+        readyz_in_flight.send_last_byte().await.unwrap(),
+        503,
+        "a draining node is not ready"
+    );
+    assert_eq!(
+        stream_in_flight.send_last_byte().await.unwrap(),
+        503,
+        "a draining node opens no new stream"
+    );
 
     for client in &mut clients {
         let events = client.stream.until_closed(PATIENCE).await;
@@ -166,7 +171,7 @@ async fn a_node_without_redis_still_drains_and_returns() {
     let mut node = start_gateway(&redis, &["--drain-seconds", "1"]);
     let mut live = node.subscribe(&["north"]).await;
     redis.kill();
-    harness::eventually("the node noticed that Redis is gone", PATIENCE, || async {
+    eventually("the node noticed that Redis is gone", PATIENCE, || async {
         (node.fetch("/readyz").await.0 == 503).then_some(())
     })
     .await;
@@ -252,14 +257,30 @@ impl KeepAlive {
 
     /// `GET path` on this connection: the status, or the error if the connection is closed.
     async fn get(&mut self, path: &str) -> std::io::Result<u16> {
-        tokio::time::timeout(PATIENCE, self.exchange(path))
-            .await
-            .unwrap_or_else(|_| panic!("no answer to GET {path} within {PATIENCE:?}"))
+        self.send_all_but_last_byte(path).await;
+        self.send_last_byte().await
     }
 
-    async fn exchange(&mut self, path: &str) -> std::io::Result<u16> {
+    /// Sends `GET path` but for its last byte, so the request is in flight but not complete.
+    async fn send_all_but_last_byte(&mut self, path: &str) {
         let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.addr);
-        self.socket.write_all(request.as_bytes()).await?;
+        let (head, _last) = request.as_bytes().split_at(request.len() - 1);
+        self.socket
+            .write_all(head)
+            .await
+            .expect("send all of a request but its last byte");
+    }
+
+    /// Completes the request [`KeepAlive::send_all_but_last_byte`] began: its status, or the
+    /// error if the connection is closed.
+    async fn send_last_byte(&mut self) -> std::io::Result<u16> {
+        tokio::time::timeout(PATIENCE, self.complete())
+            .await
+            .unwrap_or_else(|_| panic!("no answer within {PATIENCE:?}"))
+    }
+
+    async fn complete(&mut self) -> std::io::Result<u16> {
+        self.socket.write_all(b"\n").await?;
         let mut response = Vec::new();
         let head_end = loop {
             if let Some(end) = find(&response, b"\r\n\r\n") {
@@ -268,11 +289,7 @@ impl KeepAlive {
             self.read_more(&mut response).await?;
         };
         let head = String::from_utf8_lossy(&response[..head_end]).to_ascii_lowercase();
-        let status: u16 = head
-            .split(' ')
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or_else(|| panic!("a status line: {head:?}"));
+        let status = status_of(&response).unwrap_or_else(|| panic!("a status line: {head:?}"));
         let length: usize = head
             .lines()
             .find_map(|line| line.strip_prefix("content-length:"))
@@ -294,10 +311,4 @@ impl KeepAlive {
             }
         }
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
 }

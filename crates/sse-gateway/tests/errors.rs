@@ -3,9 +3,9 @@
 
 mod harness;
 
-use harness::{PATIENCE, TestGateway, eventually, publish, publisher, start_gateway};
+use harness::{PATIENCE, TestGateway, publish, publisher, start_gateway};
 use sse_core::{Cursor, EventId, Topic};
-use sse_testkit::RedisServer;
+use sse_testkit::{RedisServer, eventually};
 
 /// The value of the sample `series` (a metric name with its labels, as exported) on `gateway`'s
 /// `/metrics`, or 0 when it is absent.

@@ -14,17 +14,16 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use harness::{PATIENCE, TestGateway, eventually, numsub, publish, publisher, start_gateway};
+use harness::{PATIENCE, TestGateway, numsub, publish, publisher, start_gateway};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use sse_core::Parser;
 use sse_publisher::Publisher;
-use sse_testkit::{Protocol, RedisServer, SseClient};
+use sse_testkit::{
+    H2_PREFACE, Protocol, RedisServer, SseClient, eventually, exchange, find, status_of,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-
-/// What an HTTP/2 connection with prior knowledge starts with.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 // === the witness ===
 
@@ -92,53 +91,6 @@ async fn unsubscribed(redis: &RedisServer, topics: &[String]) {
         },
     )
     .await;
-}
-
-/// Sends `bytes` on a new connection (a failed write is fine: the server may close first) and
-/// reads until the server closes it or has sent a whole response with a `Content-Length`
-/// body. Returns what arrived, or `None` if the connection was still open after [`PATIENCE`].
-async fn exchange(addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
-    let mut socket = TcpStream::connect(addr).await.expect("connect to the node");
-    let _ = socket.write_all(bytes).await;
-    let mut received = Vec::new();
-    let mut buffer = vec![0u8; 16 * 1024];
-    let read = async {
-        loop {
-            match socket.read(&mut buffer).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => received.extend_from_slice(&buffer[..n]),
-            }
-            if whole_response(&received) {
-                return;
-            }
-        }
-    };
-    tokio::time::timeout(PATIENCE, read).await.ok()?;
-    Some(received)
-}
-
-/// Whether `bytes` hold a whole HTTP/1.1 response with a `Content-Length` body.
-fn whole_response(bytes: &[u8]) -> bool {
-    let Some(head_end) = find(bytes, b"\r\n\r\n") else {
-        return false;
-    };
-    let head = String::from_utf8_lossy(&bytes[..head_end]).to_ascii_lowercase();
-    head.lines()
-        .find_map(|line| line.strip_prefix("content-length:"))
-        .and_then(|length| length.trim().parse::<usize>().ok())
-        .is_some_and(|length| bytes.len() >= head_end + 4 + length)
-}
-
-/// The status code of a raw HTTP/1.1 response, if it is one.
-fn status_of(response: &[u8]) -> Option<u16> {
-    let text = String::from_utf8_lossy(response.get(..12)?).into_owned();
-    text.strip_prefix("HTTP/1.1 ")?.parse().ok()
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
 }
 
 /// Reads from `socket` until the server closes it; `false` if it is still open after
@@ -236,11 +188,9 @@ async fn slow_and_silent_connections_are_closed_while_others_stream() {
 /// closed within bounded time, not held forever; `--max-connections` counts streams, so
 /// nothing else bounds how many such connections a node keeps.
 ///
-/// Known to fail: `server.rs` bounds only the sniffing of the first 14 bytes by
-/// `--header-timeout`; the rest of the preface and the HTTP/2 handshake have no deadline
-/// (`PRI * HTTP/2.0` alone is held forever), and an HTTP/2 connection without a stream is
-/// only closed when it stops answering `PING`s (a heartbeat plus hyper's 20 s keep-alive
-/// timeout), i.e. never for a client library.
+/// `sse_core::runtime::connection` bounds each of these by `--header-timeout`: the sniffing
+/// of the preface, and the first request, which covers the rest of the preface, the HTTP/2
+/// handshake and a connection that never opens a stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_stalled_in_the_http2_preface_are_closed() {
     let redis = RedisServer::start();
@@ -262,7 +212,8 @@ async fn connections_stalled_in_the_http2_preface_are_closed() {
         .map(|stall| {
             let shown = String::from_utf8_lossy(stall).into_owned();
             let (addr, stall) = (node.addr, stall.clone());
-            let task = tokio::spawn(async move { exchange(addr, &stall).await.is_some() });
+            let task =
+                tokio::spawn(async move { exchange(addr, &stall, PATIENCE).await.is_some() });
             (shown, task)
         })
         .collect();
@@ -326,7 +277,7 @@ async fn oversized_and_malformed_requests_are_refused() {
         ),
     ];
     for (what, request) in too_large {
-        let response = exchange(addr, &request)
+        let response = exchange(addr, &request, PATIENCE)
             .await
             .unwrap_or_else(|| panic!("{what}: no answer and no close"));
         let status = status_of(&response);
@@ -395,7 +346,7 @@ async fn oversized_and_malformed_requests_are_refused() {
         request.extend_from_slice(
             format!(" HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
         );
-        let response = exchange(addr, &request).await.expect("an answer");
+        let response = exchange(addr, &request, PATIENCE).await.expect("an answer");
         assert_eq!(
             status_of(&response),
             Some(400),
@@ -419,7 +370,7 @@ async fn oversized_and_malformed_requests_are_refused() {
         b"GET /events?topic=a HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
     ];
     for bytes in garbage {
-        let response = exchange(addr, bytes).await.unwrap_or_else(|| {
+        let response = exchange(addr, bytes, PATIENCE).await.unwrap_or_else(|| {
             panic!(
                 "{:?}: no answer and no close",
                 String::from_utf8_lossy(bytes)

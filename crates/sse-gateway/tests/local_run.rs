@@ -14,8 +14,6 @@ use sse_testkit::SseClient;
 
 const PATIENCE: Duration = Duration::from_secs(15);
 
-/// The `sse-publisher` binary of this build (a sibling of ours), built if it is not there yet.
-
 #[tokio::test]
 async fn run_script_serves_resumes_across_gateways_and_stops_what_it_started() {
     let mut cluster = harness::LocalCluster::start();

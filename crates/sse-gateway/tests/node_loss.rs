@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use harness::{PATIENCE, eventually, publish, publisher};
+use harness::{PATIENCE, publish, publisher};
 use sse_core::schema::stream_key;
 use sse_core::{Item, MessageEvent, Topic};
-use sse_testkit::{Next, RedisServer, SseClient, free_port};
+use sse_testkit::{Next, RedisServer, SseClient, eventually, free_port};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_sse-gateway");
 /// Events published per topic.
@@ -45,7 +45,7 @@ impl Node {
             .expect("spawn sse-gateway");
         let node = Self { child, addr };
         eventually("the node is ready", PATIENCE, || async {
-            (harness::http_status(addr, "/readyz").await == Some(200)).then_some(())
+            (sse_testkit::http_status(addr, "/readyz", PATIENCE).await == Some(200)).then_some(())
         })
         .await;
         node

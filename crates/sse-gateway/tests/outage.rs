@@ -16,11 +16,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use harness::{PATIENCE, TestGateway, eventually, publish, publisher, start_gateway};
+use harness::{PATIENCE, TestGateway, publish, publisher, start_gateway};
 use sse_core::schema::stream_key;
 use sse_core::{Event, EventId, Item, MessageEvent, Topic};
 use sse_publisher::Publisher;
-use sse_testkit::{Next, RedisServer, SseClient};
+use sse_testkit::{Next, RedisServer, SseClient, eventually};
 use tokio::task::JoinHandle;
 
 /// The topics the outage tests publish on.

@@ -9,8 +9,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use harness::{PATIENCE, eventually, publish, publisher};
-use sse_testkit::{RedisServer, SseClient, free_port};
+use harness::{PATIENCE, publish, publisher};
+use sse_testkit::{RedisServer, SseClient, eventually, free_port};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_sse-gateway");
 
@@ -48,7 +48,7 @@ async fn stops_gracefully_on(signal: &str) {
     let mut gateway = GatewayProcess::start(&redis);
     let addr = gateway.addr;
     eventually("the binary answers /healthz", PATIENCE, || async {
-        (harness::http_status(addr, "/healthz").await == Some(200)).then_some(())
+        (sse_testkit::http_status(addr, "/healthz", PATIENCE).await == Some(200)).then_some(())
     })
     .await;
     let mut stream = SseClient::get(addr, "/events?topic=proc", &[]).await;

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use harness::{PATIENCE, TestGateway, eventually, publish, publisher, start_gateway};
+use harness::{PATIENCE, TestGateway, publish, publisher, start_gateway};
 use sse_core::schema::Retention;
 use sse_core::{Cursor, Event, Topic};
 use sse_publisher::{Publisher, RedisOptions};
-use sse_testkit::{RedisServer, SseClient};
+use sse_testkit::{RedisServer, SseClient, eventually};
 use tokio::task::JoinHandle;
 
 /// A publisher task that publishes `<topic>:0`, `<topic>:1`, … on each of its topics in

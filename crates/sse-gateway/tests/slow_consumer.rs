@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use harness::{PATIENCE, TestGateway, publish, publisher, start_gateway};
 use sse_core::{Item, MessageEvent, Parser};
 use sse_publisher::Publisher;
-use sse_testkit::{RedisServer, SseClient};
+use sse_testkit::{RedisServer, SseClient, eventually, find};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -131,7 +131,7 @@ async fn a_cut_client_frees_its_stream_slot_even_if_it_never_reads_again() {
     }
 
     // The stalled client still has not read a byte since its position.
-    harness::eventually(
+    eventually(
         "the cut client's stream is no longer counted as open",
         PATIENCE,
         || async { (metric(&node, "sse_connections_active").await == 1).then_some(()) },
@@ -382,10 +382,4 @@ impl RawStream {
                 }));
         }
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
 }

@@ -6,9 +6,9 @@ mod harness;
 use std::net::SocketAddr;
 use std::process::Command;
 
-use harness::{PATIENCE, TestGateway, eventually, numsub, publish, publisher, start_gateway};
+use harness::{PATIENCE, TestGateway, numsub, publish, publisher, start_gateway};
 use sse_core::{Cursor, EventId, Topic};
-use sse_testkit::{Protocol, RedisServer, SseClient};
+use sse_testkit::{Protocol, RedisServer, SseClient, eventually, find};
 
 /// The value of the sample `series` (a metric name with its labels, as exported) on `gateway`'s
 /// `/metrics`, or 0 when it is absent.
@@ -573,13 +573,12 @@ async fn an_http1_stream_is_exact_on_the_wire_after_the_socket_leaves_hyper() {
             "GET /events?topic=wire&lastEventId=0-0&max_events=2 {version}\r\n\
              Host: x\r\n\r\n"
         );
-        let response = tokio::task::spawn_blocking(move || harness::raw_response(addr, &request))
-            .await
-            .unwrap();
-        let split = response
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("a response head");
+        let response = tokio::task::spawn_blocking(move || {
+            sse_testkit::send_raw(addr, request.as_bytes(), PATIENCE)
+        })
+        .await
+        .unwrap();
+        let split = find(&response, b"\r\n\r\n").expect("a response head");
         let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
         let body = &response[split + 4..];
         assert!(
@@ -613,7 +612,7 @@ async fn an_http1_stream_is_exact_on_the_wire_after_the_socket_leaves_hyper() {
                 return response;
             }
             response.extend_from_slice(&buffer[..read]);
-            if response.windows(4).any(|w| w == b"id: ") {
+            if find(&response, b"id: ").is_some() {
                 let _ = positioned.send(());
             }
         }
@@ -626,7 +625,7 @@ async fn an_http1_stream_is_exact_on_the_wire_after_the_socket_leaves_hyper() {
     let response = tokio::task::spawn_blocking(move || reader.join().unwrap())
         .await
         .unwrap();
-    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let split = find(&response, b"\r\n\r\n").unwrap();
     let body = String::from_utf8(dechunk(&response[split + 4..])).unwrap();
     assert_eq!(
         body,

@@ -21,8 +21,7 @@ use serde_json::{Map, Number, Value};
 use sse_core::schema::Retention;
 use sse_core::{Event, EventId, EventName, Topic};
 use sse_publisher::{Publisher, RedisOptions};
-use sse_testkit::RedisServer;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use sse_testkit::{H2_PREFACE, RedisServer, Rng, exchange, find};
 
 /// JSON values posted; each also yields one mutated byte body.
 const JSON_CASES: usize = 400;
@@ -32,52 +31,46 @@ const BYTE_CASES: usize = 300;
 const GARBAGE_CASES: usize = 120;
 /// Events published through the library.
 const LIBRARY_CASES: usize = 200;
-/// What an HTTP/2 connection with prior knowledge starts with.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 // === a seeded generator ===
 
-/// SplitMix64: tiny, fast, and good enough to explore inputs.
-struct Rng(u64);
+/// `sse_testkit`'s generator seeded from `SSE_FUZZ_SEED`, or a fixed default; and the seed.
+fn seeded_rng() -> (Rng, u64) {
+    let seed = std::env::var("SSE_FUZZ_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or(0x5EED_F022);
+    (Rng::new(seed), seed)
+}
 
-impl Rng {
-    /// A generator seeded from `SSE_FUZZ_SEED`, or a fixed default.
-    fn from_env() -> (Self, u64) {
-        let seed = std::env::var("SSE_FUZZ_SEED")
-            .ok()
-            .and_then(|seed| seed.parse().ok())
-            .unwrap_or(0x5EED_F022);
-        (Self(seed), seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// True with probability `percent` / 100.
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-
-    fn bytes(&mut self, max_len: usize) -> Vec<u8> {
-        let len = self.below(max_len + 1);
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-
+/// The inputs this fuzzer draws from a [`Rng`].
+trait Inputs {
     /// Any Unicode scalar value, weighted towards the interesting planes.
+    fn char(&mut self) -> char;
+
+    /// A string rich in what the rules are about.
+    fn string(&mut self) -> String;
+
+    /// A topic: one of a few valid ones most of the time, else any string.
+    fn topic_string(&mut self) -> String;
+
+    /// A JSON number: integers of every size, floats, extremes.
+    fn number(&mut self) -> Number;
+
+    /// Any JSON value, nested at most `depth` deep.
+    fn json(&mut self, depth: usize) -> Value;
+
+    /// An object shaped like a publish request, valid more often than not.
+    fn request(&mut self) -> Value;
+
+    /// A request body as a JSON value: a request, a batch, or anything at all.
+    fn body(&mut self) -> Value;
+
+    /// `bytes` with a few random edits: bytes replaced, inserted, removed, or cut short.
+    fn mutate(&mut self, bytes: Vec<u8>) -> Vec<u8>;
+}
+
+impl Inputs for Rng {
     fn char(&mut self) -> char {
         let ranges: [(u32, u32); 5] = [
             (0, 0x80),
@@ -87,11 +80,10 @@ impl Rng {
             (0, 0x20),
         ];
         let (low, high) = *self.pick(&ranges);
-        let code = low + (self.next() % u64::from(high - low)) as u32;
+        let code = low + (self.next_u64() % u64::from(high - low)) as u32;
         char::from_u32(code).unwrap_or('\u{FFFD}')
     }
 
-    /// A string rich in what the rules are about.
     fn string(&mut self) -> String {
         const PIECES: &[&str] = &[
             "orders",
@@ -145,16 +137,17 @@ impl Rng {
 
     fn number(&mut self) -> Number {
         match self.below(6) {
-            0 => Number::from(self.next() as i64),
-            1 => Number::from(self.next()),
+            0 => Number::from(self.next_u64() as i64),
+            1 => Number::from(self.next_u64()),
             2 => Number::from(self.below(10) as u64),
-            3 => Number::from_f64(f64::from_bits(self.next())).unwrap_or_else(|| Number::from(0)),
-            4 => Number::from_f64(self.next() as f64 / 7.0).unwrap_or_else(|| Number::from(0)),
+            3 => {
+                Number::from_f64(f64::from_bits(self.next_u64())).unwrap_or_else(|| Number::from(0))
+            }
+            4 => Number::from_f64(self.next_u64() as f64 / 7.0).unwrap_or_else(|| Number::from(0)),
             _ => Number::from_f64(f64::MIN_POSITIVE).unwrap_or_else(|| Number::from(0)),
         }
     }
 
-    /// Any JSON value, nested at most `depth` deep.
     fn json(&mut self, depth: usize) -> Value {
         let kinds = if depth == 0 { 4 } else { 6 };
         match self.below(kinds) {
@@ -178,7 +171,6 @@ impl Rng {
         }
     }
 
-    /// An object shaped like a publish request, valid more often than not.
     fn request(&mut self) -> Value {
         let mut object = Map::new();
         if self.chance(92) {
@@ -207,7 +199,6 @@ impl Rng {
         Value::Object(object)
     }
 
-    /// A request body as a JSON value: a request, a batch, or anything at all.
     fn body(&mut self) -> Value {
         match self.below(10) {
             0..=4 => self.request(),
@@ -216,12 +207,11 @@ impl Rng {
         }
     }
 
-    /// `bytes` with a few random edits: bytes replaced, inserted, removed, or cut short.
     fn mutate(&mut self, mut bytes: Vec<u8>) -> Vec<u8> {
         for _ in 0..=self.below(4) {
             let at = self.below(bytes.len() + 1);
             match self.below(4) {
-                0 if at < bytes.len() => bytes[at] = self.next() as u8,
+                0 if at < bytes.len() => bytes[at] = self.next_u64() as u8,
                 1 => bytes.insert(at, *self.pick(b"{}[]\",:\\0 \x00\xff")),
                 2 if at < bytes.len() => {
                     bytes.remove(at);
@@ -390,7 +380,7 @@ async fn assert_still_serving(publisher: &TestPublisher, redis: &RedisServer) {
 
 #[tokio::test]
 async fn arbitrary_json_and_bytes_get_201_or_a_json_4xx_and_nothing_half_written() {
-    let (mut rng, seed) = Rng::from_env();
+    let (mut rng, seed) = seeded_rng();
     let redis = RedisServer::start();
     let publisher = start_publisher(&redis, &[]);
     let client = http_client();
@@ -459,7 +449,7 @@ async fn arbitrary_json_and_bytes_get_201_or_a_json_4xx_and_nothing_half_written
 
 #[tokio::test]
 async fn garbage_instead_of_http_gets_400_or_a_closed_connection() {
-    let (mut rng, seed) = Rng::from_env();
+    let (mut rng, seed) = seeded_rng();
     let redis = RedisServer::start();
     let publisher = start_publisher(&redis, &["--header-timeout", "1s"]);
 
@@ -496,7 +486,7 @@ async fn garbage_instead_of_http_gets_400_or_a_closed_connection() {
                 // At least one whole frame of the largest size allowed: a frame cut short
                 // is `a_connection_stalled_before_its_first_request_is_closed`'s case.
                 let mut bytes = H2_PREFACE.to_vec();
-                bytes.extend((0..9 + 16_384 + rng.below(300)).map(|_| rng.next() as u8));
+                bytes.extend((0..9 + 16_384 + rng.below(300)).map(|_| rng.next_u64() as u8));
                 bytes
             }
             _ => rng
@@ -520,7 +510,7 @@ async fn garbage_instead_of_http_gets_400_or_a_closed_connection() {
         .map(|garbage| {
             let addr = publisher.addr;
             tokio::spawn(async move {
-                let answer = send_garbage(addr, &garbage).await;
+                let answer = exchange(addr, &garbage, PATIENCE).await;
                 (garbage, answer)
             })
         })
@@ -570,7 +560,7 @@ async fn a_body_that_stops_short_does_not_hold_the_connection_forever() {
         "POST /v1/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
          Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"topic\":"
     );
-    let answer = send_garbage(publisher.addr, request.as_bytes()).await;
+    let answer = exchange(publisher.addr, request.as_bytes(), PATIENCE).await;
     let answer = answer.unwrap_or_else(|| {
         panic!("a body 90 bytes short held its connection open for {PATIENCE:?}")
     });
@@ -606,7 +596,7 @@ async fn a_connection_stalled_before_its_first_request_is_closed() {
         .iter()
         .map(|stall| {
             let (addr, stall) = (publisher.addr, stall.to_vec());
-            tokio::spawn(async move { send_garbage(addr, &stall).await.is_none() })
+            tokio::spawn(async move { exchange(addr, &stall, PATIENCE).await.is_none() })
         })
         .collect();
     let mut held = Vec::new();
@@ -625,53 +615,12 @@ async fn a_connection_stalled_before_its_first_request_is_closed() {
 /// Whether a mutated request head may still be a whole request, which then gets whatever
 /// answer a request gets (404 for a mutated path, 401 for a mutated token...), but no 5xx.
 fn may_be_a_request(garbage: &[u8]) -> bool {
-    garbage.windows(4).any(|w| w == b"\r\n\r\n")
-}
-
-/// Whether `bytes` hold a whole HTTP/1.1 response with a `Content-Length` body.
-fn whole_response(bytes: &[u8]) -> bool {
-    let Some(head_end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return false;
-    };
-    let head = String::from_utf8_lossy(&bytes[..head_end]).to_ascii_lowercase();
-    head.lines()
-        .find_map(|line| line.strip_prefix("content-length:"))
-        .and_then(|length| length.trim().parse::<usize>().ok())
-        .is_some_and(|length| bytes.len() >= head_end + 4 + length)
-}
-
-/// Sends `garbage` on a new connection and reads until the server closes it (or answered a
-/// whole request): the bytes received, or `None` if it neither answered nor closed within
-/// [`PATIENCE`].
-async fn send_garbage(addr: std::net::SocketAddr, garbage: &[u8]) -> Option<Vec<u8>> {
-    let mut socket = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect to the publisher");
-    // The server may answer and close before it read everything: that is fine.
-    let _ = socket.write_all(garbage).await;
-    let mut received = Vec::new();
-    let mut buffer = [0u8; 4096];
-    let read_all = async {
-        loop {
-            match socket.read(&mut buffer).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    received.extend_from_slice(&buffer[..n]);
-                    // A whole request answered on a kept-alive connection: done.
-                    if whole_response(&received) {
-                        break;
-                    }
-                }
-            }
-        }
-    };
-    tokio::time::timeout(PATIENCE, read_all).await.ok()?;
-    Some(received)
+    find(garbage, b"\r\n\r\n").is_some()
 }
 
 #[tokio::test]
 async fn the_library_stores_any_payload_byte_for_byte() {
-    let (mut rng, seed) = Rng::from_env();
+    let (mut rng, seed) = seeded_rng();
     let redis = RedisServer::start();
     let options = RedisOptions {
         url: redis.url(),

@@ -8,12 +8,12 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::{PATIENCE, TestPublisher, entries, eventually, ids, start_publisher, xlen};
+use harness::{PATIENCE, TestPublisher, entries, ids, start_publisher, xlen};
 use serde_json::json;
 use sse_core::schema::Retention;
 use sse_core::{Event, Topic};
 use sse_publisher::{PublishError, Publisher, RedisOptions};
-use sse_testkit::RedisServer;
+use sse_testkit::{RedisServer, eventually};
 
 const FAST: &[&str] = &["--redis-timeout", "1s"];
 

@@ -11,9 +11,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, ExitStatus, Stdio};
 
-use harness::{PATIENCE, eventually, http_client, ids, read_response, xlen};
+use harness::{PATIENCE, http_client, ids, read_response, xlen};
 use serde_json::json;
-use sse_testkit::{RedisServer, free_port, wait_until};
+use sse_testkit::{RedisServer, eventually, find, free_port, wait_until};
 
 /// A child process that is killed (SIGKILL) if the test ends before it exits.
 struct Running {
@@ -167,7 +167,7 @@ async fn sigterm_lets_the_request_in_flight_finish() {
     .unwrap();
     // `100 Continue` comes when the handler starts reading the body: the request is in flight.
     let mut interim = Vec::new();
-    while !interim.windows(4).any(|window| window == b"\r\n\r\n") {
+    while find(&interim, b"\r\n\r\n").is_none() {
         let mut byte = [0_u8; 1];
         assert_eq!(
             stream.read(&mut byte).unwrap(),

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use harness::{
-    PATIENCE, TOKEN, assert_strictly_increasing, entries, eventually, ids, parse_id,
-    start_publisher, start_publisher_with, xlen,
+    PATIENCE, TOKEN, assert_strictly_increasing, entries, ids, parse_id, start_publisher,
+    start_publisher_with, xlen,
 };
 use serde_json::{Value, json};
 use sse_core::schema::{PublishedEvent, Retention, live_channel};
 use sse_core::{Event, EventName, Topic};
 use sse_publisher::{Publisher, RedisOptions};
-use sse_testkit::RedisServer;
+use sse_testkit::{RedisServer, eventually};
 
 #[tokio::test]
 async fn a_published_event_is_in_the_stream_under_the_returned_id() {

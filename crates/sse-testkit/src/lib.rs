@@ -1,5 +1,12 @@
-//! Test support for the SSE gateway: a real `redis-server` that one test owns, and
-//! [`SseClient`], an event-stream client that reads what a browser would.
+//! Test support for the SSE gateway and publisher, shared by every crate's integration tests:
+//!
+//! - [`RedisServer`]: a real `redis-server` that one test owns, kills and restarts;
+//! - [`ServerThread`]: a server in this process on `127.0.0.1:0`, on its own thread and runtime;
+//! - [`SseClient`]: an event-stream client that reads what a browser would;
+//! - [`wait_until`] and [`eventually`]: waiting for a condition, with one deadline rule;
+//! - [`Rng`]: a seeded generator, so a random run is replayed from its seed;
+//! - raw HTTP ([`send_raw`], [`exchange`], [`http_status`], [`status_of`], [`find`], ...) for
+//!   requests no client library sends.
 //!
 //! Tests of this workspace never talk to a Redis they did not start (in particular not the one that may
 //! run on `127.0.0.1:6379`). Each test starts its own [`RedisServer`] on a free port, in its own
@@ -7,20 +14,24 @@
 //!
 //! This crate is dev-only: it panics instead of returning errors, because every failure here is a
 //! failed test, and the panic message says what went wrong (including the tail of `redis.log`).
+//! The exception is [`SseClient::try_get`], for tests where a refused connection is expected.
 //! It does not manage clusters, replicas or TLS, and it needs `redis-server` on `PATH`.
 
+mod raw_http;
 mod redis_server;
+mod rng;
+mod server_thread;
 mod sse_client;
+mod wait;
 
 use std::net::TcpListener;
-use std::thread;
-use std::time::{Duration, Instant};
 
+pub use raw_http::{H2_PREFACE, exchange, find, http_status, send_raw, status_of, whole_response};
 pub use redis_server::RedisServer;
-pub use sse_client::{Next, Protocol, SseClient};
-
-/// How long [`wait_until`] sleeps between two checks of its condition.
-const POLL_INTERVAL: Duration = Duration::from_millis(10);
+pub use rng::Rng;
+pub use server_thread::{ServerThread, Shutdown};
+pub use sse_client::{ConnectError, Next, Protocol, SseClient};
+pub use wait::{eventually, wait_until};
 
 /// Returns a TCP port on `127.0.0.1` that was free a moment ago.
 ///
@@ -38,27 +49,4 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("a bound listener has a local address")
         .port()
-}
-
-/// Calls `cond` every ~10 ms until it returns `true`.
-///
-/// `cond` is always called at least once, and once more after the deadline, so a condition that holds
-/// by then passes even on a slow machine.
-///
-/// # Panics
-///
-/// If `cond` is still `false` after `timeout`; the message names `what`.
-pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        // Read the clock before `cond`, so the last call of `cond` happens after the deadline.
-        let expired = Instant::now() >= deadline;
-        if cond() {
-            return;
-        }
-        if expired {
-            panic!("timed out after {timeout:?} waiting until {what}");
-        }
-        thread::sleep(POLL_INTERVAL);
-    }
 }

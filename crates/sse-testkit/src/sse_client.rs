@@ -5,6 +5,9 @@
 //! send any headers (`Last-Event-ID`), and read the stream item by item with a timeout, so a
 //! test can tell "nothing arrived" from "the server ended the stream". [`SseClient::reconnect`]
 //! opens the same URL again with the last event id, as `EventSource` does.
+//!
+//! [`SseClient::get`] panics when there is no response (a failed test); [`SseClient::try_get`]
+//! returns a [`ConnectError`] instead, for clients that expect a node to be down and retry.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -38,6 +41,36 @@ pub enum Next {
     Closed,
 }
 
+/// Why no response head arrived.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The TCP connection could not be made (refused: the node is down or not listening).
+    Connect(std::io::Error),
+    /// The HTTP handshake failed (on HTTP/2: the preface and settings exchange).
+    Handshake(hyper::Error),
+    /// The connection broke before a response head arrived.
+    NoResponse(hyper::Error),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connect(error) => write!(f, "connect to the server: {error}"),
+            Self::Handshake(error) => write!(f, "HTTP handshake: {error}"),
+            Self::NoResponse(error) => write!(f, "the server sends no response head: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Connect(error) => Some(error),
+            Self::Handshake(error) | Self::NoResponse(error) => Some(error),
+        }
+    }
+}
+
 /// An open event stream; see the module docs.
 pub struct SseClient {
     addr: SocketAddr,
@@ -67,6 +100,19 @@ impl SseClient {
         Self::open(addr, path, headers, Protocol::Http1).await
     }
 
+    /// `GET path` over HTTP/1.1 with `headers`, or why no response head arrived. Returns once
+    /// the response head arrived, whatever its status.
+    ///
+    /// # Errors
+    /// [`ConnectError`] if the connection cannot be made or breaks before a response head.
+    pub async fn try_get(
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Self, ConnectError> {
+        Self::try_open(addr, path, headers, Protocol::Http1).await
+    }
+
     /// `GET path` with `headers` over `protocol`.
     ///
     /// # Panics
@@ -77,12 +123,27 @@ impl SseClient {
         headers: &[(&str, &str)],
         protocol: Protocol,
     ) -> Self {
+        Self::try_open(addr, path, headers, protocol)
+            .await
+            .unwrap_or_else(|error| panic!("GET {path} from {addr}: {error}"))
+    }
+
+    /// `GET path` with `headers` over `protocol`, or why no response head arrived.
+    ///
+    /// # Errors
+    /// [`ConnectError`] if the connection cannot be made or breaks before a response head.
+    pub async fn try_open(
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+        protocol: Protocol,
+    ) -> Result<Self, ConnectError> {
         let headers: Vec<(String, String)> = headers
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        let (status, response_headers, body) = request(addr, path, &headers, protocol).await;
-        Self {
+        let (status, response_headers, body) = request(addr, path, &headers, protocol).await?;
+        Ok(Self {
             addr,
             path: path.to_owned(),
             protocol,
@@ -94,7 +155,7 @@ impl SseClient {
             items: VecDeque::new(),
             handed_out_id: String::new(),
             raw: Vec::new(),
-        }
+        })
     }
 
     /// Opens the same URL again, sending `Last-Event-ID` with the last event id seen (if
@@ -108,7 +169,9 @@ impl SseClient {
                 .push(("Last-Event-ID".to_owned(), last_event_id.clone()));
         }
         let (status, response_headers, body) =
-            request(self.addr, &self.path, &self.headers, self.protocol).await;
+            request(self.addr, &self.path, &self.headers, self.protocol)
+                .await
+                .unwrap_or_else(|error| panic!("reconnect to {}: {error}", self.addr));
         self.status = status;
         self.response_headers = response_headers;
         self.body = Some(body);
@@ -279,10 +342,10 @@ async fn request(
     path: &str,
     headers: &[(String, String)],
     protocol: Protocol,
-) -> (StatusCode, HeaderMap, Incoming) {
+) -> Result<(StatusCode, HeaderMap, Incoming), ConnectError> {
     let stream = TcpStream::connect(addr)
         .await
-        .expect("connect to the server");
+        .map_err(ConnectError::Connect)?;
     let io = TokioIo::new(stream);
     let mut builder = Request::get(format!("http://{addr}{path}"));
     if protocol == Protocol::Http1 {
@@ -298,7 +361,7 @@ async fn request(
         Protocol::Http1 => {
             let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
                 .await
-                .expect("HTTP/1.1 handshake");
+                .map_err(ConnectError::Handshake)?;
             tokio::spawn(connection);
             sender.send_request(request).await
         }
@@ -306,12 +369,12 @@ async fn request(
             let (mut sender, connection) =
                 hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
                     .await
-                    .expect("HTTP/2 handshake");
+                    .map_err(ConnectError::Handshake)?;
             tokio::spawn(connection);
             sender.send_request(request).await
         }
     }
-    .expect("the server sends a response head");
+    .map_err(ConnectError::NoResponse)?;
     let (parts, body) = response.into_parts();
-    (parts.status, parts.headers, body)
+    Ok((parts.status, parts.headers, body))
 }

@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
 
-use sse_testkit::{RedisServer, free_port, wait_until};
+use sse_testkit::{RedisServer, free_port};
 
 /// The pid and working directory of the server behind `conn`, as Redis reports them.
 fn pid_and_dir(conn: &mut redis::Connection) -> (u32, String) {
@@ -122,10 +122,15 @@ fn two_servers_get_different_ports_and_data() {
     assert_eq!(get(&mut second.connection(), "k"), None);
 }
 
+/// What `free_port` promises: a port that can be bound at once, and, while the caller holds
+/// it, not the port a second call hands out.
 #[test]
-fn free_port_is_not_zero() {
-    // Whether it is still free when bound is racy by nature; `RedisServer::start` retries for that.
-    assert_ne!(free_port(), 0);
+fn free_port_can_be_bound_and_is_not_handed_out_again_while_held() {
+    let port = free_port();
+    let _held = TcpListener::bind(("127.0.0.1", port)).expect("the port free_port returned binds");
+    let next = free_port();
+    assert_ne!(next, port, "free_port handed out a port that is bound");
+    TcpListener::bind(("127.0.0.1", next)).expect("the second port binds too");
 }
 
 #[test]
@@ -135,20 +140,4 @@ fn restart_panics_when_the_port_was_taken_meanwhile() {
     server.kill();
     let _squatter = TcpListener::bind(("127.0.0.1", server.port())).unwrap();
     server.restart();
-}
-
-#[test]
-fn wait_until_returns_once_the_condition_holds() {
-    let mut calls = 0;
-    wait_until("the third call", Duration::from_secs(5), || {
-        calls += 1;
-        calls == 3
-    });
-    assert_eq!(calls, 3);
-}
-
-#[test]
-#[should_panic(expected = "waiting until the moon is cheese")]
-fn wait_until_panics_naming_what_it_waited_for() {
-    wait_until("the moon is cheese", Duration::from_millis(30), || false);
 }

@@ -10,10 +10,8 @@ use std::time::Duration;
 
 use sse_core::control::TRUNCATED_EVENT;
 use sse_core::{Cursor, EventId, Item, MessageEvent, Topic};
-use sse_testkit::{Next, SseClient};
+use sse_testkit::{Next, Rng, SseClient};
 use tokio::task::JoinHandle;
-
-use crate::rng::Rng;
 
 /// Silence on a stream for this long (heartbeats come every second) means the connection is
 /// dead: the client drops it and reconnects. It bounds a hang; it asserts nothing.
@@ -180,24 +178,13 @@ impl Reader {
     /// Opens the stream again on a random gateway; `None` if that failed (the caller backs off).
     async fn reconnect(&mut self, position: &str) -> Option<SseClient> {
         let addr = self.gateways[self.rng.below(self.gateways.len())];
-        let path = self.path.clone();
-        let last_event_id = position.to_owned();
-        let mut open = tokio::spawn(async move {
-            // `SseClient::get` panics when the node is down or dies before answering; the
-            // panic stays in this task (and the test's panic hook keeps it quiet).
-            SseClient::get(addr, &path, &[("Last-Event-ID", &last_event_id)]).await
-        });
-        let mut client = match tokio::time::timeout(CONNECT_PATIENCE, &mut open).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(_)) => {
-                self.log().failed_connects += 1;
-                return None;
-            }
-            Err(_) => {
-                open.abort();
-                self.log().failed_connects += 1;
-                return None;
-            }
+        let headers = [("Last-Event-ID", position)];
+        let open = SseClient::try_get(addr, &self.path, &headers);
+        let Ok(Ok(mut client)) = tokio::time::timeout(CONNECT_PATIENCE, open).await else {
+            // Refused, broken before a response head, or no answer in time: the node is down
+            // or dying, which is what this test does to nodes.
+            self.log().failed_connects += 1;
+            return None;
         };
         let status = client.status().as_u16();
         if status == 200 {

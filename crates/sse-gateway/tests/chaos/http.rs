@@ -6,6 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use sse_testkit::find;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -58,10 +59,7 @@ pub(crate) async fn get(addr: SocketAddr, path: &str, timeout: Duration) -> io::
 
 fn parse(response: &[u8]) -> io::Result<Response> {
     let garbled = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| garbled("no complete response head"))?;
+    let split = find(response, b"\r\n\r\n").ok_or_else(|| garbled("no complete response head"))?;
     let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
     let status = head
         .split(' ')
@@ -83,7 +81,7 @@ fn parse(response: &[u8]) -> io::Result<Response> {
 fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
     let mut body = Vec::new();
     loop {
-        let line_end = raw.windows(2).position(|w| w == b"\r\n")?;
+        let line_end = find(raw, b"\r\n")?;
         let size_text = std::str::from_utf8(&raw[..line_end]).ok()?;
         let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
         raw = &raw[line_end + 2..];

@@ -2,14 +2,14 @@
 //! `127.0.0.1:0` in front of a `redis-server` the test owns, a publisher, and
 //! [`sse_testkit::SseClient`] to read streams as a browser would.
 //!
-//! Each node runs on a thread and runtime of its own, as it would in its own process, so a
-//! test may block (a synchronous Redis call, `wait_until`) without stalling it, and stopping
-//! one node does not touch another.
+//! Each node is a [`sse_testkit::ServerThread`]: it runs on a thread and runtime of its own, as
+//! it would in its own process, so a test may block (a synchronous Redis call, `wait_until`)
+//! without stalling it, and stopping one node does not touch another.
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::thread::JoinHandle;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use clap::Parser;
@@ -17,19 +17,22 @@ use sse_core::schema::Retention;
 use sse_core::{Event, EventName, Topic};
 use sse_gateway::{Config, StartError};
 use sse_publisher::{Publisher, RedisOptions};
-use sse_testkit::{RedisServer, SseClient};
-use tokio::sync::oneshot;
+use sse_testkit::{RedisServer, ServerThread, SseClient};
 
 /// How long any single wait may take before it fails the test. It bounds a hang; it asserts
 /// nothing about speed.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(15);
 
 /// A gateway node running in this process.
+///
+/// Dropping it starts the node's shutdown without waiting for it: the drain ends the streams
+/// still open over `--drain-seconds` (10 s by default), which a test that is over need not
+/// wait for. [`TestGateway::stop`] waits.
 pub(crate) struct TestGateway {
     /// Where it listens.
     pub(crate) addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<Result<(), StartError>>>,
+    /// `None` only once stopped.
+    node: Option<ServerThread<Result<(), StartError>>>,
 }
 
 /// Starts a node for `redis` with the defaults users get, plus `extra_args`.
@@ -44,36 +47,12 @@ pub(crate) fn start_gateway(redis: &RedisServer, extra_args: &[&str]) -> TestGat
 pub(crate) fn start_gateway_with(args: &[&str]) -> TestGateway {
     let config = Config::try_parse_from(std::iter::once("sse-gateway").chain(args.iter().copied()))
         .unwrap_or_else(|error| panic!("flags {args:?} do not parse: {error}"));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener
-        .set_nonblocking(true)
-        .expect("a non-blocking listener for tokio");
-    let addr = listener
-        .local_addr()
-        .expect("a bound listener has an address");
-    let (shutdown, shutdown_received) = oneshot::channel::<()>();
-    let thread = std::thread::Builder::new()
-        .name(format!("sse-gateway {addr}"))
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("build the gateway's runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener)
-                    .expect("hand the listener to tokio");
-                let shutdown = async move {
-                    let _ = shutdown_received.await;
-                };
-                sse_gateway::run(config, listener, shutdown).await
-            })
-        })
-        .expect("spawn the gateway thread");
+    let node = ServerThread::start("sse-gateway", move |listener, shutdown| {
+        sse_gateway::run(config, listener, shutdown)
+    });
     TestGateway {
-        addr,
-        shutdown: Some(shutdown),
-        thread: Some(thread),
+        addr: node.addr(),
+        node: Some(node),
     }
 }
 
@@ -101,25 +80,22 @@ impl TestGateway {
 
     /// Starts the node's shutdown (as SIGTERM does) without waiting for it.
     pub(crate) fn begin_shutdown(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
+        if let Some(node) = &mut self.node {
+            node.begin_shutdown();
         }
     }
 
     /// Shuts the node down and waits for `run` to return.
     pub(crate) fn stop(mut self) -> Result<(), StartError> {
-        self.begin_shutdown();
-        self.thread
-            .take()
-            .expect("stopped once")
-            .join()
-            .expect("the gateway thread does not panic")
+        self.node.take().expect("stopped once").stop()
     }
 }
 
 impl Drop for TestGateway {
     fn drop(&mut self) {
-        self.begin_shutdown();
+        if let Some(node) = self.node.take() {
+            node.detach();
+        }
     }
 }
 
@@ -155,25 +131,6 @@ pub(crate) async fn publish(
         .to_string()
 }
 
-/// Polls the async `attempt` every 20 ms until it returns `Some`, for at most `timeout`.
-pub(crate) async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut attempt: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = attempt().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Subscribers of `topic`'s live channel, as Redis counts them (`PUBSUB NUMSUB`).
 pub(crate) fn numsub(redis: &RedisServer, topic: &str) -> i64 {
     let channel = sse_core::schema::live_channel(&Topic::parse(topic).expect("a valid topic"));
@@ -188,24 +145,7 @@ pub(crate) fn numsub(redis: &RedisServer, topic: &str) -> i64 {
 /// Sends a raw HTTP/1.1 request (which must say `Connection: close`) and returns the whole
 /// response as text: for requests no well-behaved client library sends.
 pub(crate) fn raw_request(addr: SocketAddr, request: &str) -> String {
-    String::from_utf8_lossy(&raw_response(addr, request)).into_owned()
-}
-
-/// Sends `request` and returns every byte of the response, read until the server closes.
-pub(crate) fn raw_response(addr: SocketAddr, request: &str) -> Vec<u8> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the gateway");
-    stream
-        .set_read_timeout(Some(PATIENCE))
-        .expect("set a read timeout");
-    stream
-        .write_all(request.as_bytes())
-        .expect("send the request");
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .expect("read the response until the server closes");
-    response
+    String::from_utf8_lossy(&sse_testkit::send_raw(addr, request.as_bytes(), PATIENCE)).into_owned()
 }
 
 /// Each event as `(type, data, id)`, to compare whole sequences at once.
@@ -275,10 +215,12 @@ impl LocalCluster {
             .env("SSE_PUBLISHER_BIN", publisher_binary())
             .env("SSE_GATEWAY_BIN", env!("CARGO_BIN_EXE_sse-gateway"))
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("start deploy/local/run.sh");
         let stdout = script.stdout.take().expect("piped stdout");
+        let (stderr, stderr_ended) =
+            read_in_background(script.stderr.take().expect("piped stderr"));
         let mut cluster = Self {
             script,
             redis_port,
@@ -295,11 +237,17 @@ impl LocalCluster {
                 .read_line(&mut line)
                 .expect("read the script's output");
             cluster.said.push_str(&line);
-            assert!(
-                read > 0,
-                "the script ended before it was ready:\n{}",
-                cluster.said
-            );
+            if read == 0 {
+                let status = cluster.script.wait();
+                // Its stderr ends with it, unless a process it started still holds it open.
+                let _ = stderr_ended.recv_timeout(PATIENCE);
+                let stderr = stderr.lock().unwrap_or_else(PoisonError::into_inner);
+                panic!(
+                    "the script ended ({status:?}) before it was ready; it said:\n{}\n\
+                     and complained:\n{stderr}",
+                    cluster.said
+                );
+            }
         }
         cluster
     }
@@ -336,24 +284,28 @@ impl LocalCluster {
     }
 }
 
+/// Reads `pipe` to its end on a thread of its own, so the process writing it never blocks:
+/// the text so far, and a channel that says when the pipe ended.
+fn read_in_background(
+    pipe: impl std::io::Read + Send + 'static,
+) -> (Arc<Mutex<String>>, mpsc::Receiver<()>) {
+    use std::io::BufRead;
+    let text = Arc::new(Mutex::new(String::new()));
+    let (ended, ended_received) = mpsc::channel();
+    let writer = text.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+            let mut text = writer.lock().unwrap_or_else(PoisonError::into_inner);
+            text.push_str(&line);
+            text.push('\n');
+        }
+        let _ = ended.send(());
+    });
+    (text, ended_received)
+}
+
 impl Drop for LocalCluster {
     fn drop(&mut self) {
         self.stop_script();
     }
-}
-
-/// The status of `GET path` on a new connection, or `None` if there is no answer (a node that
-/// is down or not listening yet).
-pub(crate) async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut socket = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    socket.write_all(request.as_bytes()).await.ok()?;
-    let mut response = Vec::new();
-    tokio::time::timeout(PATIENCE, socket.read_to_end(&mut response))
-        .await
-        .ok()?
-        .ok()?;
-    let response = String::from_utf8_lossy(&response);
-    response.split(' ').nth(1)?.parse().ok()
 }

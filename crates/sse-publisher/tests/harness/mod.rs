@@ -2,18 +2,16 @@
 //! `127.0.0.1:0` in front of a `redis-server` the test owns, an HTTP client for it, a raw
 //! HTTP/1.1 client for requests no well-behaved client sends, and readers of what Redis holds.
 //!
-//! The service runs on a thread and runtime of its own, as it would in its own process: a test
-//! may block (a synchronous Redis call, [`sse_testkit::wait_until`], a pub/sub read) without
+//! The service is a [`sse_testkit::ServerThread`]: it runs on a thread and runtime of its own,
+//! as it would in its own process, so a test may block (a synchronous Redis call, [`sse_testkit::wait_until`], a pub/sub read) without
 //! stalling the service it is talking to.
 //!
 //! Each test file uses a different part of this module, so the rest is dead code there.
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
-use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Parser;
@@ -22,8 +20,7 @@ use serde_json::Value;
 use sse_core::Topic;
 use sse_core::schema::stream_key;
 use sse_publisher::{Config, StartError};
-use sse_testkit::RedisServer;
-use tokio::sync::oneshot;
+use sse_testkit::{RedisServer, ServerThread, find, status_of};
 
 /// The bearer token [`start_publisher`] configures.
 pub(crate) const TOKEN: &str = "test-token";
@@ -34,14 +31,13 @@ pub(crate) const PATIENCE: Duration = Duration::from_secs(15);
 
 /// An `sse-publisher` service running in this process.
 ///
-/// Dropping it starts the service's shutdown without waiting for it; [`TestPublisher::stop`]
-/// waits and returns what `run` returned.
+/// Dropping it shuts the service down and waits for it; [`TestPublisher::stop`] also returns
+/// what `run` returned.
 pub(crate) struct TestPublisher {
     /// Where the service listens.
     pub(crate) addr: SocketAddr,
     client: reqwest::Client,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<Result<(), StartError>>>,
+    service: ServerThread<Result<(), StartError>>,
 }
 
 /// Starts the service for `redis` with `--token test-token`, the defaults users get, and
@@ -58,39 +54,13 @@ pub(crate) fn start_publisher_with(args: &[&str]) -> TestPublisher {
     let config =
         Config::try_parse_from(std::iter::once("sse-publisher").chain(args.iter().copied()))
             .unwrap_or_else(|error| panic!("flags {args:?} do not parse: {error}"));
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 for the publisher");
-    listener
-        .set_nonblocking(true)
-        .expect("make the listener non-blocking for tokio");
-    let addr = listener
-        .local_addr()
-        .expect("a bound listener has an address");
-    let (shutdown, shutdown_received) = oneshot::channel::<()>();
-    let thread = std::thread::Builder::new()
-        .name(format!("sse-publisher {addr}"))
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("build the publisher's runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener)
-                    .expect("hand the listener to tokio");
-                // A dropped sender also means "shut down".
-                let shutdown = async move {
-                    let _ = shutdown_received.await;
-                };
-                sse_publisher::run(config, listener, shutdown).await
-            })
-        })
-        .expect("spawn the publisher thread");
+    let service = ServerThread::start("sse-publisher", move |listener, shutdown| {
+        sse_publisher::run(config, listener, shutdown)
+    });
     TestPublisher {
-        addr,
+        addr: service.addr(),
         client: http_client(),
-        shutdown: Some(shutdown),
-        thread: Some(thread),
+        service,
     }
 }
 
@@ -176,21 +146,8 @@ impl TestPublisher {
     }
 
     /// Shuts the service down and returns what `run` returned.
-    pub(crate) fn stop(mut self) -> Result<(), StartError> {
-        let _ = self.shutdown.take().expect("not yet stopped").send(());
-        self.thread
-            .take()
-            .expect("not yet stopped")
-            .join()
-            .expect("the publisher thread does not panic")
-    }
-}
-
-impl Drop for TestPublisher {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
+    pub(crate) fn stop(self) -> Result<(), StartError> {
+        self.service.stop()
     }
 }
 
@@ -301,15 +258,11 @@ pub(crate) fn read_response(stream: &mut TcpStream, mut received: Vec<u8>) -> Re
 
 /// A whole response with a `Content-Length` body, or `None` if more bytes are needed.
 fn parse_response(bytes: &[u8]) -> Option<Reply> {
-    let head_end = bytes.windows(4).position(|window| window == b"\r\n\r\n")?;
+    let head_end = find(bytes, b"\r\n\r\n")?;
     let head = std::str::from_utf8(&bytes[..head_end]).expect("response headers are text");
+    let status = status_of(bytes).unwrap_or_else(|| panic!("bad status line in {head:?}"));
     let mut lines = head.split("\r\n");
-    let status_line = lines.next().expect("a response has a status line");
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    lines.next(); // the status line
     let mut headers = HeaderMap::new();
     for line in lines {
         let (name, value) = line
@@ -333,28 +286,6 @@ fn parse_response(bytes: &[u8]) -> Option<Reply> {
         headers,
         body: Bytes::copy_from_slice(body),
     })
-}
-
-/// Awaits `attempt` every 20 ms until it returns `Some`, and returns that. The async
-/// counterpart of [`sse_testkit::wait_until`], for conditions checked over HTTP.
-///
-/// # Panics
-/// If `attempt` still returns `None` after `timeout`; the message names `what`.
-pub(crate) async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut attempt: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        // Read the clock first, so the last attempt happens after the deadline.
-        let expired = Instant::now() >= deadline;
-        if let Some(value) = attempt().await {
-            return value;
-        }
-        assert!(!expired, "timed out after {timeout:?} waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// One entry of a topic's stream, as Redis holds it.
