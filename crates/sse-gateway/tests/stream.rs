@@ -549,11 +549,11 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
     }
 }
 
-/// The hand-over of an HTTP/1.1 stream's socket from hyper to the stream's own writer (see
-/// `handoff`) loses, repeats and reorders no byte: the head, the first bytes, replayed and
-/// live events (one larger than hyper's buffers) arrive exactly, framed as the head says,
-/// and the stream ends with the last chunk and the connection. An HTTP/1.0 client, whose
-/// stream stays with hyper, reads the same bytes close-delimited.
+/// The takeover of an HTTP/1.1 stream's socket from hyper by the stream's own writer (see the
+/// gateway's `takeover` module) loses, repeats and reorders no byte: the head, the first
+/// bytes, replayed and live events (one larger than hyper's buffers) arrive exactly, framed as
+/// the head says, and the stream ends with the last chunk and the connection. An HTTP/1.0
+/// client, whose stream stays with hyper, reads the same bytes close-delimited.
 #[tokio::test]
 async fn an_http1_stream_is_exact_on_the_wire_after_the_socket_leaves_hyper() {
     let redis = RedisServer::start();
