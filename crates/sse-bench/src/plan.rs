@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::{HeaderValue, header};
 use sse_core::{Topic, TopicError};
 
+use crate::bound::Cores;
 use crate::cli::Shared;
+use crate::procfs;
 use crate::publish::PublishPlan;
 use crate::report::{Params, ScenarioParams, round};
 use crate::template::{Endpoint, Template};
@@ -31,6 +33,8 @@ pub(crate) struct Plan {
     pub(crate) rate: u64,
     pub(crate) duration: Duration,
     pub(crate) pids: Vec<u32>,
+    /// The CPUs the server's processes and the driver may use, to judge saturation.
+    pub(crate) cores: Cores,
     pub(crate) settle: Duration,
     pub(crate) publish: PublishPlan,
     /// The report's `params`, without scenario-specific ones.
@@ -65,6 +69,10 @@ impl Plan {
         headers
             .entry(header::CONTENT_TYPE)
             .or_insert(HeaderValue::from_static("application/json"));
+        let cores = Cores {
+            driver: procfs::cores_allowed(&[std::process::id()]),
+            server: procfs::cores_allowed(&shared.pid),
+        };
         let params = Params {
             connections,
             topics,
@@ -78,6 +86,10 @@ impl Plan {
                 .collect(),
             publish_url: shared.publish_url.url.clone(),
             publish_connections: usize::from(shared.publish_connections),
+            publish_spread: shared.publish_spread,
+            server_pids: shared.pid.clone(),
+            server_cores: cores.server,
+            driver_cores: cores.driver,
             topic_prefix: prefix,
             scenario: ScenarioParams::None {},
         };
@@ -95,12 +107,14 @@ impl Plan {
             rate: shared.rate,
             duration: shared.duration,
             pids: shared.pid.clone(),
+            cores,
             settle: shared.settle,
             publish: PublishPlan {
                 endpoint: shared.publish_url.clone(),
                 body: Template::new(&shared.publish_body),
                 headers,
                 connections: usize::from(shared.publish_connections),
+                spread: shared.publish_spread,
                 payload: shared.payload,
             },
             params,

@@ -1,9 +1,12 @@
-//! What `/proc` says about memory and CPU.
+//! What `/proc` says about memory and CPU, of the server and of the driver.
 //!
 //! Server memory is the summed `VmRSS` of the PIDs given with `--pid` (several gateway
-//! processes, or Nchan's master and workers); the driver's own CPU time is reported so that a
-//! result limited by the driver is not mistaken for the server's. Outside Linux, or for a PID
-//! that is gone, the figures are 0.
+//! processes, or Nchan's master and workers), and server CPU their summed user + system
+//! time, read the same way as the driver's own. Both CPU figures are reported side by side so
+//! that a result limited by the driver is not mistaken for the server's, and a server that
+//! ran out of its core shows it. Outside Linux, or for a PID that is gone, the figures are 0.
+
+use std::collections::BTreeSet;
 
 /// Resident memory of `pid` in KiB, if it can be read.
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -17,13 +20,11 @@ pub(crate) fn total_rss_kib(pids: &[u32]) -> u64 {
     pids.iter().filter_map(|&pid| rss_kib(pid)).sum()
 }
 
-/// CPU seconds (user + system) this process used so far.
-pub(crate) fn own_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // utime and stime (fields 14 and 15) in clock ticks of 1/100 s, counted after the
-    // parenthesised command name, which may itself contain spaces.
+/// CPU seconds (user + system) from the text of a `/proc/<pid>/stat` file.
+fn stat_cpu_seconds(stat: &str) -> f64 {
+    // utime and stime (fields 14 and 15) in clock ticks of 1/100 s (USER_HZ, fixed for the
+    // /proc interface), counted after the parenthesised command name, which may itself
+    // contain spaces.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = [11, 12]
@@ -33,14 +34,81 @@ pub(crate) fn own_cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
+/// CPU seconds (user + system) this process used so far.
+pub(crate) fn own_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat").map_or(0.0, |stat| stat_cpu_seconds(&stat))
+}
+
+/// Summed CPU seconds (user + system, all threads) that `pids` used so far.
+pub(crate) fn total_cpu_seconds(pids: &[u32]) -> f64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .map(|stat| stat_cpu_seconds(&stat))
+        .sum()
+}
+
+/// The CPUs in a `Cpus_allowed_list` such as `0-3,8`; `None` if it does not parse.
+fn cpu_list(list: &str) -> Option<BTreeSet<u32>> {
+    let mut cpus = BTreeSet::new();
+    for part in list.trim().split(',').filter(|part| !part.is_empty()) {
+        let (first, last) = part.split_once('-').unwrap_or((part, part));
+        let (first, last) = (first.parse::<u32>().ok()?, last.parse::<u32>().ok()?);
+        if last < first || last - first > 4096 {
+            return None;
+        }
+        cpus.extend(first..=last);
+    }
+    Some(cpus)
+}
+
+/// How many CPUs `pids` may run on together (the union of their affinity masks), so server
+/// CPU can be judged against what the server could use; `None` if no PID could be read.
+pub(crate) fn cores_allowed(pids: &[u32]) -> Option<usize> {
+    let mut union = BTreeSet::new();
+    let mut any = false;
+    for pid in pids {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        let list = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Cpus_allowed_list:"));
+        if let Some(cpus) = list.and_then(cpu_list) {
+            union.extend(cpus);
+            any = true;
+        }
+    }
+    any.then_some(union.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn own_memory_and_cpu_are_readable() {
-        assert!(total_rss_kib(&[std::process::id()]) > 0);
+        let me = std::process::id();
+        assert!(total_rss_kib(&[me]) > 0);
         assert_eq!(total_rss_kib(&[]), 0);
         assert!(own_cpu_seconds() >= 0.0);
+        assert!(total_cpu_seconds(&[me]) >= 0.0);
+        assert_eq!(total_cpu_seconds(&[]), 0.0);
+        assert!(cores_allowed(&[me]).is_some_and(|cores| cores >= 1));
+        assert_eq!(cores_allowed(&[]), None);
+    }
+
+    #[test]
+    fn stat_lines_are_read_after_the_command_name() {
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0";
+        assert_eq!(stat_cpu_seconds(stat), 3.0);
+        assert_eq!(stat_cpu_seconds("garbage"), 0.0);
+    }
+
+    #[test]
+    fn cpu_lists_parse() {
+        assert_eq!(cpu_list("0"), Some(BTreeSet::from([0])));
+        assert_eq!(cpu_list("0-2,5\n"), Some(BTreeSet::from([0, 1, 2, 5])));
+        assert_eq!(cpu_list("x"), None);
+        assert_eq!(cpu_list("3-1"), None);
     }
 }

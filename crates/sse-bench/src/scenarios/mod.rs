@@ -15,13 +15,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::bound::Busy;
 use crate::fleet::Fleet;
 use crate::memory::MemoryWatch;
 use crate::plan::Plan;
 use crate::procfs;
 use crate::progress::Progress;
 use crate::publish::{Published, Publisher};
-use crate::report::{Connections, Details, Latency, Params, Report, ServerRss, round};
+use crate::report::{Connections, Details, Latency, Load, Params, Report, ServerRss, round};
 use crate::tally::Tally;
 use crate::window::{Measurement, Window};
 
@@ -78,7 +79,7 @@ impl Stage {
 
     /// Opens a measurement window now.
     pub(crate) fn window(&self, published: Published) -> Window {
-        Window::open(&self.tally, published)
+        Window::open(&self.tally, published, &self.plan.pids)
     }
 
     /// Closes `window` (see [`Window::close`]).
@@ -93,12 +94,28 @@ impl Stage {
             .await
     }
 
+    /// The load `measured` shows, for a window asked to publish `asked_rate` events/s.
+    pub(crate) fn load(&self, measured: &Measurement, asked_rate: Option<u64>) -> Load {
+        Load::of(&self.busy(measured, asked_rate), self.plan.cores)
+    }
+
+    /// The CPU figures and rates of `measured`, asked to publish `asked_rate` events/s.
+    pub(crate) fn busy(&self, measured: &Measurement, asked_rate: Option<u64>) -> Busy {
+        Busy {
+            driver_cpu_percent: measured.driver_cpu_percent,
+            server_cpu_percent: measured.server_cpu_percent,
+            asked_rate,
+            achieved_rate: measured.events.published_per_second,
+        }
+    }
+
     /// The server memory samples taken while the connections opened.
     pub(crate) fn memory_samples(&self) -> Vec<crate::report::MemorySample> {
         self.memory.samples()
     }
 
-    /// Closes the connections and assembles the report; `whole` measured the run.
+    /// Closes the connections and assembles the report; `whole` measured the run, which was
+    /// asked to publish `params.rate`.
     pub(crate) async fn finish(
         self,
         scenario: &'static str,
@@ -120,20 +137,23 @@ impl Stage {
             ended_by_server: self.tally.ended_by_server.load(Ordering::Relaxed),
             seconds_to_open: round(self.fleet.seconds_to_open, 2),
         };
+        let load = self.load(&whole, params.rate);
         self.fleet.stop().await;
+        let (latency_ms, latency_from_schedule_ms) = Latency::both(&whole.latency);
         Report {
             scenario,
             params,
             connections,
             events: whole.events,
-            latency_ms: Latency::of(&whole.latency),
+            latency_ms,
+            latency_from_schedule_ms,
             server_rss_kib: ServerRss {
                 before: self.rss_before,
                 idle: self.rss_idle,
                 peak,
                 per_connection_idle: round(per_connection_idle, 2),
             },
-            driver_cpu_percent: whole.cpu_percent,
+            load,
             details,
         }
     }
