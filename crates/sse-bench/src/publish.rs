@@ -16,10 +16,12 @@
 //! `payload`), so the report shows latency with and without the time spent queued in the
 //! driver.
 //!
-//! A lane's queue is short. When the server is slower than `rate`, the pacer waits for room
-//! and falls behind schedule, and the achieved rate shows it; it gives up at twice the planned
-//! time rather than publish the whole backlog. Any 2xx answer is a success; everything else
-//! (other statuses, connection errors) is counted as failed, and the lane reconnects.
+//! The lanes' queues are short: together they hold `QUEUED` requests, however many lanes
+//! there are, so more lanes mean more requests in flight but not a longer backlog. When the
+//! server is slower than `rate`, the pacer waits for room and falls behind schedule, and the
+//! achieved rate shows it; it gives up at twice the planned time rather than publish the
+//! whole backlog. Any 2xx answer is a success; everything else (other statuses, connection
+//! errors) is counted as failed, and the lane reconnects.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,8 +38,8 @@ use crate::conn::{self, Connection, HttpError};
 use crate::payload::{self, Stamp};
 use crate::template::{Endpoint, Template};
 
-/// Requests a lane may have queued before the pacer waits.
-const LANE_QUEUE: usize = 64;
+/// Requests all lanes together may have queued before the pacer waits (at least one each).
+const QUEUED: usize = 64;
 
 /// How to publish, as the user configured it.
 #[derive(Clone)]
@@ -116,7 +118,7 @@ impl Publisher {
         let mut tasks = JoinSet::new();
         let lanes = (0..lanes_wanted)
             .map(|_| {
-                let (sender, jobs) = mpsc::channel(LANE_QUEUE);
+                let (sender, jobs) = mpsc::channel((QUEUED / lanes_wanted).max(1));
                 tasks.spawn(lane(shared.clone(), jobs));
                 sender
             })

@@ -44,14 +44,16 @@ pub(crate) async fn run(plan: Plan, options: &RampOptions) -> Report {
             ["publish_rate"] if load.driver_bound => Verdict::Inconclusive,
             _ => Verdict::Failed,
         };
+        let server_cpu = load
+            .server_cpu_percent
+            .map_or_else(|| "?".to_owned(), |percent| percent.to_string());
         eprintln!(
             "step {rate}/s: published {}/s, delivered {}/s, missing {}, p99 {} ms, \
-             server CPU {:?} %, driver CPU {} %: {verdict:?}",
+             server CPU {server_cpu} %, driver CPU {} %: {verdict:?}",
             measured.events.published_per_second,
             measured.events.delivered_per_second,
             measured.events.missing,
             latency.p99,
-            load.server_cpu_percent,
             load.driver_cpu_percent,
         );
         steps.push(Step {
