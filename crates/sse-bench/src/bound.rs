@@ -4,8 +4,9 @@
 //! server was the side that ran out. So every measurement records the CPU of both sides, and
 //! is labelled, in this order of precedence:
 //!
-//! - `driver`: the driver used more than [`SATURATED_PERCENT`] of the cores it may run on;
-//!   whatever the server did, the figures may be the driver's ceiling;
+//! - `driver`: the driver used more than [`SATURATED_PERCENT`] of the cores it may run on, or
+//!   those cores were that busy altogether (the driver shares its core with Redis); whatever
+//!   the server did, the figures may be the driver's ceiling;
 //! - `server`: the `--pid` processes used more than [`SATURATED_PERCENT`] of the cores they
 //!   may run on together;
 //! - `publisher`: neither core was saturated but publishing reached less than [`KEPT_UP`] of
@@ -44,6 +45,8 @@ pub(crate) struct Busy {
     pub(crate) driver_cpu_percent: f64,
     /// Server CPU (all `--pid` processes), in percent of one core; `None` without `--pid`.
     pub(crate) server_cpu_percent: Option<f64>,
+    /// How busy the driver's cores were, whatever ran there, in percent of those cores.
+    pub(crate) driver_core_busy_percent: Option<f64>,
     /// The rate asked, events per second; `None` where nothing was asked (idle, a whole ramp).
     pub(crate) asked_rate: Option<u64>,
     /// The rate publishing reached, events per second.
@@ -56,9 +59,12 @@ fn saturated(percent: f64, cores: Option<usize>) -> bool {
 }
 
 impl Busy {
-    /// Whether the driver was saturated.
+    /// Whether the driver, or the cores it runs on, were saturated.
     pub(crate) fn driver_bound(&self, cores: Cores) -> bool {
         saturated(self.driver_cpu_percent, cores.driver)
+            || self
+                .driver_core_busy_percent
+                .is_some_and(|busy| busy > SATURATED_PERCENT)
     }
 
     /// Whether publishing fell short of the rate asked.
@@ -97,6 +103,7 @@ mod tests {
         Busy {
             driver_cpu_percent: driver,
             server_cpu_percent: Some(server),
+            driver_core_busy_percent: None,
             asked_rate: Some(asked),
             achieved_rate: achieved,
         }
@@ -133,10 +140,20 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_driver_core_makes_the_run_driver_bound_too() {
+        let shared_core = Busy {
+            driver_core_busy_percent: Some(95.0),
+            ..busy(60.0, 50.0, 100, 80.0)
+        };
+        assert_eq!(shared_core.bound_by(ONE_EACH), BoundBy::Driver);
+    }
+
+    #[test]
     fn nothing_asked_or_no_server_pids_is_never_publisher_or_server_bound() {
         let idle = Busy {
             driver_cpu_percent: 5.0,
             server_cpu_percent: None,
+            driver_core_busy_percent: None,
             asked_rate: None,
             achieved_rate: 0.0,
         };

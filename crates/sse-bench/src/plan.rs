@@ -1,6 +1,7 @@
 //! [`Plan`]: the shared options turned into what a run uses: topic names, source addresses,
 //! the publish settings, and the `params` the report repeats.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,8 +34,10 @@ pub(crate) struct Plan {
     pub(crate) rate: u64,
     pub(crate) duration: Duration,
     pub(crate) pids: Vec<u32>,
-    /// The CPUs the server's processes and the driver may use, to judge saturation.
+    /// How many CPUs the server's processes and the driver may use, to judge saturation.
     pub(crate) cores: Cores,
+    /// The CPUs the driver may run on (empty if unknown), whose busy time is measured.
+    pub(crate) driver_cpus: BTreeSet<u32>,
     pub(crate) settle: Duration,
     pub(crate) publish: PublishPlan,
     /// The report's `params`, without scenario-specific ones.
@@ -69,9 +72,10 @@ impl Plan {
         headers
             .entry(header::CONTENT_TYPE)
             .or_insert(HeaderValue::from_static("application/json"));
+        let driver_cpus = procfs::cpus_allowed(&[std::process::id()]).unwrap_or_default();
         let cores = Cores {
-            driver: procfs::cores_allowed(&[std::process::id()]),
-            server: procfs::cores_allowed(&shared.pid),
+            driver: (!driver_cpus.is_empty()).then_some(driver_cpus.len()),
+            server: procfs::cpus_allowed(&shared.pid).map(|cpus| cpus.len()),
         };
         let params = Params {
             connections,
@@ -108,6 +112,7 @@ impl Plan {
             duration: shared.duration,
             pids: shared.pid.clone(),
             cores,
+            driver_cpus,
             settle: shared.settle,
             publish: PublishPlan {
                 endpoint: shared.publish_url.clone(),

@@ -4,7 +4,9 @@
 //! processes, or Nchan's master and workers), and server CPU their summed user + system
 //! time, read the same way as the driver's own. Both CPU figures are reported side by side so
 //! that a result limited by the driver is not mistaken for the server's, and a server that
-//! ran out of its core shows it. Outside Linux, or for a PID that is gone, the figures are 0.
+//! ran out of its core shows it. The driver shares its core with Redis (and, on a busy
+//! machine, anything else), so how busy the driver's cores were as a whole is read as well,
+//! from `/proc/stat`. Outside Linux, or for a PID that is gone, the figures are 0 or `None`.
 
 use std::collections::BTreeSet;
 
@@ -61,9 +63,9 @@ fn cpu_list(list: &str) -> Option<BTreeSet<u32>> {
     Some(cpus)
 }
 
-/// How many CPUs `pids` may run on together (the union of their affinity masks), so server
-/// CPU can be judged against what the server could use; `None` if no PID could be read.
-pub(crate) fn cores_allowed(pids: &[u32]) -> Option<usize> {
+/// The CPUs `pids` may run on together (the union of their affinity masks), so CPU use can
+/// be judged against what a side could use; `None` if no PID could be read.
+pub(crate) fn cpus_allowed(pids: &[u32]) -> Option<BTreeSet<u32>> {
     let mut union = BTreeSet::new();
     let mut any = false;
     for pid in pids {
@@ -78,7 +80,38 @@ pub(crate) fn cores_allowed(pids: &[u32]) -> Option<usize> {
             any = true;
         }
     }
-    any.then_some(union.len())
+    any.then_some(union)
+}
+
+/// Busy and total clock ticks of `cpus` together, from the text of `/proc/stat`; `None` if
+/// none of them is listed.
+fn stat_core_ticks(stat: &str, cpus: &BTreeSet<u32>) -> Option<(u64, u64)> {
+    let mut ticks = None;
+    for line in stat.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(cpu) = fields.next().and_then(|name| name.strip_prefix("cpu")) else {
+            continue;
+        };
+        if !cpu.parse().is_ok_and(|cpu: u32| cpus.contains(&cpu)) {
+            continue;
+        }
+        // user nice system idle iowait irq softirq steal; guest time is already in user.
+        let values: Vec<u64> = fields.take(8).filter_map(|v| v.parse().ok()).collect();
+        if values.len() < 5 {
+            continue;
+        }
+        let total: u64 = values.iter().sum();
+        let idle = values[3] + values[4];
+        let (busy_sum, total_sum) = ticks.unwrap_or((0, 0));
+        ticks = Some((busy_sum + total - idle, total_sum + total));
+    }
+    ticks
+}
+
+/// Busy and total clock ticks of `cpus` so far, whatever ran on them.
+pub(crate) fn core_ticks(cpus: &BTreeSet<u32>) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    stat_core_ticks(&stat, cpus)
 }
 
 #[cfg(test)]
@@ -93,8 +126,24 @@ mod tests {
         assert!(own_cpu_seconds() >= 0.0);
         assert!(total_cpu_seconds(&[me]) >= 0.0);
         assert_eq!(total_cpu_seconds(&[]), 0.0);
-        assert!(cores_allowed(&[me]).is_some_and(|cores| cores >= 1));
-        assert_eq!(cores_allowed(&[]), None);
+        let mine = cpus_allowed(&[me]).unwrap();
+        assert!(!mine.is_empty());
+        assert_eq!(cpus_allowed(&[]), None);
+        assert!(core_ticks(&mine).is_some_and(|(busy, total)| busy <= total));
+    }
+
+    #[test]
+    fn core_ticks_add_up_the_cores_asked_for() {
+        let stat = "cpu  10 0 10 70 10 0 0 0 0 0\n\
+                    cpu0 5 0 5 30 10 0 0 0 0 0\n\
+                    cpu1 5 0 5 40 0 0 0 0 0 0\n\
+                    intr 1 2 3\n";
+        assert_eq!(stat_core_ticks(stat, &BTreeSet::from([1])), Some((10, 50)));
+        assert_eq!(
+            stat_core_ticks(stat, &BTreeSet::from([0, 1])),
+            Some((20, 100))
+        );
+        assert_eq!(stat_core_ticks(stat, &BTreeSet::from([7])), None);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! Every scenario reports the same sections (`params`, `connections`, `events`, `latency_ms`
 //! from the send time, `latency_from_schedule_ms` from the time the event was due,
 //! `server_rss_kib`, and the [`Load`] fields `driver_cpu_percent`, `server_cpu_percent`,
-//! `driver_bound`, `bound_by`); [`Details`] adds what only one scenario has:
+//! `driver_core_busy_percent`, `driver_bound`, `bound_by`); [`Details`] adds what only one scenario has:
 //! `memory_samples` (idle), `steps` and `best` (ramp), `storm` (reconnect-storm).
 
 use hdrhistogram::Histogram;
@@ -40,7 +40,11 @@ pub(crate) struct Load {
     /// The `--pid` processes' CPU use together, in percent of one core; `None` without
     /// `--pid`.
     pub(crate) server_cpu_percent: Option<f64>,
-    /// Whether the driver's CPU was saturated, so the figures may be the driver's limit.
+    /// How busy the driver's cores were altogether (driver, Redis, anything else), in percent
+    /// of those cores; `None` if unknown.
+    pub(crate) driver_core_busy_percent: Option<f64>,
+    /// Whether the driver or its cores were saturated, so the figures may be the driver's
+    /// limit.
     pub(crate) driver_bound: bool,
     pub(crate) bound_by: BoundBy,
 }
@@ -51,6 +55,7 @@ impl Load {
         Self {
             driver_cpu_percent: busy.driver_cpu_percent,
             server_cpu_percent: busy.server_cpu_percent,
+            driver_core_busy_percent: busy.driver_core_busy_percent,
             driver_bound: busy.driver_bound(cores),
             bound_by: busy.bound_by(cores),
         }
@@ -310,6 +315,7 @@ pub(crate) fn print_table(report: &Report) {
                     ("sched p99", "latency_from_schedule_ms/p99"),
                     ("server cpu", "server_cpu_percent"),
                     ("driver cpu", "driver_cpu_percent"),
+                    ("driver core", "driver_core_busy_percent"),
                 ],
             );
             section("best", best);

@@ -6,6 +6,7 @@
 //! measured by an outer window around the steps. Closing first waits for the stragglers:
 //! until every expected event arrived, or 3 s pass without any arriving.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -30,6 +31,9 @@ pub(crate) struct Window {
     /// The server's processes (`--pid`), and their CPU seconds at the start.
     server_pids: Vec<u32>,
     server_cpu_seconds: f64,
+    /// The CPUs the driver may run on, and their busy and total ticks at the start.
+    driver_cpus: BTreeSet<u32>,
+    driver_core_ticks: Option<(u64, u64)>,
 }
 
 /// What a window measured.
@@ -41,12 +45,21 @@ pub(crate) struct Measurement {
     pub(crate) driver_cpu_percent: f64,
     /// Server CPU (all `--pid` processes) in percent of one core; `None` without `--pid`.
     pub(crate) server_cpu_percent: Option<f64>,
+    /// How busy the driver's cores were, whatever ran on them (the driver, Redis, …), in
+    /// percent of those cores; `None` if unknown.
+    pub(crate) driver_core_busy_percent: Option<f64>,
 }
 
 impl Window {
     /// Opens a window now; `published` is what the publisher had published so far,
-    /// `server_pids` the processes whose CPU counts as the server's.
-    pub(crate) fn open(tally: &Tally, published: Published, server_pids: &[u32]) -> Self {
+    /// `server_pids` the processes whose CPU counts as the server's, `driver_cpus` the cores
+    /// the driver may run on.
+    pub(crate) fn open(
+        tally: &Tally,
+        published: Published,
+        server_pids: &[u32],
+        driver_cpus: &BTreeSet<u32>,
+    ) -> Self {
         Self {
             started: Instant::now(),
             started_micros: payload::now_micros(),
@@ -56,6 +69,8 @@ impl Window {
             cpu_seconds: procfs::own_cpu_seconds(),
             server_pids: server_pids.to_vec(),
             server_cpu_seconds: procfs::total_cpu_seconds(server_pids),
+            driver_cpus: driver_cpus.clone(),
+            driver_core_ticks: procfs::core_ticks(driver_cpus),
         }
     }
 
@@ -110,11 +125,22 @@ impl Window {
         let wall = self.started.elapsed().as_secs_f64().max(f64::EPSILON);
         let percent = |seconds: f64| round(seconds / wall * 100.0, 0);
         let server_cpu = procfs::total_cpu_seconds(&self.server_pids) - self.server_cpu_seconds;
+        let core_busy = self
+            .driver_core_ticks
+            .zip(procfs::core_ticks(&self.driver_cpus));
+        let driver_core_busy_percent = core_busy.and_then(|((busy0, total0), (busy, total))| {
+            let total = total.checked_sub(total0).filter(|&total| total > 0)?;
+            Some(round(
+                busy.saturating_sub(busy0) as f64 / total as f64 * 100.0,
+                0,
+            ))
+        });
         Measurement {
             events,
             latency,
             driver_cpu_percent: percent(procfs::own_cpu_seconds() - self.cpu_seconds),
             server_cpu_percent: (!self.server_pids.is_empty()).then(|| percent(server_cpu)),
+            driver_core_busy_percent,
         }
     }
 

@@ -159,6 +159,7 @@ fn assert_exactly_once(report: &Value, connections: u64, published: u64, expecte
     }
     assert!(report["server_cpu_percent"].is_number(), "{report:#}");
     assert!(report["driver_cpu_percent"].is_number(), "{report:#}");
+    assert!(report["driver_core_busy_percent"].is_number(), "{report:#}");
     assert!(report["driver_bound"].is_boolean(), "{report:#}");
     let bound_by = report["bound_by"].as_str().unwrap_or_default();
     assert!(

@@ -79,7 +79,12 @@ impl Stage {
 
     /// Opens a measurement window now.
     pub(crate) fn window(&self, published: Published) -> Window {
-        Window::open(&self.tally, published, &self.plan.pids)
+        Window::open(
+            &self.tally,
+            published,
+            &self.plan.pids,
+            &self.plan.driver_cpus,
+        )
     }
 
     /// Closes `window` (see [`Window::close`]).
@@ -104,6 +109,7 @@ impl Stage {
         Busy {
             driver_cpu_percent: measured.driver_cpu_percent,
             server_cpu_percent: measured.server_cpu_percent,
+            driver_core_busy_percent: measured.driver_core_busy_percent,
             asked_rate,
             achieved_rate: measured.events.published_per_second,
         }
