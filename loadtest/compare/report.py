@@ -48,6 +48,7 @@ EXTRA_ROWS = {
         ("RSS per idle connection KiB", "server_rss_kib.per_connection_idle", 1),
         ("RSS before any connection MiB", "server_rss_kib.before", KIB_PER_MIB),
         ("RSS at idle MiB", "server_rss_kib.idle", KIB_PER_MIB),
+        ("PSS at idle MiB (shared pages counted once)", "server_rss_kib.pss_idle", KIB_PER_MIB),
     ],
     "ramp": [
         ("best passing step: rate asked /s", "best.rate", 1),
@@ -219,7 +220,9 @@ def main():
     if processes:
         lines += ["- memory and CPU count every process of each stack: "
                   + "; ".join(f"{s}: {processes.get(s, '?')}" for s in servers)
-                  + ". RSS per connection = (RSS at idle − RSS before) ÷ live connections."]
+                  + ". RSS per connection = (RSS at idle − RSS before) ÷ live connections. "
+                  "RSS totals count pages the processes of a stack share once per process; "
+                  "the PSS row counts them once."]
     if data.get("publishing"):
         lines += [f"- publishing: {data['publishing']}"]
     lines += ["- latency *from send* starts when the driver sent the publish request; *from "

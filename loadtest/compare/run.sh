@@ -7,7 +7,8 @@
 # over $PUBLISH_CONNECTIONS publish connections ($RAMP_PUBLISH_CONNECTIONS for the ramp) with
 # --publish-spread, so a topic has many publishes in flight against either server (Little's
 # law: connections well above rate x reply time). Memory and CPU (--pid) count every process of
-# each stack: sse-gateway + sse-publisher; nginx master + worker. Writes to $OUT (default
+# each stack: sse-gateway + sse-publisher; nginx master + worker (PSS as well as RSS, so pages
+# the master and worker share count once). Writes to $OUT (default
 # loadtest/results):
 # one sse-bench JSON per scenario and server, compare.json, compare.md and the plots
 # (latency.svg/png: percentiles vs achieved publish rate; memory.svg/png: RSS vs connections).

@@ -22,6 +22,22 @@ pub(crate) fn total_rss_kib(pids: &[u32]) -> u64 {
     pids.iter().filter_map(|&pid| rss_kib(pid)).sum()
 }
 
+/// Proportional set size of `pid` in KiB (each shared page split between the processes
+/// mapping it), if it can be read.
+fn pss_kib(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let line = rollup.lines().find(|line| line.starts_with("Pss:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Summed PSS of `pids` in KiB: unlike RSS, pages that several of them map (an nginx
+/// master and its worker) count once. Slower to read than RSS, so it is read only at the
+/// start and at idle; `None` if it could be read for no PID.
+pub(crate) fn total_pss_kib(pids: &[u32]) -> Option<u64> {
+    let values: Vec<u64> = pids.iter().filter_map(|&pid| pss_kib(pid)).collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
 /// CPU seconds (user + system) from the text of a `/proc/<pid>/stat` file.
 fn stat_cpu_seconds(stat: &str) -> f64 {
     // utime and stime (fields 14 and 15) in clock ticks of 1/100 s (USER_HZ, fixed for the
@@ -123,6 +139,8 @@ mod tests {
         let me = std::process::id();
         assert!(total_rss_kib(&[me]) > 0);
         assert_eq!(total_rss_kib(&[]), 0);
+        assert!(total_pss_kib(&[me]).is_some_and(|pss| pss > 0));
+        assert_eq!(total_pss_kib(&[]), None);
         assert!(own_cpu_seconds() >= 0.0);
         assert!(total_cpu_seconds(&[me]) >= 0.0);
         assert_eq!(total_cpu_seconds(&[]), 0.0);

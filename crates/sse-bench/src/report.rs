@@ -178,6 +178,10 @@ pub(crate) struct ServerRss {
     pub(crate) before: u64,
     /// With every connection open and nothing published.
     pub(crate) idle: u64,
+    /// Summed PSS at the same two moments: pages the processes share count once; `None`
+    /// where `/proc/PID/smaps_rollup` cannot be read.
+    pub(crate) pss_before: Option<u64>,
+    pub(crate) pss_idle: Option<u64>,
     pub(crate) peak: u64,
     /// `(idle - before) / live`.
     pub(crate) per_connection_idle: f64,

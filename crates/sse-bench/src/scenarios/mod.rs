@@ -34,6 +34,8 @@ pub(crate) struct Stage {
     memory: MemoryWatch,
     rss_before: u64,
     rss_idle: u64,
+    pss_before: Option<u64>,
+    pss_idle: Option<u64>,
     _progress: Progress,
 }
 
@@ -43,6 +45,7 @@ impl Stage {
     pub(crate) async fn open(plan: Plan, storm_clients: usize) -> Self {
         let tally = Arc::new(Tally::new());
         let rss_before = procfs::total_rss_kib(&plan.pids);
+        let pss_before = procfs::total_pss_kib(&plan.pids);
         let memory = MemoryWatch::start(plan.pids.clone(), tally.clone(), plan.connections);
         let progress = Progress::start(tally.clone(), plan.connections);
         let fleet = Fleet::open(&plan, &tally, storm_clients).await;
@@ -56,6 +59,7 @@ impl Stage {
         );
         tokio::time::sleep(plan.settle).await;
         let rss_idle = procfs::total_rss_kib(&plan.pids);
+        let pss_idle = procfs::total_pss_kib(&plan.pids);
         Self {
             plan,
             tally,
@@ -63,6 +67,8 @@ impl Stage {
             memory,
             rss_before,
             rss_idle,
+            pss_before,
+            pss_idle,
             _progress: progress,
         }
     }
@@ -156,6 +162,8 @@ impl Stage {
             server_rss_kib: ServerRss {
                 before: self.rss_before,
                 idle: self.rss_idle,
+                pss_before: self.pss_before,
+                pss_idle: self.pss_idle,
                 peak,
                 per_connection_idle: round(per_connection_idle, 2),
             },
