@@ -124,7 +124,9 @@ fn stat_core_ticks(stat: &str, cpus: &BTreeSet<u32>) -> Option<(u64, u64)> {
     ticks
 }
 
-/// Busy and total clock ticks of `cpus` so far, whatever ran on them.
+/// Busy and total clock ticks of `cpus` so far, whatever ran on them. The kernel samples
+/// these at its tick, so for a load of short bursts they are an estimate (a few points either
+/// way over a few seconds); a process's own utime + stime above is exact.
 pub(crate) fn core_ticks(cpus: &BTreeSet<u32>) -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     stat_core_ticks(&stat, cpus)
