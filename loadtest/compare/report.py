@@ -2,6 +2,12 @@
 """Turns compare.json (written by loadtest/compare/run.sh) into compare.md, latency.svg and
 memory.svg (plus .png versions) in an output directory.
 
+Every scenario's table has the same load rows for both servers (published, publish rate asked
+and achieved, delivered/s, missing, duplicated, reordered, latency from send and from the
+schedule, server and driver CPU, driver-bound, bound by), then the rows only that scenario
+has. Nothing is left out for either server: a row where one server does better stays, and so
+does a run that the driver limited, marked as such.
+
 Usage: report.py compare.json OUT_DIR
 """
 import json
@@ -13,46 +19,70 @@ from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global sta
 from matplotlib.ticker import FuncFormatter
 
 KIB_PER_MIB = 1024
-# Parameters that differ between servers (URLs) or runs (topic names), not shown.
-SERVER_SPECIFIC = {"subscribe_urls", "publish_url", "topic_prefix", "ready_url"}
+# Parameters that differ between servers (URLs, PIDs) or runs (topic names), not shown.
+SERVER_SPECIFIC = {"subscribe_urls", "publish_url", "topic_prefix", "ready_url", "server_pids"}
 LOAD_ROWS = [
     ("connections", "connections.live", 1),
-    ("events/s delivered", "events.delivered_per_second", 1),
+    ("published", "events.published", 1),
+    ("publish rate asked /s", "params.rate", 1),
+    ("publish rate achieved /s", "events.published_per_second", 1),
+    ("delivered /s", "events.delivered_per_second", 1),
     ("missing", "events.missing", 1),
     ("duplicated", "events.duplicated", 1),
-    ("p50 ms", "latency_ms.p50", 1),
-    ("p99 ms", "latency_ms.p99", 1),
-    ("p999 ms", "latency_ms.p999", 1),
-    ("max ms", "latency_ms.max", 1),
+    ("reordered (arrived after a higher sequence)", "events.reordered", 1),
+    ("p50 ms from send", "latency_ms.p50", 1),
+    ("p99 ms from send", "latency_ms.p99", 1),
+    ("p999 ms from send", "latency_ms.p999", 1),
+    ("p50 ms from schedule", "latency_from_schedule_ms.p50", 1),
+    ("p99 ms from schedule", "latency_from_schedule_ms.p99", 1),
+    ("p999 ms from schedule", "latency_from_schedule_ms.p999", 1),
     ("peak RSS MiB", "server_rss_kib.peak", KIB_PER_MIB),
-    ("driver CPU %", "driver_cpu_percent", 1),
+    ("server CPU % (of one core)", "server_cpu_percent", 1),
+    ("driver CPU % (of one core)", "driver_cpu_percent", 1),
+    ("driver's core busy % (driver, Redis, anything else)", "driver_core_busy_percent", 1),
+    ("driver-bound", "driver_bound", 1),
+    ("bound by", "bound_by", 1),
 ]
-ROWS = {
+EXTRA_ROWS = {
     "idle": [
-        ("live connections", "connections.live", 1),
         ("RSS per idle connection KiB", "server_rss_kib.per_connection_idle", 1),
+        ("RSS before any connection MiB", "server_rss_kib.before", KIB_PER_MIB),
         ("RSS at idle MiB", "server_rss_kib.idle", KIB_PER_MIB),
+        ("PSS at idle MiB (shared pages counted once)", "server_rss_kib.pss_idle", KIB_PER_MIB),
     ],
-    "fanout": LOAD_ROWS,
-    "fanout-10": LOAD_ROWS,
-    "topics": LOAD_ROWS,
     "ramp": [
-        ("best rate (events/s published)", "best.rate", 1),
-        ("delivered/s at best", "best.delivered_per_second", 1),
-        ("p99 ms at best", "best.p99_ms", 1),
+        ("best passing step: rate asked /s", "best.rate", 1),
+        ("best passing step: rate achieved /s", "best.published_per_second", 1),
+        ("best passing step: delivered /s", "best.delivered_per_second", 1),
+        ("best passing step: p99 ms from send", "best.p99_ms", 1),
     ],
     "reconnect-storm": [
-        ("clients", "storm.clients", 1),
+        ("storm clients", "storm.clients", 1),
         ("reconnected", "storm.reconnected", 1),
-        ("failed", "storm.failed", 1),
-        ("missing", "events.missing", 1),
-        ("duplicated", "events.duplicated", 1),
+        ("reconnects failed", "storm.failed", 1),
         ("seconds to reconnect", "storm.seconds_to_reconnect", 1),
         ("ready during storm (no poll answered otherwise)", "storm.ready_during_storm", 1),
         ("readiness polls answered 200", "storm.ready_polls.ready", 1),
         ("readiness polls unanswered in 2 s", "storm.ready_polls.unanswered", 1),
     ],
 }
+ORDER = ["idle", "fanout", "fanout-10", "topics", "ramp", "reconnect-storm"]
+STEP_COLUMNS = [
+    ("achieved /s", "events.published_per_second"),
+    ("delivered /s", "events.delivered_per_second"),
+    ("missing", "events.missing"),
+    ("dup", "events.duplicated"),
+    ("reordered", "events.reordered"),
+    ("p50 send", "latency_ms.p50"),
+    ("p99 send", "latency_ms.p99"),
+    ("p50 sched", "latency_from_schedule_ms.p50"),
+    ("p99 sched", "latency_from_schedule_ms.p99"),
+    ("server CPU %", "server_cpu_percent"),
+    ("driver CPU %", "driver_cpu_percent"),
+    ("driver core %", "driver_core_busy_percent"),
+    ("bound by", "bound_by"),
+    ("verdict", "verdict"),
+]
 
 
 def get(report, path, divisor=1):
@@ -76,6 +106,8 @@ def fmt(value):
         return f"{value:,}"
     if isinstance(value, float):
         return f"{value:.2f}" if abs(value) < 100 else f"{value:,.0f}"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "–"
     return str(value)
 
 
@@ -90,11 +122,37 @@ def table(header, rows):
     return lines + [""]
 
 
+def verdict(step):
+    text = fmt(step.get("verdict"))
+    if step.get("verdict") == "inconclusive":
+        return "inconclusive, driver-bound"
+    if step.get("failed_on"):
+        return f"{text} ({fmt(step['failed_on'])})"
+    return text
+
+
+def ramp_steps(by_server, servers):
+    """One row per step and server, in the order of the rates asked."""
+    rows = []
+    steps = {s: (by_server.get(s) or {}).get("steps") or [] for s in servers}
+    rates = sorted({st["rate"] for by in steps.values() for st in by})
+    for rate in rates:
+        for s in servers:
+            for st in (st for st in steps[s] if st["rate"] == rate):
+                cells = [verdict(st) if path == "verdict" else fmt(get(st, path))
+                         for _, path in STEP_COLUMNS]
+                rows.append([fmt(rate), s, *cells])
+    header = ["rate asked", "server", *(name for name, _ in STEP_COLUMNS)]
+    return ["Per step (latency in ms; a step that fell short of the rate only while the "
+            "driver was saturated is inconclusive, not a server failure):", ""] \
+        + table(header, rows)
+
+
 def scenario_section(name, by_server, servers):
     ratio_col = len(servers) == 2
     header = ["metric", *servers] + ([f"ratio ({servers[0]} / {servers[1]})"] if ratio_col else [])
     rows = []
-    for label, path, divisor in ROWS.get(name, LOAD_ROWS):
+    for label, path, divisor in LOAD_ROWS + EXTRA_ROWS.get(name, []):
         values = [get(by_server.get(s), path, divisor) for s in servers]
         rows.append([label, *map(fmt, values)] + ([ratio(*values)] if ratio_col else []))
     lines = [f"## {name}", ""]
@@ -102,38 +160,45 @@ def scenario_section(name, by_server, servers):
     if params:
         shown = {k: v for k, v in params.items() if v is not None and k not in SERVER_SPECIFIC}
         lines += ["Parameters: " + ", ".join(f"{k} {v}" for k, v in shown.items()), ""]
-    lines += table(header, rows)
     if name == "ramp":
-        steps = {s: {st["rate"]: st for st in (by_server.get(s) or {}).get("steps") or []}
-                 for s in servers}
-        rates = sorted({rate for by_rate in steps.values() for rate in by_rate})
-        columns = (("published/s", "published_per_second"), ("p99 ms", "latency_ms.p99"),
-                   ("missing", "events.missing"), ("passed", "passed"))
-        header = ["rate", *(f"{s} {m}" for s in servers for m, _ in columns)]
-        rows = [[fmt(rate)] + [fmt(get(steps[s].get(rate), path)) for s in servers
-                               for _, path in columns]
-                for rate in rates]
-        lines += ["Per step:", ""] + table(header, rows)
+        lines += ["Whole run (all steps together), then the best passing step:", ""]
+    lines += table(header, rows)
+    for s in servers:
+        report = by_server.get(s) or {}
+        if report.get("driver_bound"):
+            lines += [f"**Driver-bound on {s}**: the driver used "
+                      f"{fmt(report.get('driver_cpu_percent'))} % of a core and its core was "
+                      f"{fmt(report.get('driver_core_busy_percent'))} % busy, so these figures "
+                      "may be the driver's limit rather than the server's.", ""]
+    if name == "ramp":
+        lines += ramp_steps(by_server, servers)
     return lines
 
 
-def plot(path, title, xlabel, ylabel, series, log_x, log_y):
-    """series: (label, color, linestyle, xs, ys); writes path.svg and path.png if any has data."""
+def plot(path, title, xlabel, ylabel, series, log_x, log_y, note=None):
+    """series: (label, color, linestyle, xs, ys, marked); marked points (driver-bound) are
+    drawn as crosses. Writes path.svg and path.png if any series has data."""
     series = [s for s in series if s[3]]
     if not series:
         return False
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
-    for label, color, style, xs, ys in series:
+    for label, color, style, xs, ys, marked in series:
         ax.plot(xs, ys, label=label, color=color, linestyle=style, marker="o", markersize=3)
+        bound = [(x, y) for x, y, m in zip(xs, ys, marked) if m]
+        if bound:
+            ax.scatter([x for x, _ in bound], [y for _, y in bound], color=color, marker="x",
+                       s=60, zorder=3)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.set_xscale("log" if log_x else "linear")
     ax.set_yscale("log" if log_y else "linear")
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 1000, not 10^3
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
+    ax.legend(fontsize="small")
+    if note:
+        fig.text(0.01, 0.01, note, fontsize="small")
+    fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
     fig.savefig(path.with_suffix(".svg"))
     fig.savefig(path.with_suffix(".png"), dpi=110)
     return True
@@ -150,26 +215,49 @@ def main():
 
     lines = ["# sse-gateway vs Nchan", "",
              f"- date: {data.get('date', '?')}", f"- machine: {data.get('machine', '?')}",
-             f"- command: `{data.get('command', '?')}`", ""]
-    order = [n for n in ROWS if n in scenarios] + [n for n in scenarios if n not in ROWS]
+             f"- command: `{data.get('command', '?')}`"]
+    processes = data.get("processes") or {}
+    if processes:
+        lines += ["- memory and CPU count every process of each stack: "
+                  + "; ".join(f"{s}: {processes.get(s, '?')}" for s in servers)
+                  + ". RSS per connection = (RSS at idle − RSS before) ÷ live connections. "
+                  "RSS totals count pages the processes of a stack share once per process; "
+                  "the PSS row counts them once."]
+    if data.get("publishing"):
+        lines += [f"- publishing: {data['publishing']}"]
+    lines += ["- latency *from send* starts when the driver sent the publish request; *from "
+              "schedule* starts when the event was due, so it includes any time the event "
+              "waited in the driver because publishing fell behind.",
+              "- bound by: `driver` (the driver, or its core as a whole, which it shares with "
+              "both Redis servers, above 85 % busy), `server` (the server's processes above "
+              "85 % of their core), `publisher` (neither, but publishing reached less than "
+              "95 % of the rate asked), `none`. Driver-bound figures may be the driver's "
+              "limit, not the server's.", ""]
+    order = [n for n in ORDER if n in scenarios] + [n for n in scenarios if n not in ORDER]
     for name in order:
         lines += scenario_section(name, scenarios[name], servers)
 
     ramp, idle = scenarios.get("ramp", {}), scenarios.get("idle", {})
     latency, memory = [], []
     for s in servers:
-        steps = sorted((ramp.get(s) or {}).get("steps") or [], key=lambda st: st["rate"])
-        for pct, style in (("p99", "-"), ("p50", "--")):
+        steps = [st for st in (ramp.get(s) or {}).get("steps") or []
+                 if get(st, "events.published_per_second")]
+        steps.sort(key=lambda st: st["events"]["published_per_second"])
+        for label, path, style in (("p99 from send", "latency_ms.p99", "-"),
+                                   ("p50 from send", "latency_ms.p50", "--"),
+                                   ("p99 from schedule", "latency_from_schedule_ms.p99", ":")):
             # A 0 ms latency has no place on a log axis: show it as 0.01 ms.
-            points = [(st["rate"], max(v, 0.01)) for st in steps
-                      if (v := get(st, f"latency_ms.{pct}")) is not None]
-            latency.append((f"{s} {pct}", colors[s], style, [x for x, _ in points],
-                            [y for _, y in points]))
+            points = [(st["events"]["published_per_second"], max(v, 0.01),
+                       bool(st.get("driver_bound")))
+                      for st in steps if (v := get(st, path)) is not None]
+            latency.append((f"{s} {label}", colors[s], style, [p[0] for p in points],
+                            [p[1] for p in points], [p[2] for p in points]))
         samples = (idle.get(s) or {}).get("memory_samples") or []
         memory.append((s, colors[s], "-", [m["connections"] for m in samples],
-                       [m["rss_kib"] / KIB_PER_MIB for m in samples]))
-    if plot(out / "latency", "Latency by publish rate (ramp)", "publish rate (events/s)",
-            "latency (ms)", latency, True, True):
+                       [m["rss_kib"] / KIB_PER_MIB for m in samples], [False] * len(samples)))
+    if plot(out / "latency", "Latency by achieved publish rate (ramp)",
+            "publish rate achieved (events/s)", "latency (ms)", latency, True, True,
+            note="× marks a driver-bound step (the driver or its core above 85 % busy)"):
         lines += ["![latency](latency.svg)", ""]
     if plot(out / "memory", "Server RSS with idle connections", "connections", "RSS (MiB)",
             memory, False, False):

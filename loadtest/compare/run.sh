@@ -3,12 +3,19 @@
 # each with its own fresh Redis, each server pinned to the same core ($SERVER_CORE, default 0)
 # and the driver (sse-bench) and both Redis servers to the other ($DRIVER_CORE, default 1).
 # Every scenario runs against each server in turn, on a freshly started stack, with the same
-# driver and the same flags; only the URLs differ. Writes to $OUT (default loadtest/results):
+# driver and the same flags; only the URLs differ. Every publishing scenario spreads its events
+# over $PUBLISH_CONNECTIONS publish connections ($RAMP_PUBLISH_CONNECTIONS for the ramp) with
+# --publish-spread, so a topic has many publishes in flight against either server (Little's
+# law: connections well above rate x reply time). Memory and CPU (--pid) count every process of
+# each stack: sse-gateway + sse-publisher; nginx master + worker (PSS as well as RSS, so pages
+# the master and worker share count once). Writes to $OUT (default
+# loadtest/results):
 # one sse-bench JSON per scenario and server, compare.json, compare.md and the plots
-# (latency.svg/png: percentiles vs publish rate; memory.svg/png: RSS vs connections).
+# (latency.svg/png: percentiles vs achieved publish rate; memory.svg/png: RSS vs connections).
 #
-#   loadtest/compare/run.sh                   # every scenario, full size (about 11 minutes)
-#   SCALE=small loadtest/compare/run.sh       # the same at toy sizes (about 2 minutes)
+#   loadtest/compare/run.sh                   # every scenario, full size (10-12 minutes;
+#                                             # needs an otherwise idle machine)
+#   SCALE=small loadtest/compare/run.sh       # the same at toy sizes (about 2.5 minutes)
 #   SCENARIOS="idle fanout" loadtest/compare/run.sh
 #
 # Needs redis-server, nginx with libnginx-mod-nchan, python3 with matplotlib, taskset; as root
@@ -23,6 +30,8 @@ SERVERS=${SERVERS:-"sse-gateway nchan"}
 SCALE=${SCALE:-full}
 SERVER_CORE=${SERVER_CORE:-0}
 DRIVER_CORE=${DRIVER_CORE:-1}
+PUBLISH_CONNECTIONS=${PUBLISH_CONNECTIONS:-32}
+RAMP_PUBLISH_CONNECTIONS=${RAMP_PUBLISH_CONNECTIONS:-64}
 OUT=${OUT:-loadtest/results}
 WORK=$(mktemp -d -t sse-compare.XXXXXX)
 mkdir -p "$OUT"
@@ -74,7 +83,8 @@ start_redis() { # port
 
 wait_http() { until curl -fsS -o /dev/null "$1" 2>/dev/null; do sleep 0.1; done; }
 
-# Starts one server's stack; sets TARGET (sse-bench flags) and PIDS (the server's processes).
+# Starts one server's stack; sets TARGET (sse-bench flags) and PIDS (every process of the
+# stack but its Redis, so memory and CPU are counted alike for both).
 start_server() { # name
   case $1 in
     sse-gateway)
@@ -88,13 +98,14 @@ start_server() { # name
         --listen 127.0.0.1:18081 --redis-url redis://127.0.0.1:16601 --log-format json \
         > "$WORK/publisher.log" 2>&1 &
       started+=($!)
+      local publisher=$!
       wait_http http://127.0.0.1:18080/readyz
       wait_http http://127.0.0.1:18081/readyz
       TARGET=(--subscribe-url 'http://127.0.0.1:18080/events?topic={topic}'
         --publish-url http://127.0.0.1:18081/v1/publish
         --publish-header 'Authorization: Bearer bench')
       READY=(--ready-url http://127.0.0.1:18080/readyz)
-      PIDS="$gateway,$!"
+      PIDS="$gateway,$publisher"
       ;;
     nchan)
       start_redis 16602
@@ -107,7 +118,7 @@ start_server() { # name
       TARGET=(--subscribe-url 'http://127.0.0.1:18090/sub/{topic}'
         --publish-url 'http://127.0.0.1:18090/pub/{topic}' --publish-body '{data}')
       READY=()
-      PIDS="$worker"
+      PIDS="$master,$worker"
       ;;
     *) echo "unknown server $1" >&2; exit 2 ;;
   esac
@@ -124,22 +135,27 @@ bench() { # server scenario sse-bench-subcommand flags...
   wait $!
 }
 
+# The same publishing for every server: events spread over many connections.
+SPREAD=(--publish-spread --publish-connections "$PUBLISH_CONNECTIONS")
+RAMP_SPREAD=(--publish-spread --publish-connections "$RAMP_PUBLISH_CONNECTIONS")
+
 for scenario in $SCENARIOS; do
   for server in $SERVERS; do
     start_server "$server"
     case $scenario in
       idle) bench "$server" idle idle --connections "$IDLE" --duration 5s ;;
       fanout) bench "$server" fanout fanout --connections "$FANOUT" --rate 100 \
-        --duration "$SECONDS_" ;;
-      # The same fan-out at a rate both servers sustain.
+        --duration "$SECONDS_" "${SPREAD[@]}" ;;
+      # The same fan-out at a tenth of the rate.
       fanout-10) bench "$server" fanout-10 fanout --connections "$FANOUT" --rate 10 \
-        --duration "$SECONDS_" ;;
+        --duration "$SECONDS_" "${SPREAD[@]}" ;;
       topics) bench "$server" topics topics --connections "$TOPICS" --topics $((TOPICS / 10)) \
-        --rate 1000 --duration "$SECONDS_" --publish-connections 16 ;;
+        --rate 1000 --duration "$SECONDS_" "${SPREAD[@]}" ;;
       ramp) bench "$server" ramp ramp --connections "$RAMP" --topics 10 --rates "$RATES" \
-        --step "$STEP" --max-p99 200ms --publish-connections 10 ;;
+        --step "$STEP" --max-p99 200ms "${RAMP_SPREAD[@]}" ;;
       reconnect-storm) bench "$server" reconnect-storm reconnect-storm --connections "$STORM" \
-        --topics 100 --rate 200 --duration "$SECONDS_" --storm-share 1.0 "${READY[@]}" ;;
+        --topics 100 --rate 200 --duration "$SECONDS_" --storm-share 1.0 "${SPREAD[@]}" \
+        "${READY[@]}" ;;
       *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac
     stop_all
@@ -147,9 +163,10 @@ for scenario in $SCENARIOS; do
 done
 
 # --- the results -------------------------------------------------------------------------
-python3 - "$OUT" "$SCALE" <<'PY'
+python3 - "$OUT" "$SCALE" "$PUBLISH_CONNECTIONS" "$RAMP_PUBLISH_CONNECTIONS" <<'PY'
 import json, pathlib, platform, subprocess, sys, datetime
 out, scale = pathlib.Path(sys.argv[1]), sys.argv[2]
+publish_connections, ramp_publish_connections = sys.argv[3], sys.argv[4]
 scenarios = {}
 for path in sorted(out.glob("*.*.json")):
     scenario, server = path.name[: -len(".json")].split(".", 1)
@@ -165,6 +182,10 @@ compare = {
     "command": "loadtest/compare/run.sh" + ("" if scale == "full" else f" (SCALE={scale})"),
     "servers": ["sse-gateway", "nchan"],
     "versions": {"nchan": nchan},
+    "processes": {"sse-gateway": "sse-gateway + sse-publisher (--pid both)",
+                  "nchan": "nginx master + worker (--pid both)"},
+    "publishing": f"--publish-spread over {publish_connections} connections "
+                  f"({ramp_publish_connections} for the ramp), the same for both servers",
     "scenarios": scenarios,
 }
 (out / "compare.json").write_text(json.dumps(compare, indent=1) + "\n")

@@ -87,10 +87,17 @@ pub(crate) struct Shared {
     /// application/json unless given here.
     #[arg(long = "publish-header", value_name = "HEADER", value_parser = parse_header)]
     pub(crate) publish_headers: Vec<(HeaderName, HeaderValue)>,
-    /// HTTP/1.1 keep-alive connections for publishing; topic i always goes over
-    /// connection i % K, one request after another, so each topic stays in order.
+    /// HTTP/1.1 keep-alive connections for publishing, one request after another on each.
+    /// Topic i goes over connection i % K, so each topic stays in order, unless
+    /// --publish-spread.
     #[arg(long, value_name = "K", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) publish_connections: u16,
+    /// Event n goes over publish connection n % K instead: up to K requests in flight per
+    /// topic, so a server whose publish reply waits behind its fan-out is not driven one
+    /// request at a time. A topic's events may then arrive out of order; they are counted
+    /// as reordered, not lost.
+    #[arg(long)]
+    pub(crate) publish_spread: bool,
     /// Subscriber connections to open.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) connections: u32,
@@ -113,7 +120,9 @@ pub(crate) struct Shared {
     /// 127.0.0.2, … one per 10,000 connections.
     #[arg(long, value_delimiter = ',')]
     pub(crate) sources: Vec<IpAddr>,
-    /// Server PIDs, comma-separated; their summed VmRSS is the server memory.
+    /// Server PIDs, comma-separated; their summed VmRSS is the server memory and their
+    /// summed CPU time the server CPU. Give every process of the server's stack (or the
+    /// same share of each stack) so that two servers are counted alike.
     #[arg(long, value_delimiter = ',')]
     pub(crate) pid: Vec<u32>,
     /// Also write the report as JSON to this file.
@@ -194,6 +203,7 @@ mod tests {
         assert_eq!(shared.publish_url.path("t"), "/v1/publish");
         assert_eq!(ramp.rates.len(), 9);
         assert_eq!(ramp.max_p99, Duration::from_millis(200));
+        assert!(!shared.publish_spread);
     }
 
     #[test]

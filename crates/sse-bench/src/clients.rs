@@ -3,7 +3,8 @@
 //! It sends `GET <subscribe url>` with `Accept: text/event-stream`, counts as live once the
 //! answer is `200` (Nchan sends no `id:` line until its first message, so nothing more is
 //! required), parses the stream with `sse_core::Parser`, and checks each event's sequence
-//! (see `payload`): in order and exactly once, or counted as a gap or a duplicate.
+//! (see `payload` and `sequence`): each arrives once, late arrivals are counted as reordered,
+//! repeats as duplicates, and latency is recorded from the send and from the scheduled time.
 //!
 //! In a reconnect storm the connection is dropped on a signal and reopened at once with
 //! `Last-Event-ID` set to the last `id:` it received, as a browser's EventSource does; the
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::conn::{self, Connection, HttpError};
 use crate::payload;
+use crate::sequence::{Seen, SequenceCheck};
 use crate::tally::Tally;
 use crate::template::Endpoint;
 
@@ -62,36 +64,6 @@ enum End {
     Stopped,
     Storm,
     ByServer,
-}
-
-/// The sequence check of one connection.
-#[derive(Debug, Default)]
-struct SequenceCheck {
-    /// The sequence number due next, once one event arrived.
-    next: Option<u64>,
-}
-
-/// What one event's sequence number says.
-#[derive(Debug, PartialEq, Eq)]
-enum Seen {
-    InOrder,
-    Gap,
-    Duplicate,
-}
-
-impl SequenceCheck {
-    fn observe(&mut self, sequence: u64) -> Seen {
-        let due = self.next.unwrap_or(0);
-        if self.next.is_some() && sequence < due {
-            return Seen::Duplicate;
-        }
-        self.next = Some(sequence + 1);
-        if sequence > due {
-            Seen::Gap
-        } else {
-            Seen::InOrder
-        }
-    }
 }
 
 impl Subscriber {
@@ -242,46 +214,27 @@ impl Subscriber {
             let now = payload::now_micros();
             for item in items {
                 let Item::Event(event) = item else { continue };
-                let Some((sequence, sent)) = payload::decode(&event.data) else {
+                let Some(stamp) = payload::decode(&event.data) else {
                     continue;
                 };
                 tally.received.fetch_add(1, Ordering::Relaxed);
                 tally.last_received_micros.fetch_max(now, Ordering::Relaxed);
-                match check.observe(sequence) {
+                match check.observe(stamp.sequence) {
                     Seen::Duplicate => {
                         tally.duplicated.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
-                    Seen::Gap => {
-                        tally.gaps.fetch_add(1, Ordering::Relaxed);
+                    Seen::Late => {
+                        tally.reordered.fetch_add(1, Ordering::Relaxed);
                     }
-                    Seen::InOrder => {}
+                    Seen::New => {}
                 }
-                tally.record_latency(self.index, now.saturating_sub(sent));
+                tally.record_latency(
+                    self.index,
+                    now.saturating_sub(stamp.sent_micros),
+                    now.saturating_sub(stamp.due_micros),
+                );
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sequences_are_checked_across_gaps_and_repeats() {
-        let mut check = SequenceCheck::default();
-        let seen: Vec<Seen> = [0, 1, 3, 2, 3, 4].map(|s| check.observe(s)).into();
-        assert_eq!(
-            seen,
-            [
-                Seen::InOrder,
-                Seen::InOrder,
-                Seen::Gap,
-                Seen::Duplicate,
-                Seen::Duplicate,
-                Seen::InOrder
-            ]
-        );
-        assert_eq!(SequenceCheck::default().observe(5), Seen::Gap);
     }
 }

@@ -3,8 +3,9 @@
 //! To compare our gateway with other servers (Nchan) on equal terms, the driver knows nothing
 //! about any of them: it subscribes like a browser's EventSource at URL templates and
 //! publishes with plain HTTP POSTs built from templates, over keep-alive connections. Every
-//! event carries its topic's sequence number and its publish time, so each connection checks
-//! for loss and duplicates on its own and measures latency against the driver's one clock.
+//! event carries its topic's sequence number, its send time and its scheduled time, so each
+//! connection checks for loss, duplicates and reordering on its own and measures latency
+//! against the driver's one clock.
 //!
 //! `sse-bench <idle|fanout|topics|ramp|reconnect-storm> [options]` prints a table and, with
 //! `--json`, writes the same report for plotting (schema in `report`).
@@ -14,10 +15,13 @@
 //!   body templates);
 //! - `conn` (one HTTP/1.1 connection), `clients` (one subscriber), `fleet` (all of them),
 //!   `publish` (paced publishing), `payload` (the event data format);
-//! - `tally` (counters, latency), `window` (measuring part of a run), `memory` and `procfs`
-//!   (server memory, driver CPU), `progress` (stderr), `report` (JSON and table);
+//! - `sequence` (one connection's loss, duplicate and reorder check), `tally` (counters,
+//!   latency), `window` (measuring part of a run), `memory` and `procfs` (server memory,
+//!   server and driver CPU), `bound` (which side limited a measurement), `progress`
+//!   (stderr), `report` (JSON and table);
 //! - `scenarios` (what each subcommand does).
 
+mod bound;
 mod cli;
 mod clients;
 mod conn;
@@ -30,6 +34,7 @@ mod progress;
 mod publish;
 mod report;
 mod scenarios;
+mod sequence;
 mod tally;
 mod template;
 mod window;

@@ -1,6 +1,7 @@
 //! [`Plan`]: the shared options turned into what a run uses: topic names, source addresses,
 //! the publish settings, and the `params` the report repeats.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -8,7 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::{HeaderValue, header};
 use sse_core::{Topic, TopicError};
 
+use crate::bound::Cores;
 use crate::cli::Shared;
+use crate::procfs;
 use crate::publish::PublishPlan;
 use crate::report::{Params, ScenarioParams, round};
 use crate::template::{Endpoint, Template};
@@ -31,6 +34,10 @@ pub(crate) struct Plan {
     pub(crate) rate: u64,
     pub(crate) duration: Duration,
     pub(crate) pids: Vec<u32>,
+    /// How many CPUs the server's processes and the driver may use, to judge saturation.
+    pub(crate) cores: Cores,
+    /// The CPUs the driver may run on (empty if unknown), whose busy time is measured.
+    pub(crate) driver_cpus: BTreeSet<u32>,
     pub(crate) settle: Duration,
     pub(crate) publish: PublishPlan,
     /// The report's `params`, without scenario-specific ones.
@@ -65,6 +72,11 @@ impl Plan {
         headers
             .entry(header::CONTENT_TYPE)
             .or_insert(HeaderValue::from_static("application/json"));
+        let driver_cpus = procfs::cpus_allowed(&[std::process::id()]).unwrap_or_default();
+        let cores = Cores {
+            driver: (!driver_cpus.is_empty()).then_some(driver_cpus.len()),
+            server: procfs::cpus_allowed(&shared.pid).map(|cpus| cpus.len()),
+        };
         let params = Params {
             connections,
             topics,
@@ -78,6 +90,10 @@ impl Plan {
                 .collect(),
             publish_url: shared.publish_url.url.clone(),
             publish_connections: usize::from(shared.publish_connections),
+            publish_spread: shared.publish_spread,
+            server_pids: shared.pid.clone(),
+            server_cores: cores.server,
+            driver_cores: cores.driver,
             topic_prefix: prefix,
             scenario: ScenarioParams::None {},
         };
@@ -95,12 +111,15 @@ impl Plan {
             rate: shared.rate,
             duration: shared.duration,
             pids: shared.pid.clone(),
+            cores,
+            driver_cpus,
             settle: shared.settle,
             publish: PublishPlan {
                 endpoint: shared.publish_url.clone(),
                 body: Template::new(&shared.publish_body),
                 headers,
                 connections: usize::from(shared.publish_connections),
+                spread: shared.publish_spread,
                 payload: shared.payload,
             },
             params,

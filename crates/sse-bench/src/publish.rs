@@ -1,16 +1,27 @@
 //! Paced publishing over HTTP keep-alive connections, the same way for every server.
 //!
 //! Event `n` of a run goes to topic `n % T` with that topic's next sequence number, and is due
-//! at `n / rate` seconds. Topic `i` is always published on lane (connection) `i % K`, and a
-//! lane sends its requests one after another, each after the previous answer: so each topic's
-//! sequence reaches the server in order, whatever the server does with concurrent requests.
-//! The publish time in the data is taken when the request is sent, so time spent queued in
-//! the driver does not count as the server's latency.
+//! at `n / rate` seconds. A lane (connection) sends its requests one after another, each after
+//! the previous answer, so by Little's law the rate is at most `lanes in flight ÷ reply time`.
+//! Which lane an event takes:
 //!
-//! A lane's queue is short. When the server is slower than `rate`, the pacer waits for room
-//! and falls behind schedule, and the achieved rate shows it; it gives up at twice the planned
-//! time rather than publish the whole backlog. Any 2xx answer is a success; everything else
-//! (other statuses, connection errors) is counted as failed, and the lane reconnects.
+//! - by default topic `i` always goes over lane `i % K`: each topic's sequence reaches the
+//!   server in order, but a topic has at most one request in flight, so with few topics the
+//!   driver runs closed-loop against a server whose publish reply waits behind its fan-out;
+//! - with `spread` event `n` goes over lane `n % K`: every topic may have up to `K` requests
+//!   in flight, as with any HTTP load tool, and its events may reach the server out of order
+//!   (the subscribers' check tolerates that, see `sequence`).
+//!
+//! The data carries both the time the request is sent and the time it was due (see
+//! `payload`), so the report shows latency with and without the time spent queued in the
+//! driver.
+//!
+//! The lanes' queues are short: together they hold `QUEUED` requests, however many lanes
+//! there are, so more lanes mean more requests in flight but not a longer backlog. When the
+//! server is slower than `rate`, the pacer waits for room and falls behind schedule, and the
+//! achieved rate shows it; it gives up at twice the planned time rather than publish the
+//! whole backlog. Any 2xx answer is a success; everything else (other statuses, connection
+//! errors) is counted as failed, and the lane reconnects.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,11 +35,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::conn::{self, Connection, HttpError};
-use crate::payload;
+use crate::payload::{self, Stamp};
 use crate::template::{Endpoint, Template};
 
-/// Requests a lane may have queued before the pacer waits.
-const LANE_QUEUE: usize = 64;
+/// Requests all lanes together may have queued before the pacer waits (at least one each).
+const QUEUED: usize = 64;
 
 /// How to publish, as the user configured it.
 #[derive(Clone)]
@@ -39,6 +50,8 @@ pub(crate) struct PublishPlan {
     pub(crate) headers: HeaderMap,
     /// The number of keep-alive connections (lanes).
     pub(crate) connections: usize,
+    /// Lane by event number rather than by topic (see the module docs).
+    pub(crate) spread: bool,
     /// Padding bytes in each event's data.
     pub(crate) payload: usize,
 }
@@ -67,6 +80,8 @@ enum Job {
     Publish {
         topic: usize,
         sequence: u64,
+        /// When the schedule had it due, in µs since the Unix epoch.
+        due_micros: u64,
     },
     /// Answer once every job before this one is done.
     Flush(oneshot::Sender<()>),
@@ -103,7 +118,7 @@ impl Publisher {
         let mut tasks = JoinSet::new();
         let lanes = (0..lanes_wanted)
             .map(|_| {
-                let (sender, jobs) = mpsc::channel(LANE_QUEUE);
+                let (sender, jobs) = mpsc::channel((QUEUED / lanes_wanted).max(1));
                 tasks.spawn(lane(shared.clone(), jobs));
                 sender
             })
@@ -120,6 +135,7 @@ impl Publisher {
     /// how long it took, until the last answer.
     pub(crate) async fn publish(&mut self, rate: u64, duration: Duration) -> Duration {
         let start = Instant::now();
+        let start_micros = payload::now_micros();
         let total = (rate as f64 * duration.as_secs_f64()).round() as u64;
         let give_up = start.checked_add(duration.saturating_mul(2));
         let topics = self.next_sequence.len();
@@ -132,10 +148,22 @@ impl Publisher {
                 if give_up.is_some_and(|give_up| Instant::now() > give_up) {
                     break 'pacing;
                 }
-                let topic = usize::try_from(sent).unwrap_or(0) % topics;
+                let event = usize::try_from(sent).unwrap_or(0);
+                let topic = event % topics;
                 let sequence = self.next_sequence[topic];
-                let lane = &self.lanes[topic % self.lanes.len()];
-                if lane.send(Job::Publish { topic, sequence }).await.is_err() {
+                let lane_index = if self.shared.plan.spread {
+                    event
+                } else {
+                    topic
+                };
+                let lane = &self.lanes[lane_index % self.lanes.len()];
+                let due_micros = start_micros + (sent as f64 * 1e6 / rate as f64) as u64;
+                let job = Job::Publish {
+                    topic,
+                    sequence,
+                    due_micros,
+                };
+                if lane.send(job).await.is_err() {
                     break 'pacing;
                 }
                 self.next_sequence[topic] += 1;
@@ -182,8 +210,17 @@ async fn lane(shared: Arc<LaneState>, mut jobs: mpsc::Receiver<Job>) {
             Job::Flush(done) => {
                 let _ = done.send(());
             }
-            Job::Publish { topic, sequence } => {
-                match send(&shared, &mut connection, topic, sequence).await {
+            Job::Publish {
+                topic,
+                sequence,
+                due_micros,
+            } => {
+                let stamp = |sent_micros| Stamp {
+                    sequence,
+                    sent_micros,
+                    due_micros,
+                };
+                match send(&shared, &mut connection, topic, stamp).await {
                     Ok(()) => {
                         shared.succeeded[topic].fetch_add(1, Ordering::Relaxed);
                     }
@@ -197,12 +234,13 @@ async fn lane(shared: Arc<LaneState>, mut jobs: mpsc::Receiver<Job>) {
     }
 }
 
-/// Publishes one event on `connection`, opening it first if needed.
+/// Publishes one event on `connection`, opening it first if needed; `stamp` makes its stamp
+/// from the send time.
 async fn send(
     shared: &LaneState,
     connection: &mut Option<Connection>,
     topic: usize,
-    sequence: u64,
+    stamp: impl FnOnce(u64) -> Stamp,
 ) -> Result<(), HttpError> {
     let plan = &shared.plan;
     let open = match connection.take() {
@@ -211,7 +249,7 @@ async fn send(
     };
     let open = connection.insert(open);
     let topic = &shared.topics[topic];
-    let data = payload::encode(sequence, payload::now_micros(), &shared.padding);
+    let data = payload::encode(stamp(payload::now_micros()), &shared.padding);
     let body = Bytes::from(plan.body.render(topic, &data));
     let request = conn::request(Method::POST, &plan.endpoint, topic, &plan.headers, body)?;
     let result = async {

@@ -1,13 +1,18 @@
 //! The report of a run: its JSON schema (the types below, which a plotting script reads) and
 //! the same figures as a table for people.
 //!
-//! Every scenario reports the same sections (`params`, `connections`, `events`, `latency_ms`,
-//! `server_rss_kib`, `driver_cpu_percent`); [`Details`] adds what only one scenario has:
+//! Every scenario reports the same sections (`params`, `connections`, `events`, `latency_ms`
+//! from the send time, `latency_from_schedule_ms` from the time the event was due,
+//! `server_rss_kib`, and the [`Load`] fields `driver_cpu_percent`, `server_cpu_percent`,
+//! `driver_core_busy_percent`, `driver_bound`, `bound_by`); [`Details`] adds what only one scenario has:
 //! `memory_samples` (idle), `steps` and `best` (ramp), `storm` (reconnect-storm).
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::Value;
+
+use crate::bound::{BoundBy, Busy, Cores};
+use crate::tally::Latencies;
 
 /// The whole report.
 #[derive(Debug, Serialize)]
@@ -16,12 +21,45 @@ pub(crate) struct Report {
     pub(crate) params: Params,
     pub(crate) connections: Connections,
     pub(crate) events: Events,
+    /// From the time each request was sent.
     pub(crate) latency_ms: Latency,
+    /// From the time each event was due by the schedule: includes any wait in the driver.
+    pub(crate) latency_from_schedule_ms: Latency,
     pub(crate) server_rss_kib: ServerRss,
-    /// The driver's CPU use while measuring, in percent of one core.
-    pub(crate) driver_cpu_percent: f64,
+    #[serde(flatten)]
+    pub(crate) load: Load,
     #[serde(flatten)]
     pub(crate) details: Details,
+}
+
+/// How busy each side was while measuring, and what limited the figures (see `bound`).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub(crate) struct Load {
+    /// The driver's CPU use, in percent of one core.
+    pub(crate) driver_cpu_percent: f64,
+    /// The `--pid` processes' CPU use together, in percent of one core; `None` without
+    /// `--pid`.
+    pub(crate) server_cpu_percent: Option<f64>,
+    /// How busy the driver's cores were altogether (driver, Redis, anything else), in percent
+    /// of those cores; `None` if unknown.
+    pub(crate) driver_core_busy_percent: Option<f64>,
+    /// Whether the driver or its cores were saturated, so the figures may be the driver's
+    /// limit.
+    pub(crate) driver_bound: bool,
+    pub(crate) bound_by: BoundBy,
+}
+
+impl Load {
+    /// The load `busy` describes, on `cores`.
+    pub(crate) fn of(busy: &Busy, cores: Cores) -> Self {
+        Self {
+            driver_cpu_percent: busy.driver_cpu_percent,
+            server_cpu_percent: busy.server_cpu_percent,
+            driver_core_busy_percent: busy.driver_core_busy_percent,
+            driver_bound: busy.driver_bound(cores),
+            bound_by: busy.bound_by(cores),
+        }
+    }
 }
 
 /// What the run was asked to do.
@@ -37,6 +75,15 @@ pub(crate) struct Params {
     pub(crate) subscribe_urls: Vec<String>,
     pub(crate) publish_url: String,
     pub(crate) publish_connections: usize,
+    /// Whether events were spread over the publish connections rather than a topic per
+    /// connection.
+    pub(crate) publish_spread: bool,
+    /// The processes counted as the server (memory and CPU).
+    pub(crate) server_pids: Vec<u32>,
+    /// The CPUs the server's processes may run on together, and the driver; `None` if
+    /// unknown.
+    pub(crate) server_cores: Option<usize>,
+    pub(crate) driver_cores: Option<usize>,
     pub(crate) topic_prefix: String,
     #[serde(flatten)]
     pub(crate) scenario: ScenarioParams,
@@ -73,6 +120,8 @@ pub(crate) struct Connections {
 #[derive(Clone, Copy, Debug, Serialize)]
 pub(crate) struct Events {
     pub(crate) published: u64,
+    /// `published` ÷ the time publishing took: the publish rate achieved.
+    pub(crate) published_per_second: f64,
     pub(crate) publish_failed: u64,
     /// For every connection, the events published to its topic.
     pub(crate) expected: u64,
@@ -80,12 +129,14 @@ pub(crate) struct Events {
     pub(crate) received: u64,
     /// `expected - (received - duplicated)`.
     pub(crate) missing: u64,
+    /// Events a connection had already received (the same sequence twice).
     pub(crate) duplicated: u64,
-    pub(crate) sequence_gaps: u64,
+    /// Events that arrived after a higher sequence of their topic: out of order, not lost.
+    pub(crate) reordered: u64,
     pub(crate) delivered_per_second: f64,
 }
 
-/// Publish-to-receive latency percentiles, in milliseconds.
+/// Latency percentiles, in milliseconds.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub(crate) struct Latency {
     pub(crate) p50: f64,
@@ -97,8 +148,16 @@ pub(crate) struct Latency {
 }
 
 impl Latency {
+    /// The percentiles of both histograms of `latencies`: from send, from schedule.
+    pub(crate) fn both(latencies: &Latencies) -> (Self, Self) {
+        (
+            Self::of(&latencies.from_send),
+            Self::of(&latencies.from_schedule),
+        )
+    }
+
     /// The percentiles of `histogram` (in µs).
-    pub(crate) fn of(histogram: &Histogram<u64>) -> Self {
+    fn of(histogram: &Histogram<u64>) -> Self {
         let ms = |micros: u64| micros as f64 / 1000.0;
         let at = |quantile| ms(histogram.value_at_quantile(quantile));
         Self {
@@ -119,6 +178,10 @@ pub(crate) struct ServerRss {
     pub(crate) before: u64,
     /// With every connection open and nothing published.
     pub(crate) idle: u64,
+    /// Summed PSS at the same two moments: pages the processes share count once; `None`
+    /// where `/proc/PID/smaps_rollup` cannot be read.
+    pub(crate) pss_before: Option<u64>,
+    pub(crate) pss_idle: Option<u64>,
     pub(crate) peak: u64,
     /// `(idle - before) / live`.
     pub(crate) per_connection_idle: f64,
@@ -131,21 +194,39 @@ pub(crate) struct MemorySample {
     pub(crate) rss_kib: u64,
 }
 
-/// One rate of a ramp.
+/// One rate of a ramp; the rate achieved is `events.published_per_second`.
 #[derive(Debug, Serialize)]
 pub(crate) struct Step {
+    /// The rate asked.
     pub(crate) rate: u64,
-    /// The rate the publisher reached (the server took the events this fast).
-    pub(crate) published_per_second: f64,
     pub(crate) events: Events,
     pub(crate) latency_ms: Latency,
-    pub(crate) passed: bool,
+    pub(crate) latency_from_schedule_ms: Latency,
+    #[serde(flatten)]
+    pub(crate) load: Load,
+    pub(crate) verdict: Verdict,
+    /// The rules the step broke: `missing`, `p99`, `publish_rate`.
+    pub(crate) failed_on: Vec<&'static str>,
+}
+
+/// How a ramp step went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Verdict {
+    Passed,
+    /// The server lost events, was too slow, or could not take the rate.
+    Failed,
+    /// Only publishing fell short, while the driver was saturated: driver-bound, no verdict
+    /// on the server.
+    Inconclusive,
 }
 
 /// The passing ramp step with the most deliveries per second.
 #[derive(Debug, Serialize)]
 pub(crate) struct Best {
+    /// The rate asked, and the rate publishing reached.
     pub(crate) rate: u64,
+    pub(crate) published_per_second: f64,
     pub(crate) delivered_per_second: f64,
     pub(crate) p99_ms: f64,
 }
@@ -208,18 +289,16 @@ pub(crate) fn print_table(report: &Report) {
     section("connections", &report.connections);
     section("events", &report.events);
     section("latency_ms", &report.latency_ms);
+    section("latency_from_schedule_ms", &report.latency_from_schedule_ms);
     section("server_rss_kib", &report.server_rss_kib);
-    row(
-        "driver_cpu_percent",
-        &Value::from(report.driver_cpu_percent),
-    );
+    section("load", &report.load);
     match &report.details {
         Details::Steady {} => {}
         Details::Idle { memory_samples } => {
             columns(
                 "memory_samples",
                 memory_samples,
-                &["connections", "rss_kib"],
+                &[("connections", "connections"), ("rss_kib", "rss_kib")],
             );
         }
         Details::Ramp { steps, best } => {
@@ -227,15 +306,20 @@ pub(crate) fn print_table(report: &Report) {
                 "steps",
                 steps,
                 &[
-                    "rate",
-                    "passed",
-                    "events/published",
-                    "events/delivered_per_second",
-                    "events/missing",
-                    "events/duplicated",
-                    "latency_ms/p50",
-                    "latency_ms/p99",
-                    "latency_ms/max",
+                    ("rate", "rate"),
+                    ("verdict", "verdict"),
+                    ("bound_by", "bound_by"),
+                    ("published/s", "events/published_per_second"),
+                    ("delivered/s", "events/delivered_per_second"),
+                    ("missing", "events/missing"),
+                    ("dup", "events/duplicated"),
+                    ("reordered", "events/reordered"),
+                    ("p50", "latency_ms/p50"),
+                    ("p99", "latency_ms/p99"),
+                    ("sched p99", "latency_from_schedule_ms/p99"),
+                    ("server cpu", "server_cpu_percent"),
+                    ("driver cpu", "driver_cpu_percent"),
+                    ("driver core", "driver_core_busy_percent"),
                 ],
             );
             section("best", best);
@@ -264,16 +348,15 @@ fn section(name: &str, value: &impl Serialize) {
     leaves(name, &serde_json::to_value(value).unwrap_or_default());
 }
 
-/// `rows` as a table under `name`, one column per path (`/`-separated fields).
-fn columns<T: Serialize>(name: &str, rows: &[T], paths: &[&str]) {
-    let header = paths
-        .iter()
-        .map(|path| path.rsplit('/').next().unwrap_or(path).to_owned());
+/// `rows` as a table under `name`, one column per (header, path), a path naming
+/// `/`-separated fields.
+fn columns<T: Serialize>(name: &str, rows: &[T], paths: &[(&str, &str)]) {
+    let header = paths.iter().map(|&(header, _)| header.to_owned());
     let cells = rows.iter().map(|item| {
         let value = serde_json::to_value(item).unwrap_or_default();
         paths
             .iter()
-            .map(|path| {
+            .map(|(_, path)| {
                 value
                     .pointer(&format!("/{path}"))
                     .map_or_else(String::new, ToString::to_string)

@@ -3,8 +3,9 @@
 //! Counters only ever grow, so a measurement over part of a run (a ramp step) is the
 //! difference of two [`Counts`] snapshots, and its latency the difference of two merged
 //! histograms: nothing is reset, and windows may nest (the whole run around its steps).
-//! Latency goes into 64 histogram shards, picked by connection, so that thousands of
-//! connections rarely wait on one lock.
+//! Latency is kept twice, from the send time and from the scheduled time (see `payload`),
+//! each in 64 histogram shards picked by connection, so that thousands of connections rarely
+//! wait on one lock.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,10 +26,10 @@ pub(crate) struct Tally {
     pub(crate) ended_by_server: AtomicU64,
     /// Events with the driver's data format, duplicates included.
     pub(crate) received: AtomicU64,
-    /// Events whose sequence a connection had already passed.
+    /// Events whose sequence the connection had already seen (see `sequence`).
     pub(crate) duplicated: AtomicU64,
-    /// Times a connection's sequence skipped ahead (events missing or out of order).
-    pub(crate) gaps: AtomicU64,
+    /// Events that arrived after a higher sequence of their topic: reordered, not lost.
+    pub(crate) reordered: AtomicU64,
     /// When the latest event arrived, in µs since the Unix epoch.
     pub(crate) last_received_micros: AtomicU64,
     /// Storm connections that reconnected.
@@ -37,8 +38,40 @@ pub(crate) struct Tally {
     pub(crate) reconnect_failed: AtomicU64,
     /// When the latest storm reconnect succeeded, in µs since the Unix epoch.
     pub(crate) last_reconnect_micros: AtomicU64,
-    /// Publish-to-receive latency in µs.
-    latency: Vec<Mutex<Histogram<u64>>>,
+    /// Latency in µs, from the send time and from the scheduled time, one shard each.
+    latency: Vec<Mutex<Latencies>>,
+}
+
+/// The two latency histograms of a shard, of a window or of a run, in µs.
+#[derive(Clone, Debug)]
+pub(crate) struct Latencies {
+    /// From when the publish request was sent.
+    pub(crate) from_send: Histogram<u64>,
+    /// From when the schedule had the event due.
+    pub(crate) from_schedule: Histogram<u64>,
+}
+
+impl Latencies {
+    /// Both histograms empty.
+    pub(crate) fn new() -> Self {
+        Self {
+            from_send: histogram(),
+            from_schedule: histogram(),
+        }
+    }
+
+    /// Adds every value of `other` (histograms with the same bounds never fail to add).
+    fn add(&mut self, other: &Self) {
+        let _ = self.from_send.add(&other.from_send);
+        let _ = self.from_schedule.add(&other.from_schedule);
+    }
+
+    /// What was recorded since `earlier`, a snapshot of the same histograms.
+    pub(crate) fn since(mut self, earlier: &Self) -> Self {
+        let _ = self.from_send.subtract(&earlier.from_send);
+        let _ = self.from_schedule.subtract(&earlier.from_schedule);
+        self
+    }
 }
 
 /// A snapshot of the event counters.
@@ -46,7 +79,7 @@ pub(crate) struct Tally {
 pub(crate) struct Counts {
     pub(crate) received: u64,
     pub(crate) duplicated: u64,
-    pub(crate) gaps: u64,
+    pub(crate) reordered: u64,
     pub(crate) last_received_micros: u64,
 }
 
@@ -56,14 +89,14 @@ impl Counts {
         Self {
             received: self.received - earlier.received,
             duplicated: self.duplicated - earlier.duplicated,
-            gaps: self.gaps - earlier.gaps,
+            reordered: self.reordered - earlier.reordered,
             last_received_micros: self.last_received_micros,
         }
     }
 }
 
 /// An empty histogram for latencies from 1 µs to 10 minutes.
-pub(crate) fn histogram() -> Histogram<u64> {
+fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant bounds are valid")
 }
 
@@ -71,15 +104,17 @@ impl Tally {
     /// A tally with every counter at zero.
     pub(crate) fn new() -> Self {
         Self {
-            latency: (0..SHARDS).map(|_| Mutex::new(histogram())).collect(),
+            latency: (0..SHARDS).map(|_| Mutex::new(Latencies::new())).collect(),
             ..Self::default()
         }
     }
 
-    /// Counts one event received by connection `index`, `latency_micros` after it was sent.
-    pub(crate) fn record_latency(&self, index: usize, latency_micros: u64) {
+    /// Records one event received by connection `index`, `from_send` µs after it was sent
+    /// and `from_schedule` µs after it was due.
+    pub(crate) fn record_latency(&self, index: usize, from_send: u64, from_schedule: u64) {
         if let Ok(mut shard) = self.latency[index % SHARDS].lock() {
-            shard.saturating_record(latency_micros.max(1));
+            shard.from_send.saturating_record(from_send.max(1));
+            shard.from_schedule.saturating_record(from_schedule.max(1));
         }
     }
 
@@ -88,17 +123,17 @@ impl Tally {
         Counts {
             received: self.received.load(Ordering::Relaxed),
             duplicated: self.duplicated.load(Ordering::Relaxed),
-            gaps: self.gaps.load(Ordering::Relaxed),
+            reordered: self.reordered.load(Ordering::Relaxed),
             last_received_micros: self.last_received_micros.load(Ordering::Relaxed),
         }
     }
 
     /// Every latency recorded so far, merged.
-    pub(crate) fn latency(&self) -> Histogram<u64> {
-        let mut all = histogram();
+    pub(crate) fn latency(&self) -> Latencies {
+        let mut all = Latencies::new();
         for shard in &self.latency {
             if let Ok(shard) = shard.lock() {
-                let _ = all.add(&*shard);
+                all.add(&shard);
             }
         }
         all

@@ -1,20 +1,21 @@
-//! A measurement window: the events, latency and driver CPU between two moments.
+//! A measurement window: the events, latency, achieved publish rate and the CPU of the
+//! driver and of the server between two moments.
 //!
 //! A window snapshots the (only ever growing) counters when it opens and subtracts the
 //! snapshot when it closes, so a ramp step starts from fresh figures while the whole run is
 //! measured by an outer window around the steps. Closing first waits for the stragglers:
 //! until every expected event arrived, or 3 s pass without any arriving.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
 use crate::payload;
 use crate::procfs;
 use crate::publish::Published;
 use crate::report::{Events, round};
-use crate::tally::{Counts, Tally};
+use crate::tally::{Counts, Latencies, Tally};
 
 /// How long closing waits for an event before it gives up on the rest.
 const STALL: Duration = Duration::from_secs(3);
@@ -25,22 +26,40 @@ pub(crate) struct Window {
     started_micros: u64,
     counts: Counts,
     published: Published,
-    latency: Histogram<u64>,
+    latency: Latencies,
     cpu_seconds: f64,
+    /// The server's processes (`--pid`), and their CPU seconds at the start.
+    server_pids: Vec<u32>,
+    server_cpu_seconds: f64,
+    /// The CPUs the driver may run on, and their busy and total ticks at the start.
+    driver_cpus: BTreeSet<u32>,
+    driver_core_ticks: Option<(u64, u64)>,
 }
 
 /// What a window measured.
 pub(crate) struct Measurement {
     pub(crate) events: Events,
-    /// Latency in µs.
-    pub(crate) latency: Histogram<u64>,
+    /// Latency in µs, from send and from schedule.
+    pub(crate) latency: Latencies,
     /// Driver CPU in percent of one core.
-    pub(crate) cpu_percent: f64,
+    pub(crate) driver_cpu_percent: f64,
+    /// Server CPU (all `--pid` processes) in percent of one core; `None` without `--pid`.
+    pub(crate) server_cpu_percent: Option<f64>,
+    /// How busy the driver's cores were, whatever ran on them (the driver, Redis, …), in
+    /// percent of those cores; `None` if unknown.
+    pub(crate) driver_core_busy_percent: Option<f64>,
 }
 
 impl Window {
-    /// Opens a window now; `published` is what the publisher had published so far.
-    pub(crate) fn open(tally: &Tally, published: Published) -> Self {
+    /// Opens a window now; `published` is what the publisher had published so far,
+    /// `server_pids` the processes whose CPU counts as the server's, `driver_cpus` the cores
+    /// the driver may run on.
+    pub(crate) fn open(
+        tally: &Tally,
+        published: Published,
+        server_pids: &[u32],
+        driver_cpus: &BTreeSet<u32>,
+    ) -> Self {
         Self {
             started: Instant::now(),
             started_micros: payload::now_micros(),
@@ -48,6 +67,10 @@ impl Window {
             published,
             latency: tally.latency(),
             cpu_seconds: procfs::own_cpu_seconds(),
+            server_pids: server_pids.to_vec(),
+            server_cpu_seconds: procfs::total_cpu_seconds(server_pids),
+            driver_cpus: driver_cpus.clone(),
+            driver_core_ticks: procfs::core_ticks(driver_cpus),
         }
     }
 
@@ -70,8 +93,7 @@ impl Window {
         let expected: u64 = per_topic.iter().zip(subscribers).map(|(p, s)| p * s).sum();
         self.wait_for(tally, expected).await;
         let counts = tally.counts().since(self.counts);
-        let mut latency = tally.latency();
-        let _ = latency.subtract(&self.latency);
+        let latency = tally.latency().since(&self.latency);
         let receiving = counts
             .last_received_micros
             .saturating_sub(self.started_micros) as f64
@@ -83,22 +105,42 @@ impl Window {
             0.0
         };
         let unique = counts.received.saturating_sub(counts.duplicated);
+        let published_count: u64 = per_topic.iter().sum();
+        let published_per_second = if publishing.is_zero() {
+            0.0
+        } else {
+            published_count as f64 / publishing.as_secs_f64()
+        };
         let events = Events {
-            published: per_topic.iter().sum(),
+            published: published_count,
+            published_per_second: round(published_per_second, 1),
             publish_failed: published.failed - self.published.failed,
             expected,
             received: counts.received,
             missing: expected.saturating_sub(unique),
             duplicated: counts.duplicated,
-            sequence_gaps: counts.gaps,
+            reordered: counts.reordered,
             delivered_per_second: delivered_per_second.round(),
         };
-        let cpu = procfs::own_cpu_seconds() - self.cpu_seconds;
         let wall = self.started.elapsed().as_secs_f64().max(f64::EPSILON);
+        let percent = |seconds: f64| round(seconds / wall * 100.0, 0);
+        let server_cpu = procfs::total_cpu_seconds(&self.server_pids) - self.server_cpu_seconds;
+        let core_busy = self
+            .driver_core_ticks
+            .zip(procfs::core_ticks(&self.driver_cpus));
+        let driver_core_busy_percent = core_busy.and_then(|((busy0, total0), (busy, total))| {
+            let total = total.checked_sub(total0).filter(|&total| total > 0)?;
+            Some(round(
+                busy.saturating_sub(busy0) as f64 / total as f64 * 100.0,
+                0,
+            ))
+        });
         Measurement {
             events,
             latency,
-            cpu_percent: round(cpu / wall * 100.0, 0),
+            driver_cpu_percent: percent(procfs::own_cpu_seconds() - self.cpu_seconds),
+            server_cpu_percent: (!self.server_pids.is_empty()).then(|| percent(server_cpu)),
+            driver_core_busy_percent,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The driver against the real stack (Redis, a gateway and a publisher, in-process): a few
 //! hundred streams, a short burst of publishing over HTTP, and a report that counts every
-//! event exactly once, also across a reconnect storm.
+//! event exactly once, also across a reconnect storm and with a topic's events spread over
+//! several publish connections (where they may arrive reordered, which is counted, not lost).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -112,11 +113,13 @@ impl Stack {
         let publish = format!("http://{}/v1/publish", self.publisher.addr);
         let auth = format!("Authorization: Bearer {TOKEN}");
         let report_path = report.to_str().expect("a UTF-8 temp dir");
+        // The servers run in this process, so its CPU is the server CPU.
+        let pid = std::process::id().to_string();
         let status = Command::new(env!("CARGO_BIN_EXE_sse-bench"))
             .arg(scenario)
             .args(["--subscribe-url", &subscribe, "--publish-url", &publish])
             .args(["--publish-header", &auth, "--settle", "500ms"])
-            .args(["--json", report_path])
+            .args(["--json", report_path, "--pid", &pid])
             .args(args)
             .status()
             .expect("sse-bench runs");
@@ -133,7 +136,7 @@ impl Stack {
     }
 }
 
-/// Every connection live, and every event delivered exactly once.
+/// Every connection live, and every event delivered exactly once (in any order).
 fn assert_exactly_once(report: &Value, connections: u64, published: u64, expected: u64) {
     let events = &report["events"];
     assert_eq!(report["connections"]["live"], connections, "{report:#}");
@@ -143,8 +146,30 @@ fn assert_exactly_once(report: &Value, connections: u64, published: u64, expecte
     assert_eq!(events["received"], expected, "{report:#}");
     assert_eq!(events["missing"], 0, "{report:#}");
     assert_eq!(events["duplicated"], 0, "{report:#}");
-    assert_eq!(events["sequence_gaps"], 0, "{report:#}");
+    assert!(events["reordered"].is_u64(), "{report:#}");
+    assert!(
+        events["published_per_second"].as_f64() > Some(0.0),
+        "{report:#}"
+    );
+    for latency in ["latency_ms", "latency_from_schedule_ms"] {
+        assert_eq!(
+            report[latency]["samples"], expected,
+            "{latency}: {report:#}"
+        );
+    }
+    assert!(report["server_cpu_percent"].is_number(), "{report:#}");
+    assert!(report["driver_cpu_percent"].is_number(), "{report:#}");
+    assert!(report["driver_core_busy_percent"].is_number(), "{report:#}");
+    assert!(report["driver_bound"].is_boolean(), "{report:#}");
+    let bound_by = report["bound_by"].as_str().unwrap_or_default();
+    assert!(
+        ["driver", "server", "publisher", "none"].contains(&bound_by),
+        "{report:#}"
+    );
 }
+
+/// Spread publishing: every topic's events over all of these connections.
+const SPREAD: [&str; 3] = ["--publish-spread", "--publish-connections", "8"];
 
 #[test]
 fn topics_and_fanout_runs_deliver_every_event_once() {
@@ -157,13 +182,23 @@ fn topics_and_fanout_runs_deliver_every_event_once() {
     );
     assert_exactly_once(&topics, 300, 200, 200 * 100);
     assert_eq!(topics["params"]["topics"], 3);
+    // One connection per topic keeps each topic in order.
+    assert_eq!(topics["params"]["publish_spread"], false);
+    assert_eq!(topics["events"]["reordered"], 0, "{topics:#}");
 
     let fanout = stack.bench(
         "fanout",
-        &[&["--connections", "100", "--topics", "3"], &small[..]].concat(),
+        &[
+            &["--connections", "100", "--topics", "3"],
+            &small[..],
+            &SPREAD[..],
+        ]
+        .concat(),
     );
     assert_exactly_once(&fanout, 100, 200, 200 * 100);
     assert_eq!(fanout["params"]["topics"], 1);
+    assert_eq!(fanout["params"]["publish_spread"], true);
+    assert_eq!(fanout["params"]["publish_connections"], 8);
 }
 
 #[test]
@@ -187,6 +222,9 @@ fn a_reconnect_storm_resumes_without_loss_or_duplicates() {
             "1s",
             "--ready-url",
             &ready,
+            SPREAD[0],
+            SPREAD[1],
+            SPREAD[2],
         ],
     );
     assert_exactly_once(&report, 200, 400, 400 * 100);

@@ -1,8 +1,9 @@
 //! `loadtest/compare/run.sh`, the README's side-by-side command, at toy size (`SCALE=small`)
 //! with this build's binaries: it must run every scenario against the gateway and Nchan and
-//! write the report and the plots. Debug builds measure nothing worth keeping; this checks
-//! that the command works and that the gateway lost nothing where the load suits a debug
-//! build.
+//! write the report and the plots, with the columns that make the comparison fair (achieved
+//! publish rate, reordered, latency from the schedule, server and driver CPU, what bound the
+//! run) in every scenario. Debug builds measure nothing worth keeping; this checks that the
+//! command works and that the gateway lost nothing where the load suits a debug build.
 
 mod harness;
 
@@ -16,6 +17,37 @@ const SCENARIOS: [&str; 6] = [
     "topics",
     "ramp",
     "reconnect-storm",
+];
+
+/// Rows every scenario's table in compare.md has, for both servers.
+const ROWS: [&str; 15] = [
+    "| published |",
+    "| publish rate achieved /s |",
+    "| delivered /s |",
+    "| missing |",
+    "| duplicated |",
+    "| reordered (arrived after a higher sequence) |",
+    "| p50 ms from send |",
+    "| p99 ms from send |",
+    "| p50 ms from schedule |",
+    "| p99 ms from schedule |",
+    "| server CPU % (of one core) |",
+    "| driver CPU % (of one core) |",
+    "| driver's core busy % (driver, Redis, anything else) |",
+    "| driver-bound |",
+    "| bound by |",
+];
+
+/// Fields every report has, with both servers' processes given as --pid.
+const FIELDS: [&str; 8] = [
+    "/events/published_per_second",
+    "/events/reordered",
+    "/latency_from_schedule_ms/p99",
+    "/server_cpu_percent",
+    "/driver_cpu_percent",
+    "/driver_core_busy_percent",
+    "/driver_bound",
+    "/bound_by",
 ];
 
 #[test]
@@ -38,11 +70,26 @@ fn the_comparison_runs_every_scenario_against_both_servers_and_writes_the_report
 
     let report = std::fs::read_to_string(out.path().join("compare.md")).expect("compare.md");
     for scenario in SCENARIOS {
-        assert!(
-            report.contains(&format!("\n## {scenario}\n")),
-            "compare.md has no {scenario} section:\n{report}"
-        );
+        let heading = format!("\n## {scenario}\n");
+        let section = report
+            .split_once(&heading)
+            .map(|(_, rest)| rest.split("\n## ").next().unwrap_or(rest));
+        let section = section.unwrap_or_else(|| panic!("no {scenario} section:\n{report}"));
+        for row in ROWS {
+            assert!(
+                section.contains(row),
+                "{scenario} has no row {row}:\n{report}"
+            );
+        }
     }
+    assert!(
+        report.contains("\n| rate asked | server | achieved /s |"),
+        "the ramp has no per-step table:\n{report}"
+    );
+    assert!(
+        report.contains("nginx master + worker"),
+        "compare.md says which processes it counts:\n{report}"
+    );
     for plot in ["latency.svg", "latency.png", "memory.svg", "memory.png"] {
         let size = std::fs::metadata(out.path().join(plot)).map_or(0, |m| m.len());
         assert!(size > 0, "{plot} was not written");
@@ -58,6 +105,23 @@ fn the_comparison_runs_every_scenario_against_both_servers_and_writes_the_report
                 connections["live"], connections["requested"],
                 "{scenario} on {server}: every connection opened"
             );
+            for field in FIELDS {
+                assert!(
+                    json.pointer(field).is_some_and(|value| !value.is_null()),
+                    "{scenario} on {server} has no {field}: {json}"
+                );
+            }
+            let pids = json["params"]["server_pids"].as_array().map_or(0, Vec::len);
+            assert_eq!(
+                pids, 2,
+                "{scenario} on {server}: both processes of the stack"
+            );
+            if scenario != "idle" {
+                assert_eq!(
+                    json["params"]["publish_spread"], true,
+                    "{scenario} on {server}"
+                );
+            }
         }
     }
     for scenario in ["fanout-10", "topics", "reconnect-storm"] {

@@ -15,13 +15,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::bound::Busy;
 use crate::fleet::Fleet;
 use crate::memory::MemoryWatch;
 use crate::plan::Plan;
 use crate::procfs;
 use crate::progress::Progress;
 use crate::publish::{Published, Publisher};
-use crate::report::{Connections, Details, Latency, Params, Report, ServerRss, round};
+use crate::report::{Connections, Details, Latency, Load, Params, Report, ServerRss, round};
 use crate::tally::Tally;
 use crate::window::{Measurement, Window};
 
@@ -33,6 +34,8 @@ pub(crate) struct Stage {
     memory: MemoryWatch,
     rss_before: u64,
     rss_idle: u64,
+    pss_before: Option<u64>,
+    pss_idle: Option<u64>,
     _progress: Progress,
 }
 
@@ -42,6 +45,7 @@ impl Stage {
     pub(crate) async fn open(plan: Plan, storm_clients: usize) -> Self {
         let tally = Arc::new(Tally::new());
         let rss_before = procfs::total_rss_kib(&plan.pids);
+        let pss_before = procfs::total_pss_kib(&plan.pids);
         let memory = MemoryWatch::start(plan.pids.clone(), tally.clone(), plan.connections);
         let progress = Progress::start(tally.clone(), plan.connections);
         let fleet = Fleet::open(&plan, &tally, storm_clients).await;
@@ -55,6 +59,7 @@ impl Stage {
         );
         tokio::time::sleep(plan.settle).await;
         let rss_idle = procfs::total_rss_kib(&plan.pids);
+        let pss_idle = procfs::total_pss_kib(&plan.pids);
         Self {
             plan,
             tally,
@@ -62,6 +67,8 @@ impl Stage {
             memory,
             rss_before,
             rss_idle,
+            pss_before,
+            pss_idle,
             _progress: progress,
         }
     }
@@ -78,7 +85,12 @@ impl Stage {
 
     /// Opens a measurement window now.
     pub(crate) fn window(&self, published: Published) -> Window {
-        Window::open(&self.tally, published)
+        Window::open(
+            &self.tally,
+            published,
+            &self.plan.pids,
+            &self.plan.driver_cpus,
+        )
     }
 
     /// Closes `window` (see [`Window::close`]).
@@ -93,12 +105,29 @@ impl Stage {
             .await
     }
 
+    /// The load `measured` shows, for a window asked to publish `asked_rate` events/s.
+    pub(crate) fn load(&self, measured: &Measurement, asked_rate: Option<u64>) -> Load {
+        Load::of(&self.busy(measured, asked_rate), self.plan.cores)
+    }
+
+    /// The CPU figures and rates of `measured`, asked to publish `asked_rate` events/s.
+    pub(crate) fn busy(&self, measured: &Measurement, asked_rate: Option<u64>) -> Busy {
+        Busy {
+            driver_cpu_percent: measured.driver_cpu_percent,
+            server_cpu_percent: measured.server_cpu_percent,
+            driver_core_busy_percent: measured.driver_core_busy_percent,
+            asked_rate,
+            achieved_rate: measured.events.published_per_second,
+        }
+    }
+
     /// The server memory samples taken while the connections opened.
     pub(crate) fn memory_samples(&self) -> Vec<crate::report::MemorySample> {
         self.memory.samples()
     }
 
-    /// Closes the connections and assembles the report; `whole` measured the run.
+    /// Closes the connections and assembles the report; `whole` measured the run, which was
+    /// asked to publish `params.rate`.
     pub(crate) async fn finish(
         self,
         scenario: &'static str,
@@ -120,20 +149,25 @@ impl Stage {
             ended_by_server: self.tally.ended_by_server.load(Ordering::Relaxed),
             seconds_to_open: round(self.fleet.seconds_to_open, 2),
         };
+        let load = self.load(&whole, params.rate);
         self.fleet.stop().await;
+        let (latency_ms, latency_from_schedule_ms) = Latency::both(&whole.latency);
         Report {
             scenario,
             params,
             connections,
             events: whole.events,
-            latency_ms: Latency::of(&whole.latency),
+            latency_ms,
+            latency_from_schedule_ms,
             server_rss_kib: ServerRss {
                 before: self.rss_before,
                 idle: self.rss_idle,
+                pss_before: self.pss_before,
+                pss_idle: self.pss_idle,
                 peak,
                 per_connection_idle: round(per_connection_idle, 2),
             },
-            driver_cpu_percent: whole.cpu_percent,
+            load,
             details,
         }
     }

@@ -1,18 +1,17 @@
 //! `ramp`: the highest rate the server sustains. Each rate of `--rates` is published for
-//! `--step` and measured on its own (fresh counters and latency); a step passes if nothing is
-//! missing, p99 is below `--max-p99`, and the publisher achieved 95 % of the rate (else the
-//! number would be the publisher's, not the subscriber side's). The first failing step ends
-//! the ramp; `best` is the passing step that delivered the most events per second.
+//! `--step` and measured on its own (fresh counters and latency, server and driver CPU). A
+//! step passes if nothing is missing, p99 (from the send time) is below `--max-p99`, and
+//! publishing reached 95 % of the rate. A step that broke only the last rule while the driver
+//! was saturated is *inconclusive*: the shortfall may be the driver's, so it says nothing
+//! about the server. The first step that does not pass ends the ramp; `best` is the passing
+//! step that delivered the most events per second.
 
 use std::time::Duration;
 
 use crate::cli::RampOptions;
 use crate::plan::Plan;
-use crate::report::{Best, Details, Latency, Params, Report, ScenarioParams, Step, round};
+use crate::report::{Best, Details, Latency, Params, Report, ScenarioParams, Step, Verdict, round};
 use crate::scenarios::Stage;
-
-/// The share of the target rate the publisher must achieve for a step to pass.
-const KEPT_UP: f64 = 0.95;
 
 /// Runs the scenario.
 pub(crate) async fn run(plan: Plan, options: &RampOptions) -> Report {
@@ -29,32 +28,50 @@ pub(crate) async fn run(plan: Plan, options: &RampOptions) -> Report {
         let measured = stage
             .measure(window, publisher.published(), publishing)
             .await;
-        let achieved = measured.events.published as f64 / publishing.as_secs_f64().max(1e-3);
-        let latency = Latency::of(&measured.latency);
-        let passed = measured.events.missing == 0
-            && latency.p99 < max_p99_ms
-            && achieved >= KEPT_UP * rate as f64;
+        let (latency, from_schedule) = Latency::both(&measured.latency);
+        let busy = stage.busy(&measured, Some(rate));
+        let failed_on: Vec<&'static str> = [
+            (measured.events.missing > 0, "missing"),
+            (latency.p99 >= max_p99_ms, "p99"),
+            (busy.publishing_fell_short(), "publish_rate"),
+        ]
+        .into_iter()
+        .filter_map(|(failed, rule)| failed.then_some(rule))
+        .collect();
+        let load = stage.load(&measured, Some(rate));
+        let verdict = match failed_on.as_slice() {
+            [] => Verdict::Passed,
+            ["publish_rate"] if load.driver_bound => Verdict::Inconclusive,
+            _ => Verdict::Failed,
+        };
+        let server_cpu = load
+            .server_cpu_percent
+            .map_or_else(|| "?".to_owned(), |percent| percent.to_string());
         eprintln!(
-            "step {rate}/s: published {achieved:.0}/s, delivered {}/s, missing {}, p99 {} ms: {}",
+            "step {rate}/s: published {}/s, delivered {}/s, missing {}, p99 {} ms, \
+             server CPU {server_cpu} %, driver CPU {} %: {verdict:?}",
+            measured.events.published_per_second,
             measured.events.delivered_per_second,
             measured.events.missing,
             latency.p99,
-            if passed { "passed" } else { "failed" },
+            load.driver_cpu_percent,
         );
         steps.push(Step {
             rate,
-            published_per_second: achieved.round(),
             events: measured.events,
             latency_ms: latency,
-            passed,
+            latency_from_schedule_ms: from_schedule,
+            load,
+            verdict,
+            failed_on,
         });
-        if !passed {
+        if verdict != Verdict::Passed {
             break;
         }
     }
     let best = steps
         .iter()
-        .filter(|step| step.passed)
+        .filter(|step| step.verdict == Verdict::Passed)
         .max_by(|a, b| {
             a.events
                 .delivered_per_second
@@ -62,6 +79,7 @@ pub(crate) async fn run(plan: Plan, options: &RampOptions) -> Report {
         })
         .map(|step| Best {
             rate: step.rate,
+            published_per_second: step.events.published_per_second,
             delivered_per_second: step.events.delivered_per_second,
             p99_ms: step.latency_ms.p99,
         });
