@@ -3,68 +3,18 @@
 //! event exactly once, also across a reconnect storm and with a topic's events spread over
 //! several publish connections (where they may arrive reordered, which is counted, not lost).
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::process::Command;
-use std::thread::JoinHandle;
 
 use clap::Parser;
 use serde_json::Value;
-use sse_testkit::RedisServer;
-use tokio::sync::oneshot;
+use sse_testkit::{RedisServer, ServerThread};
 
 const TOKEN: &str = "smoke-token";
 
-/// One server on `127.0.0.1:0`, in its own runtime on its own thread.
-struct Server {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Server {
-    fn start<F, Fut>(serve: F) -> Self
-    where
-        F: FnOnce(tokio::net::TcpListener, oneshot::Receiver<()>) -> Fut + Send + 'static,
-        Fut: Future<Output = ()>,
-    {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let addr = listener.local_addr().expect("bound address");
-        let (stop, stopped) = oneshot::channel();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-            runtime.block_on(async move {
-                let listener =
-                    tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
-                serve(listener, stopped).await;
-            });
-        });
-        Self {
-            addr,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// Redis, a gateway and a publisher that needs [`TOKEN`].
 struct Stack {
-    gateway: Server,
-    publisher: Server,
+    gateway: ServerThread<()>,
+    publisher: ServerThread<()>,
     _redis: RedisServer,
 }
 
@@ -74,12 +24,10 @@ impl Stack {
         let gateway_config =
             sse_gateway::Config::try_parse_from(["sse-gateway", "--redis-url", &redis.url()])
                 .expect("gateway flags");
-        let gateway = Server::start(move |listener, stopped| async move {
-            sse_gateway::run(gateway_config, listener, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("the gateway starts");
+        let gateway = ServerThread::start("gateway", move |listener, shutdown| async move {
+            sse_gateway::run(gateway_config, listener, shutdown)
+                .await
+                .expect("the gateway starts");
         });
         let publisher_config = sse_publisher::Config::try_parse_from([
             "sse-publisher",
@@ -89,12 +37,10 @@ impl Stack {
             TOKEN,
         ])
         .expect("publisher flags");
-        let publisher = Server::start(move |listener, stopped| async move {
-            sse_publisher::run(publisher_config, listener, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("the publisher starts");
+        let publisher = ServerThread::start("publisher", move |listener, shutdown| async move {
+            sse_publisher::run(publisher_config, listener, shutdown)
+                .await
+                .expect("the publisher starts");
         });
         Self {
             gateway,
@@ -109,8 +55,8 @@ impl Stack {
             "sse-bench-smoke-{}-{scenario}.json",
             std::process::id()
         ));
-        let subscribe = format!("http://{}/events?topic={{topic}}", self.gateway.addr);
-        let publish = format!("http://{}/v1/publish", self.publisher.addr);
+        let subscribe = format!("http://{}/events?topic={{topic}}", self.gateway.addr());
+        let publish = format!("http://{}/v1/publish", self.publisher.addr());
         let auth = format!("Authorization: Bearer {TOKEN}");
         let report_path = report.to_str().expect("a UTF-8 temp dir");
         // The servers run in this process, so its CPU is the server CPU.
@@ -132,7 +78,7 @@ impl Stack {
     }
 
     fn ready_url(&self) -> String {
-        format!("http://{}/readyz", self.gateway.addr)
+        format!("http://{}/readyz", self.gateway.addr())
     }
 }
 

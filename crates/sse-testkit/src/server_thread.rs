@@ -10,8 +10,9 @@
 //! Guarantees: the address is bound before [`ServerThread::start`] returns, so a client may
 //! connect at once; the server is asked to shut down, and waited for, when the handle is
 //! dropped or [`ServerThread::stop`] is called. [`ServerThread::detach`] asks without waiting,
-//! for a server whose shutdown takes long (a gateway ends its streams over `--drain-seconds`). A panic of the server is a failed test: it is
-//! re-raised by `stop`, or by `drop` unless the test is already panicking.
+//! for a server whose shutdown takes long (a gateway ends its streams over
+//! `--drain-seconds`). A panic of the server is a failed test: it is re-raised by `stop`, or
+//! by `drop` unless the test is already panicking.
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,5 +1,6 @@
 //! Who may publish: a request must carry `Authorization: Bearer <token>` (the scheme name is
-//! case-insensitive, as HTTP says) with one of the configured tokens, unless the service was started with `--allow-anonymous`.
+//! case-insensitive, as HTTP says) with one of the configured tokens, unless the service was
+//! started with `--allow-anonymous`.
 //!
 //! Tokens are compared in constant time, so response timing does not reveal how much of a
 //! guess was right.

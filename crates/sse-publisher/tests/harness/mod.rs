@@ -3,8 +3,8 @@
 //! HTTP/1.1 client for requests no well-behaved client sends, and readers of what Redis holds.
 //!
 //! The service is a [`sse_testkit::ServerThread`]: it runs on a thread and runtime of its own,
-//! as it would in its own process, so a test may block (a synchronous Redis call, [`sse_testkit::wait_until`], a pub/sub read) without
-//! stalling the service it is talking to.
+//! as it would in its own process, so a test may block (a synchronous Redis call,
+//! [`sse_testkit::wait_until`], a pub/sub read) without stalling the service it is talking to.
 //!
 //! Each test file uses a different part of this module, so the rest is dead code there.
 #![allow(dead_code, reason = "each test file uses a different subset")]
