@@ -8,12 +8,11 @@
 # --publish-spread, so a topic has many publishes in flight against either server (Little's
 # law: connections well above rate x reply time). Memory and CPU (--pid) count every process of
 # each stack: sse-gateway + sse-publisher; nginx master + worker (PSS as well as RSS, so pages
-# the master and worker share count once). Writes to $OUT (default
-# loadtest/results):
-# one sse-bench JSON per scenario and server, compare.json, compare.md and the plots
+# the master and worker share count once). Writes to $OUT (default loadtest/results): one
+# sse-bench JSON per scenario and server, compare.json, compare.md and the plots
 # (latency.svg/png: percentiles vs achieved publish rate; memory.svg/png: RSS vs connections).
 #
-#   loadtest/compare/run.sh                   # every scenario, full size (10-12 minutes;
+#   loadtest/compare/run.sh                   # every scenario, full size (about 10 minutes;
 #                                             # needs an otherwise idle machine)
 #   SCALE=small loadtest/compare/run.sh       # the same at toy sizes (about 2.5 minutes)
 #   SCENARIOS="idle fanout" loadtest/compare/run.sh
