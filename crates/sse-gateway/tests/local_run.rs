@@ -2,7 +2,8 @@
 //! gateways and nginx with the project's config; a stream opened on one gateway receives what is
 //! published over HTTP and resumes on the other; through nginx, a stream receives an event
 //! published through nginx (a buffering proxy would hold it back and fail the test); stopping
-//! the script stops exactly what it started.
+//! the script stops exactly what it started. Without nginx on the `PATH`, the script says so,
+//! with the package to install, and runs the rest.
 
 mod harness;
 
@@ -61,5 +62,42 @@ async fn run_script_serves_resumes_across_gateways_and_stops_what_it_started() {
     assert_eq!(proxied.next_event(PATIENCE).await.data, r#"{"n":3}"#);
     assert_eq!(resumed.next_event(PATIENCE).await.data, r#"{"n":3}"#);
 
+    cluster.stop();
+}
+
+#[tokio::test]
+async fn without_nginx_the_script_says_so_and_runs_the_rest() {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let without_nginx: Vec<_> = std::env::split_paths(&path)
+        .filter(|dir| !dir.join("nginx").exists())
+        .collect();
+    let path = std::env::join_paths(without_nginx).expect("a PATH");
+    let path = path.to_str().expect("a UTF-8 PATH");
+    let mut cluster = harness::LocalCluster::start_with(&[("PATH", path)]);
+    sse_testkit::wait_until("the script says nginx is missing", PATIENCE, || {
+        cluster
+            .complaints()
+            .contains("apt-get install -y nginx-light")
+    });
+    let complaints = cluster.complaints();
+    assert!(
+        complaints.contains("nginx is not installed, so it was NOT started"),
+        "{complaints}"
+    );
+    assert!(
+        !cluster.said.contains("nginx         on"),
+        "no nginx URL is printed:\n{}",
+        cluster.said
+    );
+    let gateway: SocketAddr = ([127, 0, 0, 1], cluster.gateway_ports[0]).into();
+    assert_eq!(
+        sse_testkit::http_status(gateway, "/readyz", PATIENCE).await,
+        Some(200),
+        "the gateways run without nginx"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", cluster.nginx_port)).is_err(),
+        "nothing listens on the nginx port"
+    );
     cluster.stop();
 }

@@ -192,11 +192,19 @@ pub(crate) struct LocalCluster {
     pub(crate) nginx_port: u16,
     /// What the script printed until it was ready.
     pub(crate) said: String,
+    /// What the script wrote to stderr so far (read on a thread of its own).
+    complaints: Arc<Mutex<String>>,
 }
 
 impl LocalCluster {
     /// Starts the script and waits until it says it is ready.
     pub(crate) fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts the script with `env` added to its environment, and waits until it says it is
+    /// ready.
+    pub(crate) fn start_with(env: &[(&str, &str)]) -> Self {
         use sse_testkit::free_port;
         use std::io::BufRead;
         let (redis_port, publisher_port, nginx_port) = (free_port(), free_port(), free_port());
@@ -214,6 +222,7 @@ impl LocalCluster {
             .env("NGINX_PORT", nginx_port.to_string())
             .env("SSE_PUBLISHER_BIN", publisher_binary())
             .env("SSE_GATEWAY_BIN", env!("CARGO_BIN_EXE_sse-gateway"))
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -228,6 +237,7 @@ impl LocalCluster {
             gateway_ports,
             nginx_port,
             said: String::new(),
+            complaints: stderr.clone(),
         };
         let mut stdout = std::io::BufReader::new(stdout);
         let mut line = String::new();
@@ -250,6 +260,14 @@ impl LocalCluster {
             }
         }
         cluster
+    }
+
+    /// What the script wrote to stderr so far.
+    pub(crate) fn complaints(&self) -> String {
+        self.complaints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The script's process id.
