@@ -34,8 +34,8 @@ pub(crate) struct ConnectionLimits {
     /// Deadlines and sizes for the HTTP layer (see `sse_core::runtime::connection`).
     pub(crate) http: connection::ConnectionLimits,
     /// Data unacknowledged this long means the peer is gone (`TCP_USER_TIMEOUT`). Heartbeats
-    /// make every stream send data at least every `--heartbeat`, so a vanished client (a
-    /// half-open connection) is found within a heartbeat plus this.
+    /// make every stream send data at least every two `--heartbeat` periods, so a vanished
+    /// client (a half-open connection) is found within two heartbeats plus this.
     pub(crate) dead_peer_timeout: Duration,
 }
 
