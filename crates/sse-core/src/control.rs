@@ -18,11 +18,27 @@
 //!   continue from it.
 //!
 //! The control event carries no `id:`, so the client's last event id does not move.
+//!
+//! # `sse.token_expired`
+//!
+//! Sent when the token a stream was opened with expires; the stream ends right after it:
+//!
+//! ```text
+//! event: sse.token_expired
+//! data: {"reason":"token expired"}
+//! ```
+//!
+//! A client fetches a fresh token and reconnects with its `Last-Event-ID` (an `EventSource`
+//! cannot change its URL or headers: close it and open a new one), losing nothing. It carries
+//! no `id:` either.
 
 use crate::{EventId, EventName, Frame, Topic};
 
-/// The event name of [`HistoryTruncated`].
+/// The event name of [`history_truncated`].
 pub const TRUNCATED_EVENT: &str = "sse.truncated";
+
+/// The event name of [`token_expired`].
+pub const TOKEN_EXPIRED_EVENT: &str = "sse.token_expired";
 
 /// Why a resume position cannot be continued exactly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +68,13 @@ pub fn history_truncated(topic: &Topic, reason: Truncation, from: EventId) -> Fr
     );
     let name = EventName::control(TRUNCATED_EVENT).expect("the control event name is valid");
     Frame::new(None, Some(&name), data.as_bytes()).expect("a frame without an id is valid")
+}
+
+/// The `sse.token_expired` control event.
+pub fn token_expired() -> Frame {
+    let name = EventName::control(TOKEN_EXPIRED_EVENT).expect("the control event name is valid");
+    Frame::new(None, Some(&name), br#"{"reason":"token expired"}"#)
+        .expect("a frame without an id is valid")
 }
 
 #[cfg(test)]

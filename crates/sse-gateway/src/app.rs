@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use http::{HeaderMap, HeaderValue, header};
 
+use crate::auth::Auth;
 use crate::drain::Drain;
 use crate::history::History;
 use crate::hub::Hub;
@@ -42,6 +43,8 @@ pub(crate) struct App {
     pub(crate) redis_connected: Arc<AtomicBool>,
     /// Which browser origins may open streams.
     pub(crate) cors: Cors,
+    /// Subscriber tokens, when a key is configured.
+    pub(crate) auth: Option<Auth>,
 }
 
 // === impl StreamSlot ===

@@ -2,6 +2,7 @@
 //! of each field is its `--help` text.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytesize::ByteSize;
@@ -76,9 +77,64 @@ pub struct Config {
     #[arg(long = "cors-origin", env = "SSE_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
+    /// HMAC secret that subscriber tokens are signed with (HS256, HS384, HS512). Setting a
+    /// key turns token checking on: every stream then needs a token allowing its topics.
+    #[arg(
+        long,
+        env = "SSE_JWT_SECRET",
+        hide_env_values = true,
+        conflicts_with_all = ["jwt_secret_file", "jwt_public_key"]
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// File holding the HMAC secret (a trailing line break is ignored).
+    #[arg(long, env = "SSE_JWT_SECRET_FILE", conflicts_with = "jwt_public_key")]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// PEM file with the public key subscriber tokens are verified with: RSA (RS256, RS384,
+    /// RS512), EC (ES256, ES384) or Ed25519 (EdDSA).
+    #[arg(long, env = "SSE_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Required `aud` of subscriber tokens.
+    #[arg(long, env = "SSE_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Required `iss` of subscriber tokens.
+    #[arg(long, env = "SSE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Clock skew allowed when checking a token's `exp` and `nbf`.
+    #[arg(long, env = "SSE_JWT_LEEWAY", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub jwt_leeway: Duration,
+
+    /// The token claim listing the topics a subscriber may read: `{"subscribe": [...]}`
+    /// with topics and patterns; `mercure` reads Mercure's claim instead.
+    #[arg(long, env = "SSE_JWT_CLAIM", default_value = "sse")]
+    pub jwt_claim: String,
+
+    /// A cookie that may carry the token (for browsers on the same site).
+    #[arg(long, env = "SSE_JWT_COOKIE")]
+    pub jwt_cookie: Option<String>,
+
+    /// Whether a token may come in the `access_token` query parameter (for a cross-site
+    /// `EventSource`, which cannot set headers). `off` for deployments that use only
+    /// headers or cookies: URLs end up in logs.
+    #[arg(long, env = "SSE_JWT_QUERY", value_enum, default_value_t = Switch::On)]
+    pub jwt_query: Switch,
+
     /// Log format; the level filter comes from RUST_LOG (default info).
     #[arg(long, env = "SSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// A feature turned on or off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
 }
 
 fn parse_positive_duration(value: &str) -> Result<Duration, String> {

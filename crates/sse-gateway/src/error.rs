@@ -5,6 +5,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use sse_core::{CursorError, ErrorChain, TopicError};
 
+use crate::auth::Refusal;
 use crate::response::{Body, text};
 
 /// A refused request.
@@ -41,6 +42,9 @@ pub(crate) enum RequestError {
         /// The limit.
         max: usize,
     },
+    /// No token, an invalid one, or a topic it does not allow.
+    #[error(transparent)]
+    Auth(#[from] Refusal),
     /// The node is shutting down.
     #[error("this node is shutting down; reconnect to another node")]
     Draining,
@@ -67,6 +71,9 @@ impl RequestError {
             | Self::LastEventId(_)
             | Self::Bound(_)
             | Self::NotText(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::Auth(Refusal::NoToken(_)) => (StatusCode::UNAUTHORIZED, "no_token"),
+            Self::Auth(Refusal::Invalid(_)) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            Self::Auth(Refusal::Forbidden(_)) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::OverCapacity { .. } => (StatusCode::SERVICE_UNAVAILABLE, "over_capacity"),
             Self::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -86,6 +93,15 @@ impl RequestError {
             }
             Self::MethodNotAllowed { allow, .. } => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            Self::Auth(Refusal::NoToken(_)) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::Auth(Refusal::Invalid(_)) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
             }
             _ => {}
         }

@@ -3,8 +3,9 @@
 //! Everything that can be refused is refused here, before the client joins the hub:
 //! `topic` parameters (each valid, at most `--max-topics` distinct), the resume position (the
 //! `Last-Event-ID` header, or the `lastEventId` query parameter for a first connection; the
-//! header wins), the optional bounds `max_events` and `max_seconds`, and the node's stream
-//! capacity (`--max-connections`).
+//! header wins), the optional bounds `max_events` and `max_seconds`, the subscriber's token
+//! when tokens are required (see [`crate::auth`]), and the node's stream capacity
+//! (`--max-connections`).
 
 use std::sync::Arc;
 
@@ -113,6 +114,10 @@ pub(crate) fn open<B>(
         resume,
         bounds,
     } = parse(query, request.headers(), app.limits.max_topics)?;
+    let grant = match &app.auth {
+        Some(auth) => Some(auth.authorize(request.headers(), query, &topics)?),
+        None => None,
+    };
     let slot = StreamSlot::take(&app.open_streams, app.limits.max_streams, &app.metrics).ok_or(
         RequestError::OverCapacity {
             max: app.limits.max_streams,
@@ -124,7 +129,8 @@ pub(crate) fn open<B>(
         resume.is_some(),
     ));
     let (membership, starts) = app.hub.join(&topics, outbox.clone());
-    tracing::debug!(topics = ?topics.iter().map(Topic::as_str).collect::<Vec<_>>(), resume = resume.is_some(), "stream opened");
+    let subject = grant.as_ref().and_then(|grant| grant.subject.as_deref());
+    tracing::debug!(topics = ?topics.iter().map(Topic::as_str).collect::<Vec<_>>(), resume = resume.is_some(), subject, "stream opened");
     let body = SseBody::new(Setup {
         topics,
         outbox,
@@ -136,6 +142,7 @@ pub(crate) fn open<B>(
         metrics: app.metrics.clone(),
         slot,
         retry_ms: app.limits.retry_ms,
+        token_expiry: grant.as_ref().map(crate::auth::Grant::remaining),
     });
     let taken_over = request.version() == Version::HTTP_11;
     let body = if taken_over {

@@ -8,7 +8,8 @@
 //! How a node is put together, one file each:
 //!
 //! - `server`: accept loop, HTTP/1.1 and h2c; `routes`: `(method, path)` → handler;
-//! - `app`: the state every handler shares; `response`: the body type, plain-text replies;
+//! - `app`: the state every handler shares; `auth`: subscriber tokens (JWT);
+//!   `response`: the body type, plain-text replies;
 //!   `error`: every refusal as a status and a sentence;
 //! - `events`: `GET /events` → validated request → a stream; `body`: the stream itself;
 //!   `takeover`: an HTTP/1.1 stream written straight to its socket, without hyper's buffers;
@@ -24,6 +25,7 @@
 pub mod config;
 
 mod app;
+mod auth;
 mod body;
 mod drain;
 mod error;
@@ -43,7 +45,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Duration;
 
-pub use config::{Config, LogFormat};
+pub use auth::{IssueError, KeyError, PatternError, TokenArgs, issue as issue_token};
+pub use config::{Config, LogFormat, Switch};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -54,6 +57,56 @@ pub enum StartError {
     /// The Redis URL is invalid.
     #[error("invalid redis url")]
     RedisUrl(#[source] redis::RedisError),
+    /// A JWT key file cannot be read.
+    #[error("cannot read the JWT key file {path}")]
+    KeyFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The JWT key cannot be used.
+    #[error("invalid JWT key")]
+    Key(#[from] KeyError),
+}
+
+/// Token checking as `config` asks for it, or `None` when no key is configured.
+fn subscriber_auth(config: &Config) -> Result<Option<auth::Auth>, StartError> {
+    let read = |path: &std::path::PathBuf| {
+        std::fs::read(path).map_err(|source| StartError::KeyFile {
+            path: path.clone(),
+            source,
+        })
+    };
+    let key = if let Some(secret) = &config.jwt_secret {
+        auth::Key::Secret(secret.as_bytes().to_vec())
+    } else if let Some(path) = &config.jwt_secret_file {
+        let mut secret = read(path)?;
+        while secret
+            .last()
+            .is_some_and(|byte| matches!(byte, b'\n' | b'\r'))
+        {
+            secret.pop();
+        }
+        auth::Key::Secret(secret)
+    } else if let Some(path) = &config.jwt_public_key {
+        auth::Key::PublicPem(read(path)?)
+    } else {
+        return Ok(None);
+    };
+    let auth = auth::Auth::new(auth::AuthOptions {
+        key,
+        audience: config.jwt_audience.clone(),
+        issuer: config.jwt_issuer.clone(),
+        leeway: config.jwt_leeway,
+        claim: auth::ClaimFormat::named(&config.jwt_claim),
+        sources: auth::Sources {
+            cookie: config.jwt_cookie.clone(),
+            query: config.jwt_query == Switch::On,
+        },
+    })?;
+    Ok(Some(auth))
 }
 
 /// Serves event streams on `listener` until `shutdown` completes, then drains (ends open
@@ -69,6 +122,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
+    let auth = subscriber_auth(&config)?;
     let metrics = Arc::new(metrics::Metrics::new());
     let client = redis::Client::open(config.redis_url.as_str()).map_err(StartError::RedisUrl)?;
     let commands = ConnectionManagerConfig::new()
@@ -116,6 +170,7 @@ pub async fn run(
         drain: drain::Drain::default(),
         redis_connected,
         cors: app::Cors::new(&config.cors_origins),
+        auth,
     });
     tracing::info!(addr = ?listener.local_addr().ok(), "sse-gateway listening");
     let drain_over = Duration::from_secs(config.drain_seconds);

@@ -3,7 +3,7 @@
 
 mod harness;
 
-use harness::{PATIENCE, TestGateway, publish, publisher, start_gateway};
+use harness::{PATIENCE, TestGateway, publish, publisher, refused, start_gateway};
 use sse_core::{Cursor, EventId, Topic};
 use sse_testkit::{RedisServer, eventually};
 
@@ -15,36 +15,6 @@ async fn metric(gateway: &TestGateway, series: &str) -> f64 {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .map_or(0.0, |value| value.trim().parse().expect("a numeric sample"))
-}
-
-/// `GET path` with `headers` on `gateway`, expecting a plain-text refusal with `status`
-/// whose message contains every one of `phrases`.
-async fn refused(
-    gateway: &TestGateway,
-    path: &str,
-    headers: &[(&str, &str)],
-    status: u16,
-    phrases: &[&str],
-) {
-    let mut client = gateway.get(path, headers).await;
-    let code = client.status().as_u16();
-    let content_type = client
-        .headers()
-        .get("content-type")
-        .map(|value| value.to_str().unwrap_or_default().to_owned());
-    let message = client.text().await;
-    assert_eq!(code, status, "GET {path} {headers:?}: {message}");
-    assert_eq!(
-        content_type.as_deref(),
-        Some("text/plain; charset=utf-8"),
-        "GET {path}"
-    );
-    for phrase in phrases {
-        assert!(
-            message.contains(phrase),
-            "GET {path} {headers:?}: {message:?} does not say {phrase:?}"
-        );
-    }
 }
 
 /// A request that must be refused with 400: its path, its `Last-Event-ID` header if any, and

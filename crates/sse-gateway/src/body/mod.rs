@@ -14,7 +14,9 @@
 //!    live has no gap and no duplicate.
 //!
 //! A bounded stream (`max_events`, `max_seconds`) ends once it wrote its last event or its time
-//! is up; the client resumes from its last id like after any other end.
+//! is up; the client resumes from its last id like after any other end. A stream opened with
+//! a token ends when the token expires, after an `sse.token_expired` control event: the client
+//! fetches a fresh token and resumes from its last id, losing nothing.
 //!
 //! The client's id is the event's own stream id for a one-topic stream (so every such client
 //! shares the event's encoded bytes) and its [`Cursor`] for a multi-topic stream. The stream
@@ -30,7 +32,7 @@ use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use sse_core::control::{Truncation, history_truncated};
+use sse_core::control::{Truncation, history_truncated, token_expired};
 use sse_core::frame::{self, HEARTBEAT, id_tail};
 use sse_core::{Cursor, EventId, Frame, Topic};
 
@@ -88,6 +90,8 @@ pub(crate) struct Setup {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) slot: StreamSlot,
     pub(crate) retry_ms: u64,
+    /// How long the subscriber's token stays valid, when it has one.
+    pub(crate) token_expiry: Option<std::time::Duration>,
 }
 
 /// A client's event stream; see the module docs.
@@ -109,6 +113,8 @@ pub(crate) struct SseBody {
     remaining: Option<u64>,
     /// When a bounded stream ends (`max_seconds`); a timer only for streams that ask for one.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// When the subscriber's token expires, if it has one.
+    token_expiry: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Set once a bound is reached: the stream ends when `out` is written.
     ending: bool,
     // Held for their `Drop`: leaving the hub, freeing the connection slot.
@@ -148,6 +154,9 @@ impl SseBody {
                 .bounds
                 .max_duration
                 .map(|duration| Box::pin(tokio::time::sleep(duration))),
+            token_expiry: setup
+                .token_expiry
+                .map(|remaining| Box::pin(tokio::time::sleep(remaining))),
             ending: false,
             _membership: setup.membership,
             _slot: setup.slot,
@@ -374,6 +383,13 @@ impl http_body::Body for SseBody {
         let this = self.get_mut();
         if let Some(deadline) = &mut this.deadline {
             this.ending |= deadline.as_mut().poll(cx).is_ready();
+        }
+        if let Some(expiry) = &mut this.token_expiry
+            && expiry.as_mut().poll(cx).is_ready()
+        {
+            this.token_expiry = None;
+            this.out.push_back(token_expired().message().clone());
+            this.ending = true;
         }
         loop {
             if let Some(chunk) = this.out.pop_front() {

@@ -76,6 +76,7 @@ impl Node {
             metrics: self.metrics.clone(),
             slot: StreamSlot::take(&self.open, 100, &self.metrics).expect("a free slot"),
             retry_ms: 1000,
+            token_expiry: None,
         });
         (body, outbox)
     }

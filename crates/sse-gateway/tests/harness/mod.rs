@@ -35,6 +35,36 @@ pub(crate) struct TestGateway {
     node: Option<ServerThread<Result<(), StartError>>>,
 }
 
+/// `GET path` with `headers` on `gateway`, expecting a plain-text refusal with `status`
+/// whose message contains every one of `phrases`.
+pub(crate) async fn refused(
+    gateway: &TestGateway,
+    path: &str,
+    headers: &[(&str, &str)],
+    status: u16,
+    phrases: &[&str],
+) {
+    let mut client = gateway.get(path, headers).await;
+    let code = client.status().as_u16();
+    let content_type = client
+        .headers()
+        .get("content-type")
+        .map(|value| value.to_str().unwrap_or_default().to_owned());
+    let message = client.text().await;
+    assert_eq!(code, status, "GET {path} {headers:?}: {message}");
+    assert_eq!(
+        content_type.as_deref(),
+        Some("text/plain; charset=utf-8"),
+        "GET {path}"
+    );
+    for phrase in phrases {
+        assert!(
+            message.contains(phrase),
+            "GET {path} {headers:?}: {message:?} does not say {phrase:?}"
+        );
+    }
+}
+
 /// Starts a node for `redis` with the defaults users get, plus `extra_args`.
 pub(crate) fn start_gateway(redis: &RedisServer, extra_args: &[&str]) -> TestGateway {
     let url = redis.url();
