@@ -436,3 +436,25 @@ fn nginx_proxies_events_unbuffered() {
         "the gateway's X-Accel-Buffering: no must not be ignored"
     );
 }
+
+/// A subscriber token may travel in the query (`?access_token=`): nginx's log formats must
+/// never write the raw query or request line, and the project's format redacts the token.
+#[test]
+fn nginx_logs_never_write_a_query_token() {
+    let config = read("nginx/nginx.conf");
+    let formats: Vec<&str> = config
+        .split("log_format")
+        .skip(1)
+        .map(|rest| rest.split(';').next().unwrap_or_default())
+        .collect();
+    assert!(!formats.is_empty(), "nginx.conf defines a log format");
+    for format in &formats {
+        for raw in ["$request ", "$request\"", "$request_uri", "$args", "$query_string"] {
+            assert!(!format.contains(raw), "a log format writes {raw}: {format}");
+        }
+    }
+    assert!(
+        config.contains("access_token=)[^&]*(?<after>.*)$\" \"${before}REDACTED${after}\""),
+        "the redacting map replaces the token's value"
+    );
+}
