@@ -449,7 +449,13 @@ fn nginx_logs_never_write_a_query_token() {
         .collect();
     assert!(!formats.is_empty(), "nginx.conf defines a log format");
     for format in &formats {
-        for raw in ["$request ", "$request\"", "$request_uri", "$args", "$query_string"] {
+        for raw in [
+            "$request ",
+            "$request\"",
+            "$request_uri",
+            "$args",
+            "$query_string",
+        ] {
             assert!(!format.contains(raw), "a log format writes {raw}: {format}");
         }
     }

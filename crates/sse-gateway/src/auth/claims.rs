@@ -3,9 +3,10 @@
 //! - `--jwt-claim sse` (default; any other name works the same way): the claim holds
 //!   `{"subscribe": [...], "publish": [...]}`, each entry a topic or a [`TopicPattern`].
 //! - `--jwt-claim mercure`: Mercure's `{"mercure": {"subscribe": [...], "publish": [...]}}`.
-//!   An entry is an exact topic, or `*` for every topic. Mercure's URI templates
-//!   (`https://example.com/books/{id}`) are not supported: such an entry allows nothing (and
-//!   is logged at debug level), the token's other entries still count.
+//!   An entry (a string, or Mercure 1.0's `{"match": "..."}`) is an exact topic, or `*` for
+//!   every topic. Mercure's URI templates (`https://example.com/books/{id}`) are not
+//!   supported: such an entry allows nothing (and is logged at debug level), the token's
+//!   other entries still count.
 //!
 //! A token without the claim (or with `null`) is valid but allows no topic (403 for any request). A claim of
 //! the wrong shape, or a pattern that breaks the grammar, makes the token invalid (401): the
@@ -85,11 +86,30 @@ pub(crate) enum ClaimError {
 #[derive(Deserialize)]
 struct TopicsClaim {
     #[serde(default)]
-    subscribe: Vec<String>,
+    subscribe: Vec<Selector>,
     // Read so that a wrong type is reported; publishing is the publisher's business.
     #[serde(default)]
     #[allow(dead_code, reason = "validated for shape only")]
-    publish: Vec<String>,
+    publish: Vec<Selector>,
+}
+
+/// One entry of a topic list: a string, or Mercure 1.0's `{"match": "..."}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Selector {
+    Text(String),
+    Match {
+        #[serde(rename = "match")]
+        text: String,
+    },
+}
+
+impl Selector {
+    fn text(&self) -> &str {
+        match self {
+            Self::Text(text) | Self::Match { text } => text,
+        }
+    }
 }
 
 impl ClaimFormat {
@@ -109,7 +129,7 @@ impl ClaimFormat {
             source,
         })?;
         let mut readable = Readable::default();
-        for entry in &topics.subscribe {
+        for entry in topics.subscribe.iter().map(Selector::text) {
             match self {
                 Self::Mercure if entry == "*" => readable.all = true,
                 Self::Mercure => match Topic::parse(entry) {
@@ -196,5 +216,12 @@ mod tests {
             .readable(&claims(json!({"mercure": {"subscribe": ["*"]}})))
             .unwrap();
         assert!(all.allows(&topic("anything.at.all")));
+        let matched = format
+            .readable(&claims(
+                json!({"mercure": {"subscribe": [{"match": "news"}]}}),
+            ))
+            .unwrap();
+        assert!(matched.allows(&topic("news")));
+        assert!(!matched.allows(&topic("other")));
     }
 }
