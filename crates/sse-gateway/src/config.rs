@@ -77,6 +77,12 @@ pub struct Config {
     #[arg(long = "cors-origin", env = "SSE_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
+    /// Let the allowed origins send credentials (cookies): the allowed origin is echoed,
+    /// never `*`, with `Access-Control-Allow-Credentials: true`. Needed for a token in a
+    /// cookie on another origin (`new EventSource(url, {withCredentials: true})`).
+    #[arg(long, env = "SSE_CORS_CREDENTIALS")]
+    pub cors_credentials: bool,
+
     /// HMAC secret that subscriber tokens are signed with (HS256, HS384, HS512). Setting a
     /// key turns token checking on: every stream then needs a token allowing its topics.
     #[arg(

@@ -45,6 +45,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Duration;
 
+pub use app::CorsError;
 pub use auth::{IssueError, KeyError, PatternError, TokenArgs, issue as issue_token};
 pub use config::{Config, LogFormat, Switch};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -69,6 +70,9 @@ pub enum StartError {
     /// The JWT key cannot be used.
     #[error("invalid JWT key")]
     Key(#[from] KeyError),
+    /// The CORS flags contradict each other.
+    #[error(transparent)]
+    Cors(#[from] CorsError),
 }
 
 /// Token checking as `config` asks for it, or `None` when no key is configured.
@@ -123,6 +127,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let auth = subscriber_auth(&config)?;
+    let cors = app::Cors::new(&config.cors_origins, config.cors_credentials)?;
     let metrics = Arc::new(metrics::Metrics::new());
     let client = redis::Client::open(config.redis_url.as_str()).map_err(StartError::RedisUrl)?;
     let commands = ConnectionManagerConfig::new()
@@ -169,7 +174,7 @@ pub async fn run(
         open_streams: Arc::new(AtomicUsize::new(0)),
         drain: drain::Drain::default(),
         redis_connected,
-        cors: app::Cors::new(&config.cors_origins),
+        cors,
         auth,
     });
     tracing::info!(addr = ?listener.local_addr().ok(), "sse-gateway listening");

@@ -41,6 +41,8 @@ pub(crate) struct Metrics {
     pub(crate) topics_active: IntGauge,
     /// `sse_redis_connected`: 1 while the pub/sub connection is up and caught up, else 0.
     pub(crate) redis_connected: IntGauge,
+    /// `sse_cors_rejected_total`: requests and preflights from an origin not allowed.
+    pub(crate) cors_rejected: IntCounter,
 }
 
 impl Metrics {
@@ -126,6 +128,10 @@ impl Metrics {
             redis_connected: gauge(
                 "sse_redis_connected",
                 "1 while the Redis pub/sub connection is up and caught up (the node is ready), else 0.",
+            ),
+            cors_rejected: counter(
+                "sse_cors_rejected_total",
+                "Requests and preflights from a browser origin that --cors-origin does not allow.",
             ),
             registry,
         }

@@ -41,13 +41,24 @@ pub(crate) async fn route<B>(
                         .inc();
                     error.into_response()
                 });
-            app.cors.allow(request.headers(), response.headers_mut());
+            if app
+                .cors
+                .allow(request.headers(), response.headers_mut())
+                .is_err()
+            {
+                app.metrics.cors_rejected.inc();
+            }
             response
         }
         ("/events", &Method::OPTIONS) => {
             let mut response = text(StatusCode::NO_CONTENT, Bytes::new());
-            app.cors
-                .preflight(request.headers(), response.headers_mut());
+            if app
+                .cors
+                .preflight(request.headers(), response.headers_mut())
+                .is_err()
+            {
+                app.metrics.cors_rejected.inc();
+            }
             response
         }
         ("/healthz", &Method::GET) => text(StatusCode::OK, Bytes::from_static(b"ok\n")),

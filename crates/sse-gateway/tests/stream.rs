@@ -480,6 +480,99 @@ async fn cors_allows_only_the_configured_origin_and_answers_preflights() {
     assert_eq!(header(&headers, "access-control-allow-origin"), None);
 }
 
+#[tokio::test]
+async fn cors_with_credentials_echoes_the_origin_and_counts_refused_origins() {
+    let redis = RedisServer::start();
+    let gateway = start_gateway(
+        &redis,
+        &["--cors-origin", "https://app.example", "--cors-credentials"],
+    );
+    let allowed = gateway
+        .get("/events?topic=c", &[("Origin", "https://app.example")])
+        .await;
+    let header_of = |name: &str| {
+        allowed
+            .headers()
+            .get(name)
+            .map(|value| value.to_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(
+        header_of("access-control-allow-origin").as_deref(),
+        Some("https://app.example")
+    );
+    assert_eq!(
+        header_of("access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+    assert_eq!(header_of("vary").as_deref(), Some("Origin"));
+
+    let (status, headers) = raw_head(
+        gateway.addr,
+        &format!(
+            "OPTIONS /events?topic=c HTTP/1.1\r\nHost: {}\r\nOrigin: https://app.example\r\n\
+             Access-Control-Request-Method: GET\r\n\
+             Access-Control-Request-Headers: authorization, last-event-id\r\n\
+             Connection: close\r\n\r\n",
+            gateway.addr
+        ),
+    );
+    assert!((200..300).contains(&status), "preflight status {status}");
+    let allow_headers = header(&headers, "access-control-allow-headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    for needed in ["authorization", "last-event-id", "content-type"] {
+        assert!(
+            allow_headers.split(',').any(|h| h.trim() == needed),
+            "{allow_headers:?} lacks {needed}"
+        );
+    }
+    assert!(header(&headers, "access-control-max-age").is_some());
+
+    let refused = gateway
+        .get("/events?topic=c", &[("Origin", "https://evil.example")])
+        .await;
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-credentials")
+            .is_none()
+    );
+    let (_, metrics) = gateway.fetch("/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "sse_cors_rejected_total 1"),
+        "the refused origin is counted"
+    );
+}
+
+#[test]
+fn any_origin_with_credentials_is_refused_at_startup_with_a_reason() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sse-gateway"))
+        .env_clear()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--cors-origin",
+            "*",
+            "--cors-credentials",
+        ])
+        .output()
+        .expect("run sse-gateway");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--cors-origin '*' cannot go with --cors-credentials"),
+        "{stderr}"
+    );
+}
+
 /// `max_events` and `max_seconds` end a stream by themselves (what load tests and bounded
 /// polling use); the next connection resumes exactly where the bounded one ended.
 #[tokio::test]
