@@ -11,6 +11,13 @@
 //!   event reaches this node live, so a client that starts "now" starts exactly there, without
 //!   a Redis call of its own. Events at or below that id (duplicates after a gap fill, or
 //!   events before the subscription) are dropped here, once per node.
+//! - **Live ids are checked against the Redis clock.** A pub/sub message is not proof that
+//!   its event is in the stream (anyone with Redis access can `PUBLISH`), and one id far in
+//!   the future would move the position past every real event to come. So a live event whose
+//!   id is beyond the caller's horizon (see `pubsub`: the node's view of Redis time plus a
+//!   bound) is refused, unless it stays within the millisecond of the last id delivered
+//!   (a stream whose newest id is ahead of the clock goes on in that millisecond). Events
+//!   read from the stream itself are not checked: the stream is the record.
 //! - **The hot path.** [`Hub::deliver`] encodes an event once into a shared [`Frame`] and
 //!   pushes it to every subscriber's [`Outbox`] under a read lock, never awaiting: a push is a
 //!   refcount bump and, for a client too far behind, closing its outbox.
@@ -25,6 +32,17 @@ use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
 use crate::outbox::{Delivery, Outbox};
+
+/// What became of an event handed to [`Hub::deliver_live`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivered {
+    /// Pushed to every local subscriber.
+    Yes,
+    /// Dropped: the topic is not live here, or the event is not newer than the last one.
+    Skipped,
+    /// Refused: the id is beyond the horizon (module docs); the position did not move.
+    Ahead,
+}
 
 /// Identifies one client's membership.
 type ClientId = u64;
@@ -160,24 +178,41 @@ impl Hub {
         }
     }
 
-    /// Delivers an event from Redis to every local subscriber of `topic`, unless the topic
-    /// is not live here (not subscribed, or not confirmed yet) or the event is not newer than
-    /// the last one delivered. Returns whether it was delivered.
+    /// Delivers an event read from `topic`'s stream to every local subscriber, unless the
+    /// topic is not live here (not subscribed, or not confirmed yet) or the event is not newer
+    /// than the last one delivered. Returns whether it was delivered.
     pub(crate) fn deliver(&self, topic: &Topic, event: &PublishedEvent) -> bool {
+        self.offer(topic, event, u64::MAX) == Delivered::Yes
+    }
+
+    /// Delivers an event from pub/sub like [`Hub::deliver`], but refuses it when its id's
+    /// milliseconds exceed `horizon_ms` and the millisecond of the last id delivered.
+    pub(crate) fn deliver_live(
+        &self,
+        topic: &Topic,
+        event: &PublishedEvent,
+        horizon_ms: u64,
+    ) -> Delivered {
+        self.offer(topic, event, horizon_ms)
+    }
+
+    fn offer(&self, topic: &Topic, event: &PublishedEvent, horizon_ms: u64) -> Delivered {
         let map = read(&self.topics);
         let Some(state) = map.get(topic) else {
-            return false;
+            return Delivered::Skipped;
         };
         {
             let mut last_id = lock(&state.last_id);
             match *last_id {
-                Some(last) if event.id > last => *last_id = Some(event.id),
-                _ => return false,
+                Some(last) if event.id <= last => return Delivered::Skipped,
+                Some(last) if event.id.ms > horizon_ms.max(last.ms) => return Delivered::Ahead,
+                Some(_) => *last_id = Some(event.id),
+                None => return Delivered::Skipped,
             }
         }
         let id = event.id.to_string();
         let Ok(frame) = Frame::new(Some(&id), event.name.as_ref(), &event.data) else {
-            return false; // a stream id never contains a line break
+            return Delivered::Skipped; // a stream id never contains a line break
         };
         let delivery = Arc::new(Delivery {
             topic: topic.clone(),
@@ -189,7 +224,7 @@ impl Hub {
                 self.metrics.slow_consumer_disconnects.inc();
             }
         }
-        true
+        Delivered::Yes
     }
 
     /// Marks `topic`'s subscription confirmed, with the stream's tip as its position, if the
@@ -216,6 +251,13 @@ impl Hub {
         read(&self.topics)
             .get(topic)
             .is_some_and(|state| state.generation == generation && lock(&state.last_id).is_none())
+    }
+
+    /// The last id delivered for `topic`, if it is live here.
+    pub(crate) fn position(&self, topic: &Topic) -> Option<EventId> {
+        read(&self.topics)
+            .get(topic)
+            .and_then(|state| *lock(&state.last_id))
     }
 
     /// Whether any local client still wants `topic`.
@@ -346,6 +388,30 @@ mod tests {
         assert!(!hub.deliver(&a, &event(6)), "a duplicate");
         assert_eq!(taken(&one), [6]);
         assert_eq!(taken(&two), [6]);
+    }
+
+    #[test]
+    fn live_ids_beyond_the_horizon_are_refused_without_moving_the_position() {
+        let (hub, _commands) = Hub::new(Arc::new(Metrics::new()));
+        let a = topic("a");
+        let one = outbox();
+        let (_m, _) = hub.join(std::slice::from_ref(&a), one.clone());
+        assert!(hub.activate(&a, 0, EventId::new(100, 0)));
+        assert_eq!(hub.deliver_live(&a, &event(10_000), 200), Delivered::Ahead);
+        assert_eq!(hub.position(&a), Some(EventId::new(100, 0)));
+        assert_eq!(hub.deliver_live(&a, &event(150), 200), Delivered::Yes);
+        assert_eq!(hub.deliver_live(&a, &event(120), 200), Delivered::Skipped);
+        // Ids in the last delivered millisecond pass even when the clock is behind them.
+        let same_ms = PublishedEvent {
+            id: EventId::new(150, 1),
+            ..event(150)
+        };
+        assert_eq!(hub.deliver_live(&a, &same_ms, 0), Delivered::Yes);
+        assert!(
+            hub.deliver(&a, &event(10_000)),
+            "the stream itself is not checked"
+        );
+        assert_eq!(taken(&one), [150, 150, 10_000]);
     }
 
     #[test]

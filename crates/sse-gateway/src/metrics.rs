@@ -22,6 +22,9 @@ pub(crate) struct Metrics {
     /// `sse_redis_messages_invalid_total`: pub/sub messages and stream entries that were not
     /// valid events.
     pub(crate) messages_invalid: IntCounter,
+    /// `sse_redis_messages_ahead_total`: pub/sub messages refused because their id was ahead
+    /// of Redis time by more than the bound (`pubsub`).
+    pub(crate) messages_ahead: IntCounter,
     /// `sse_frames_delivered_total`: events written to clients, live and replayed.
     pub(crate) frames_delivered: IntCounter,
     /// `sse_delivery_latency_seconds`: from the publish (the stream id's time) to the write.
@@ -95,6 +98,10 @@ impl Metrics {
             messages_invalid: counter(
                 "sse_redis_messages_invalid_total",
                 "Pub/sub messages and stream entries that were not valid events (skipped).",
+            ),
+            messages_ahead: counter(
+                "sse_redis_messages_ahead_total",
+                "Pub/sub messages refused because their id was more than 2s ahead of Redis time (not delivered).",
             ),
             frames_delivered: counter(
                 "sse_frames_delivered_total",

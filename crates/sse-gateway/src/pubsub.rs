@@ -13,15 +13,28 @@
 //! this node delivered: whatever was published during the gap reaches clients from the stream,
 //! in order, and live duplicates are then dropped by the hub. While disconnected, `/readyz`
 //! fails.
+//!
+//! A live message is not proof of an event (anyone with Redis access can `PUBLISH`), and an
+//! id far in the future would move the topic's position past every real event to come. So
+//! the link keeps a view of the Redis clock ([`RedisClock`]: `TIME`, read at connect and at
+//! every `PING`, advanced by the node's monotonic clock in between; never a call per event)
+//! and the hub refuses a live id more than [`AHEAD_BOUND`] past it. Such a message is counted
+//! in `sse_redis_messages_ahead_total` and logged at `warn` at most once per `PING` period.
+//! At the next `PING`, each topic that refused one is read from its stream after its
+//! position: had Redis's clock stepped forward by more than the bound, the real events it
+//! refused reach clients then, in order. What the bound cannot prevent: a forged id *within*
+//! it is delivered, and real events with lower ids published before the clock reaches it are
+//! dropped on this node (at most [`AHEAD_BOUND`] of them per forged message).
 
 use sse_core::ErrorChain;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use redis::aio::PubSubSink;
+use redis::aio::{MultiplexedConnection, PubSubSink};
 use redis::{Msg, RedisError};
 use sse_core::Topic;
 use sse_core::schema::{PublishedEvent, live_channel, topic_of_channel};
@@ -29,7 +42,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::history::{History, HistoryError};
-use crate::hub::{Hub, LinkCommand};
+use crate::hub::{Delivered, Hub, LinkCommand};
 use crate::metrics::Metrics;
 
 /// How often the idle pub/sub connection is checked with a `PING`.
@@ -39,6 +52,11 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Channels per `SUBSCRIBE` command when resubscribing many topics.
 const SUBSCRIBE_CHUNK: usize = 1000;
+/// How far past the node's view of Redis time a live id may be. Real ids are never ahead
+/// of it (the view errs ahead, by the `TIME` round trip, and pub/sub only makes ids older),
+/// so the bound only absorbs a forward step of Redis's clock between two reads; it is also
+/// the most a forged id can make this node skip.
+const AHEAD_BOUND: Duration = Duration::from_secs(2);
 
 /// The shared pub/sub connection; see the module docs.
 pub(crate) struct PubSubLink {
@@ -99,6 +117,12 @@ impl PubSubLink {
     async fn session(&mut self) -> Result<(), Lost> {
         let pubsub = self.timed(self.client.get_async_pubsub()).await??;
         let (mut sink, mut messages) = pubsub.split();
+        // A subscribed connection cannot send `TIME`: the clock has a connection of its own.
+        let mut time = self
+            .timed(self.client.get_multiplexed_async_connection())
+            .await??;
+        let mut clock = self.timed(RedisClock::read(&mut time)).await??;
+        let mut ahead = HashSet::new();
         let topics = self.hub.subscribed();
         let channels: Vec<String> = topics.iter().map(|s| live_channel(&s.topic)).collect();
         for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
@@ -129,10 +153,12 @@ impl PubSubLink {
                 }
                 message = messages.next() => {
                     let Some(message) = message else { return Err(Lost::Closed) };
-                    self.on_message(&message);
+                    self.on_message(&message, &clock, &mut ahead);
                 }
                 _ = ping.tick() => {
                     self.timed(sink.ping::<redis::Value>()).await??;
+                    clock = self.timed(RedisClock::read(&mut time)).await??;
+                    self.recheck(std::mem::take(&mut ahead)).await?;
                 }
             }
         }
@@ -201,7 +227,20 @@ impl PubSubLink {
         }
     }
 
-    fn on_message(&self, message: &Msg) {
+    /// Reads each topic in `topics` (which refused a live id as ahead) from its stream after
+    /// its position, so that a real event refused because Redis's clock jumped is not lost.
+    async fn recheck(&self, topics: HashSet<Topic>) -> Result<(), Lost> {
+        for topic in topics {
+            if let Some(position) = self.hub.position(&topic) {
+                self.fill_gap(&topic, position).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands a live message to the hub; `ahead` collects the topics that refused one as
+    /// ahead of `clock` since the last `PING`.
+    fn on_message(&self, message: &Msg, clock: &RedisClock, ahead: &mut HashSet<Topic>) {
         let Some(topic) = topic_of_channel(message.get_channel_name()) else {
             return;
         };
@@ -209,7 +248,19 @@ impl PubSubLink {
         match PublishedEvent::from_live_message(payload) {
             Ok(event) => {
                 self.metrics.events_received.inc();
-                self.hub.deliver(&topic, &event);
+                let horizon_ms = clock.horizon_ms();
+                if self.hub.deliver_live(&topic, &event, horizon_ms) == Delivered::Ahead {
+                    self.metrics.messages_ahead.inc();
+                    if ahead.is_empty() {
+                        tracing::warn!(
+                            %topic,
+                            id = %event.id,
+                            horizon_ms,
+                            "refusing a pub/sub message whose id is ahead of redis time (not in the stream); further ones until the next check are only counted"
+                        );
+                    }
+                    ahead.insert(topic);
+                }
             }
             Err(error) => {
                 self.metrics.messages_invalid.inc();
@@ -222,6 +273,38 @@ impl PubSubLink {
         tokio::time::timeout(self.timeout, future)
             .await
             .map_err(|_| Lost::Timeout(self.timeout))
+    }
+}
+
+// === impl RedisClock ===
+
+/// The node's view of the Redis clock: what `TIME` answered, advanced by the node's monotonic
+/// clock since just before it was asked. Starting the count before the call makes the view
+/// run ahead of Redis by at most the round trip, never behind it.
+#[derive(Debug, Clone, Copy)]
+struct RedisClock {
+    /// Redis time, in Unix milliseconds, when `TIME` answered.
+    redis_ms: u64,
+    /// Local time just before `TIME` was sent.
+    asked: Instant,
+}
+
+impl RedisClock {
+    /// Reads Redis's clock with `TIME`.
+    async fn read(redis: &mut MultiplexedConnection) -> Result<Self, RedisError> {
+        let asked = Instant::now();
+        let (seconds, micros): (u64, u64) = redis::cmd("TIME").query_async(redis).await?;
+        Ok(Self {
+            redis_ms: seconds.saturating_mul(1000).saturating_add(micros / 1000),
+            asked,
+        })
+    }
+
+    /// The newest id milliseconds a live event may carry now: Redis time plus [`AHEAD_BOUND`].
+    fn horizon_ms(&self) -> u64 {
+        let elapsed = self.asked.elapsed() + AHEAD_BOUND;
+        self.redis_ms
+            .saturating_add(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
     }
 }
 

@@ -15,6 +15,21 @@
 //! Shutdown is a future the caller completes: each connection then finishes its in-flight
 //! requests and closes (the caller tracks the connection tasks; [`finish`] bounds the wait). An
 //! HTTP/1 connection can also be taken back from hyper mid-response ([`Http1Takeover`]).
+//!
+//! **Lingering close.** When hyper ends an HTTP/1 connection it has answered (or refused with
+//! a 400 or 431), the client may still be sending: a body refused unread (413, 401, …) is the
+//! usual case, and clients that send the whole body before reading (Python's `urllib`, many
+//! Java clients) are common. hyper writes the response, shuts down its write side and drops
+//! the socket; closing a socket with unread data makes the kernel send a reset, and a reset
+//! makes such a client lose the response it has not read yet. So, as nginx does
+//! (`lingering_close`), the socket is kept after hyper is done: no further request is read,
+//! and what the client still sends is read and discarded until it closes, for at most
+//! [`LINGER_BYTES`] bytes and [`LINGER_TIME`] in all, and no longer than [`LINGER_TIMEOUT`]
+//! without data (nginx: `lingering_time` 30 s, `lingering_timeout` 5 s). The client has its
+//! whole response and the end of it (hyper sent a FIN) before this starts, so a client that
+//! closes at once costs nothing; one that keeps its side open costs the timeout. A connection
+//! that ends because shutdown began (mostly idle keep-alive ones) closes without lingering,
+//! so that shutdown is not held up by clients that keep their idle connections open.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,12 +45,22 @@ use hyper::service::{Service, service_fn};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 
 /// The first bytes of every HTTP/2 connection with prior knowledge.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+
+/// Lingering close: the most bytes read and discarded after hyper is done with a connection.
+/// Eight times the publisher's default `--max-body`, twice over.
+pub const LINGER_BYTES: u64 = 16 * 1024 * 1024;
+/// Lingering close: the longest it lasts in all.
+pub const LINGER_TIME: Duration = Duration::from_secs(10);
+/// Lingering close: the longest wait for the client's next bytes (or its close).
+pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Lingering close: bytes discarded per read.
+const LINGER_CHUNK: usize = 8192;
 
 /// How stalling clients are bounded.
 #[derive(Clone, Copy, Debug)]
@@ -172,9 +197,21 @@ where
                 .max_header_size(limits.max_header_size);
             let io = TokioIo::new(takeover.wrap(stream));
             let mut connection = builder.serve_connection(io, counted);
-            match drive(&mut connection, shutdown, &takeover).await? {
-                Driven::Finished => Ok(Served::Closed),
-                Driven::TakenOver => Ok(Served::TakenOver(connection.into_parts().io.into_inner())),
+            match drive(&mut connection, shutdown, &takeover).await {
+                Ok(Driven::TakenOver) => {
+                    Ok(Served::TakenOver(connection.into_parts().io.into_inner()))
+                }
+                Ok(Driven::Finished) => {
+                    linger(connection.into_parts().io.into_inner()).await;
+                    Ok(Served::Closed)
+                }
+                Ok(Driven::ShutDown) => Ok(Served::Closed),
+                // hyper answered a malformed or oversized head (400, 431) before it gave up.
+                Err(error) if error.is_parse() => {
+                    linger(connection.into_parts().io.into_inner()).await;
+                    Err(error.into())
+                }
+                Err(error) => Err(error.into()),
             }
         }
     };
@@ -191,7 +228,11 @@ where
 }
 
 enum Driven {
+    /// hyper ended the connection by itself.
     Finished,
+    /// hyper ended the connection after `shutdown` asked it to.
+    ShutDown,
+    /// [`Http1Takeover::is_due`]: the caller takes the socket back.
     TakenOver,
 }
 
@@ -213,12 +254,39 @@ where
             Pin::new(&mut *connection).graceful_shutdown();
         }
         match Pin::new(&mut *connection).poll(cx) {
-            Poll::Ready(result) => Poll::Ready(result.map(|()| Driven::Finished)),
+            Poll::Ready(result) => Poll::Ready(result.map(|()| {
+                if shutting_down {
+                    Driven::ShutDown
+                } else {
+                    Driven::Finished
+                }
+            })),
             Poll::Pending if takeover.is_due() => Poll::Ready(Ok(Driven::TakenOver)),
             Poll::Pending => Poll::Pending,
         }
     })
     .await
+}
+
+/// Reads and discards what the client still sends, within the lingering bounds (module
+/// docs), so that closing `io` afterwards does not reset the connection.
+async fn linger(mut io: impl AsyncRead + Unpin) {
+    let deadline = tokio::time::Instant::now() + LINGER_TIME;
+    let mut buffer = vec![0u8; LINGER_CHUNK];
+    let mut discarded = 0u64;
+    while discarded < LINGER_BYTES {
+        let wait = deadline.min(tokio::time::Instant::now() + LINGER_TIMEOUT);
+        let read = std::future::poll_fn(|cx| {
+            let mut filled = ReadBuf::new(&mut buffer);
+            Pin::new(&mut io)
+                .poll_read(cx, &mut filled)
+                .map_ok(|()| filled.filled().len())
+        });
+        match tokio::time::timeout_at(wait, read).await {
+            Ok(Ok(0) | Err(_)) | Err(_) => return, // closed, failed, or quiet too long
+            Ok(Ok(read)) => discarded += read as u64,
+        }
+    }
 }
 
 /// Taking an HTTP/1 connection's socket back from hyper in the middle of a response, for a
