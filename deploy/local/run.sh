@@ -54,7 +54,8 @@ SSE_PUBLISH_TOKENS="$SSE_TOKEN" "$SSE_PUBLISHER_BIN" --listen "127.0.0.1:$PUBLIS
   --redis-url "$REDIS_URL" &
 started+=($!)
 for port in $GATEWAY_PORTS; do
-  "$SSE_GATEWAY_BIN" --listen "127.0.0.1:$port" --redis-url "$REDIS_URL" &
+  # nginx runs on this machine: its X-Forwarded-For names the client.
+  "$SSE_GATEWAY_BIN" --listen "127.0.0.1:$port" --redis-url "$REDIS_URL" --trusted-proxy 127.0.0.1 &
   started+=($!)
 done
 

@@ -5,12 +5,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use http::{HeaderMap, HeaderValue, header};
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
+use crate::client_limits::{ClientLimits, ClientSlot};
 use crate::drain::Drain;
 use crate::history::History;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::takeover::Takeover;
 
 // === impl App ===
 
@@ -45,6 +48,21 @@ pub(crate) struct App {
     pub(crate) cors: Cors,
     /// Subscriber tokens, when a key is configured.
     pub(crate) auth: Option<Auth>,
+    /// Streams per client address and per user.
+    pub(crate) client_limits: Arc<ClientLimits>,
+}
+
+// === impl ClientConnection ===
+
+/// What a request knows of the connection it came on.
+#[derive(Clone)]
+pub(crate) struct ClientConnection {
+    /// The peer's address (nginx's, behind a proxy).
+    pub(crate) peer: std::net::SocketAddr,
+    /// Cancelling it aborts the connection (its client fell behind).
+    pub(crate) abort: CancellationToken,
+    /// How an HTTP/1.1 stream leaves hyper on this connection.
+    pub(crate) takeover: Takeover,
 }
 
 // === impl StreamSlot ===
@@ -54,6 +72,8 @@ pub(crate) struct App {
 pub(crate) struct StreamSlot {
     open: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
+    /// The stream's share of its client's limits, given back with the slot.
+    pub(crate) client: Option<ClientSlot>,
 }
 
 impl StreamSlot {
@@ -72,6 +92,7 @@ impl StreamSlot {
         Some(Self {
             open: open.clone(),
             metrics: metrics.clone(),
+            client: None,
         })
     }
 }

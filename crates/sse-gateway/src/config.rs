@@ -55,6 +55,21 @@ pub struct Config {
     #[arg(long, env = "SSE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
+    /// Most open streams per client address on this node; more get 429 with Retry-After.
+    /// Behind a proxy, set `--trusted-proxy` so the client's address is used, not the proxy's.
+    #[arg(long, env = "SSE_MAX_CONNECTIONS_PER_IP", value_parser = clap::value_parser!(usize))]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// Most open streams per user (the token's `sub`) on this node, with tokens on; more get
+    /// 429 with Retry-After.
+    #[arg(long, env = "SSE_MAX_CONNECTIONS_PER_USER")]
+    pub max_connections_per_user: Option<usize>,
+
+    /// A proxy (address or CIDR, repeatable) whose `X-Forwarded-For` / `X-Real-IP` name the
+    /// client; from any other peer those headers are ignored.
+    #[arg(long = "trusted-proxy", env = "SSE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_network)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
     /// Events read from Redis per request while replaying history to a resuming client.
     #[arg(long, env = "SSE_REPLAY_PAGE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     pub replay_page: u32,
@@ -141,6 +156,13 @@ pub enum Switch {
     On,
     /// Off.
     Off,
+}
+
+fn parse_network(value: &str) -> Result<ipnet::IpNet, String> {
+    value
+        .parse::<ipnet::IpNet>()
+        .or_else(|_| value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{value:?} is neither an address nor a CIDR network (10.0.0.0/8)"))
 }
 
 fn parse_positive_duration(value: &str) -> Result<Duration, String> {

@@ -6,6 +6,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use sse_core::{CursorError, ErrorChain, TopicError};
 
 use crate::auth::Refusal;
+use crate::client_limits::OverLimit;
 use crate::response::{Body, text};
 
 /// A refused request.
@@ -45,6 +46,9 @@ pub(crate) enum RequestError {
     /// No token, an invalid one, or a topic it does not allow.
     #[error(transparent)]
     Auth(#[from] Refusal),
+    /// The client holds its maximum of streams on this node.
+    #[error(transparent)]
+    OverClientLimit(#[from] OverLimit),
     /// The node is shutting down.
     #[error("this node is shutting down; reconnect to another node")]
     Draining,
@@ -74,6 +78,12 @@ impl RequestError {
             Self::Auth(Refusal::NoToken(_)) => (StatusCode::UNAUTHORIZED, "no_token"),
             Self::Auth(Refusal::Invalid(_)) => (StatusCode::UNAUTHORIZED, "invalid_token"),
             Self::Auth(Refusal::Forbidden(_)) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::OverClientLimit(OverLimit::Address { .. }) => {
+                (StatusCode::TOO_MANY_REQUESTS, "per_ip_limit")
+            }
+            Self::OverClientLimit(OverLimit::User { .. }) => {
+                (StatusCode::TOO_MANY_REQUESTS, "per_user_limit")
+            }
             Self::OverCapacity { .. } => (StatusCode::SERVICE_UNAVAILABLE, "over_capacity"),
             Self::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -90,6 +100,9 @@ impl RequestError {
         match self {
             Self::OverCapacity { .. } | Self::Draining => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::OverClientLimit(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             Self::MethodNotAllowed { allow, .. } => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allow));

@@ -12,14 +12,12 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version, header};
 use http_body_util::Either;
 use sse_core::{Cursor, Topic};
-use tokio_util::sync::CancellationToken;
 
-use crate::app::{App, StreamSlot};
+use crate::app::{App, ClientConnection, StreamSlot};
 use crate::body::{Bounds, Setup, SseBody};
 use crate::error::RequestError;
 use crate::outbox::Outbox;
 use crate::response::Body;
-use crate::takeover::Takeover;
 
 /// A request for a stream, validated.
 #[derive(Debug, PartialEq, Eq)]
@@ -97,13 +95,12 @@ pub(crate) fn parse(
     })
 }
 
-/// Opens the stream `request` asks for, on a connection that cancelling `connection` aborts.
-/// An HTTP/1.1 stream leaves hyper through `takeover` once its head is written.
+/// Opens the stream `request` asks for on `connection`. An HTTP/1.1 stream leaves hyper
+/// (the connection's takeover) once its head is written.
 pub(crate) fn open<B>(
     app: &App,
     request: &Request<B>,
-    connection: CancellationToken,
-    takeover: &Takeover,
+    connection: &ClientConnection,
 ) -> Result<Response<Body>, RequestError> {
     if app.drain.is_draining() {
         return Err(RequestError::Draining);
@@ -118,18 +115,22 @@ pub(crate) fn open<B>(
         Some(auth) => Some(auth.authorize(request.headers(), query, &topics)?),
         None => None,
     };
-    let slot = StreamSlot::take(&app.open_streams, app.limits.max_streams, &app.metrics).ok_or(
-        RequestError::OverCapacity {
+    let address = app
+        .client_limits
+        .client_address(connection.peer, request.headers());
+    let subject = grant.as_ref().and_then(|grant| grant.subject.as_deref());
+    let client = app.client_limits.admit(address, subject)?;
+    let mut slot = StreamSlot::take(&app.open_streams, app.limits.max_streams, &app.metrics)
+        .ok_or(RequestError::OverCapacity {
             max: app.limits.max_streams,
-        },
-    )?;
+        })?;
+    slot.client = Some(client);
     let outbox = Arc::new(Outbox::new(
         app.limits.client_buffer,
-        connection,
+        connection.abort.clone(),
         resume.is_some(),
     ));
     let (membership, starts) = app.hub.join(&topics, outbox.clone());
-    let subject = grant.as_ref().and_then(|grant| grant.subject.as_deref());
     tracing::debug!(topics = ?topics.iter().map(Topic::as_str).collect::<Vec<_>>(), resume = resume.is_some(), subject, "stream opened");
     let body = SseBody::new(Setup {
         topics,
@@ -146,7 +147,7 @@ pub(crate) fn open<B>(
     });
     let taken_over = request.version() == Version::HTTP_11;
     let body = if taken_over {
-        Either::Right(takeover.stand_in(body))
+        Either::Right(connection.takeover.stand_in(body))
     } else {
         Either::Left(body)
     };

@@ -27,6 +27,7 @@ pub mod config;
 mod app;
 mod auth;
 mod body;
+mod client_limits;
 mod drain;
 mod error;
 mod events;
@@ -176,6 +177,11 @@ pub async fn run(
         redis_connected,
         cors,
         auth,
+        client_limits: Arc::new(client_limits::ClientLimits::new(
+            config.max_connections_per_ip,
+            config.max_connections_per_user,
+            config.trusted_proxies.clone(),
+        )),
     });
     tracing::info!(addr = ?listener.local_addr().ok(), "sse-gateway listening");
     let drain_over = Duration::from_secs(config.drain_seconds);

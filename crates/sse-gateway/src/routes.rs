@@ -13,34 +13,29 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
+use crate::app::{App, ClientConnection};
 use crate::error::RequestError;
 use crate::events;
 use crate::response::{Body, text};
-use crate::takeover::Takeover;
 
-/// Routes one request that arrived on a connection cancelling `connection` aborts, and whose
-/// socket an HTTP/1.1 stream takes over through `takeover`. Never fails: every error becomes a
+/// Routes one request that arrived on `connection`. Never fails: every error becomes a
 /// response.
 pub(crate) async fn route<B>(
     app: Arc<App>,
     request: Request<B>,
-    connection: CancellationToken,
-    takeover: Takeover,
+    connection: ClientConnection,
 ) -> Result<Response<Body>, Infallible> {
     let method = request.method();
     let response = match (request.uri().path(), method) {
         ("/events", &Method::GET) => {
-            let mut response =
-                events::open(&app, &request, connection, &takeover).unwrap_or_else(|error| {
-                    app.metrics
-                        .requests_rejected
-                        .with_label_values(&[error.status().1])
-                        .inc();
-                    error.into_response()
-                });
+            let mut response = events::open(&app, &request, &connection).unwrap_or_else(|error| {
+                app.metrics
+                    .requests_rejected
+                    .with_label_values(&[error.status().1])
+                    .inc();
+                error.into_response()
+            });
             if app
                 .cors
                 .allow(request.headers(), response.headers_mut())

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::app::App;
+use crate::app::{App, ClientConnection};
 use crate::routes::route;
 use crate::takeover::{self, Takeover};
 
@@ -61,7 +61,7 @@ pub(crate) async fn serve(
         let _ =
             socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(limits.dead_peer_timeout));
         connections.spawn(
-            serve_connection(stream, app.clone(), connections.clone(), limits)
+            serve_connection(stream, peer, app.clone(), connections.clone(), limits)
                 .instrument(tracing::debug_span!("conn", %peer)),
         );
     }
@@ -75,6 +75,7 @@ pub(crate) async fn serve(
 /// by `connections` like the connection was.
 async fn serve_connection(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     app: Arc<App>,
     connections: TaskTracker,
     limits: ConnectionLimits,
@@ -84,8 +85,13 @@ async fn serve_connection(
     let abort = CancellationToken::new();
     let takeover = Takeover::default();
     let service = {
-        let (app, abort, takeover) = (app.clone(), abort.clone(), takeover.clone());
-        service_fn(move |request| route(app.clone(), request, abort.clone(), takeover.clone()))
+        let app = app.clone();
+        let connection = ClientConnection {
+            peer,
+            abort: abort.clone(),
+            takeover: takeover.clone(),
+        };
+        service_fn(move |request| route(app.clone(), request, connection.clone()))
     };
     let draining = app.drain.started();
     let served =
