@@ -12,6 +12,8 @@
 //! - [`control`]: the control events the gateway itself sends (history truncated);
 //! - [`error_chain`]: [`ErrorChain`], an error with its causes as the one line a person reads;
 //! - [`schema`]: the Redis contract: keys, channels, the publish function and its payload;
+//! - `jwt` (feature `jwt`): verifying tokens and reading the topics they allow, for both
+//!   services;
 //! - `runtime` (feature `runtime`): log setup and the shutdown signal the binaries share.
 //!
 //! The crate is sans-I/O (no runtime, no sockets), so anything can depend on it. Input from the
@@ -25,6 +27,8 @@ pub mod cursor;
 pub mod error_chain;
 pub mod event;
 pub mod frame;
+#[cfg(feature = "jwt")]
+pub mod jwt;
 pub mod parser;
 #[cfg(feature = "runtime")]
 pub mod runtime;

@@ -143,7 +143,7 @@ pub(crate) fn open<B>(
         metrics: app.metrics.clone(),
         slot,
         retry_ms: app.limits.retry_ms,
-        token_expiry: grant.as_ref().map(crate::auth::Grant::remaining),
+        token_expiry: grant.as_ref().map(sse_core::jwt::Verified::remaining),
     });
     let taken_over = request.version() == Version::HTTP_11;
     let body = if taken_over {

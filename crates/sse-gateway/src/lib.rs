@@ -47,9 +47,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Duration;
 
 pub use app::CorsError;
-pub use auth::{IssueError, KeyError, PatternError, TokenArgs, issue as issue_token};
+pub use auth::{IssueError, TokenArgs, issue as issue_token};
 pub use config::{Config, LogFormat, Switch};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sse_core::jwt;
+pub use sse_core::jwt::{KeyError, PatternError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -59,16 +61,7 @@ pub enum StartError {
     /// The Redis URL is invalid.
     #[error("invalid redis url")]
     RedisUrl(#[source] redis::RedisError),
-    /// A JWT key file cannot be read.
-    #[error("cannot read the JWT key file {path}")]
-    KeyFile {
-        /// The file.
-        path: std::path::PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The JWT key cannot be used.
+    /// The JWT key cannot be read or used.
     #[error("invalid JWT key")]
     Key(#[from] KeyError),
     /// The CORS flags contradict each other.
@@ -78,40 +71,28 @@ pub enum StartError {
 
 /// Token checking as `config` asks for it, or `None` when no key is configured.
 fn subscriber_auth(config: &Config) -> Result<Option<auth::Auth>, StartError> {
-    let read = |path: &std::path::PathBuf| {
-        std::fs::read(path).map_err(|source| StartError::KeyFile {
-            path: path.clone(),
-            source,
-        })
-    };
-    let key = if let Some(secret) = &config.jwt_secret {
-        auth::Key::Secret(secret.as_bytes().to_vec())
-    } else if let Some(path) = &config.jwt_secret_file {
-        let mut secret = read(path)?;
-        while secret
-            .last()
-            .is_some_and(|byte| matches!(byte, b'\n' | b'\r'))
-        {
-            secret.pop();
-        }
-        auth::Key::Secret(secret)
-    } else if let Some(path) = &config.jwt_public_key {
-        auth::Key::PublicPem(read(path)?)
-    } else {
+    let Some(key) = jwt::Key::from_flags(
+        config.jwt_secret.as_deref(),
+        config.jwt_secret_file.as_deref(),
+        config.jwt_public_key.as_deref(),
+    )?
+    else {
         return Ok(None);
     };
-    let auth = auth::Auth::new(auth::AuthOptions {
-        key,
+    let checks = jwt::Checks {
         audience: config.jwt_audience.clone(),
         issuer: config.jwt_issuer.clone(),
         leeway: config.jwt_leeway,
-        claim: auth::ClaimFormat::named(&config.jwt_claim),
-        sources: auth::Sources {
-            cookie: config.jwt_cookie.clone(),
-            query: config.jwt_query == Switch::On,
-        },
-    })?;
-    Ok(Some(auth))
+        claim: jwt::ClaimFormat::named(&config.jwt_claim),
+    };
+    let sources = auth::Sources {
+        cookie: config.jwt_cookie.clone(),
+        query: config.jwt_query == Switch::On,
+    };
+    Ok(Some(auth::Auth::new(
+        jwt::Verifier::new(&key, checks)?,
+        sources,
+    )))
 }
 
 /// Serves event streams on `listener` until `shutdown` completes, then drains (ends open

@@ -317,7 +317,7 @@ async fn rsa_ec_and_ed25519_public_keys_verify_tokens_and_refuse_an_hmac_made_fr
             "/events?topic=orders.eu",
             &[("Authorization", &forged)],
             401,
-            &["algorithm this gateway does not accept"],
+            &["algorithm this service does not accept"],
         )
         .await;
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Map, Value, json};
 
-use super::pattern::{PatternError, TopicPattern};
+use sse_core::jwt::{PatternError, TopicPattern};
 
 /// What `sse-gateway token` is asked to sign.
 #[derive(Clone, Debug, clap::Args)]

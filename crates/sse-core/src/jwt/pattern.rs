@@ -15,14 +15,14 @@
 //! segment is compared byte for byte, so a topic name is a pattern matching just itself. Patterns only ever appear in tokens: a client always asks for
 //! concrete topics, and a topic name that contains `*` is refused by the topic rule anyway.
 
-use sse_core::Topic;
+use crate::Topic;
 
 /// The longest pattern accepted, as for a topic name.
-const MAX_LEN: usize = sse_core::topic::MAX_TOPIC_LEN;
+const MAX_LEN: usize = crate::topic::MAX_TOPIC_LEN;
 
 /// A validated topic pattern; see the module docs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct TopicPattern {
+pub struct TopicPattern {
     segments: Vec<Segment>,
 }
 
@@ -38,10 +38,10 @@ enum Segment {
 /// Why a string from a token is not a topic pattern.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PatternError {
-    /// Empty, too long, or a segment that is not a topic name's.
+    /// Empty, too long, or a segment that is not a topic name's (the pattern as given).
     #[error("topic pattern {0:?} is not a topic name with `*` or a final `**` as whole segments")]
     Invalid(String),
-    /// `**` somewhere else than as the last segment.
+    /// `**` somewhere else than as the last segment (the pattern as given).
     #[error("topic pattern {0:?} has `**` before its last segment")]
     RestNotLast(String),
 }
@@ -51,7 +51,7 @@ impl TopicPattern {
     ///
     /// # Errors
     /// [`PatternError`] naming the pattern.
-    pub(crate) fn parse(text: &str) -> Result<Self, PatternError> {
+    pub fn parse(text: &str) -> Result<Self, PatternError> {
         let invalid = || PatternError::Invalid(text.chars().take(MAX_LEN).collect());
         if text.is_empty() || text.len() > MAX_LEN {
             return Err(invalid());
@@ -74,8 +74,13 @@ impl TopicPattern {
         Ok(Self { segments })
     }
 
+    /// The pattern matching exactly `topic`: a topic name is a pattern of itself.
+    pub fn exactly(topic: &Topic) -> Self {
+        Self::parse(topic.as_str()).expect("a topic name is a pattern matching itself")
+    }
+
     /// Whether `topic` is one of the topics this pattern stands for.
-    pub(crate) fn matches(&self, topic: &Topic) -> bool {
+    pub fn matches(&self, topic: &Topic) -> bool {
         let mut parts = topic.as_str().split('.');
         for (index, segment) in self.segments.iter().enumerate() {
             match segment {
@@ -102,7 +107,7 @@ impl TopicPattern {
 #[cfg(test)]
 mod tests {
     use super::{PatternError, TopicPattern};
-    use sse_core::Topic;
+    use crate::Topic;
 
     fn matches(pattern: &str, topic: &str) -> bool {
         TopicPattern::parse(pattern)
