@@ -2,6 +2,7 @@
 //! comment of each field is its `--help` text.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytesize::ByteSize;
@@ -38,6 +39,41 @@ pub struct Config {
         hide_env_values = true
     )]
     pub tokens: Vec<String>,
+
+    /// HMAC secret that publisher JWTs are signed with (HS256, HS384, HS512). A JWT may
+    /// publish to the topics its claim lists under `publish`; static `--token`s still work.
+    #[arg(
+        long,
+        env = "SSE_JWT_SECRET",
+        hide_env_values = true,
+        conflicts_with_all = ["jwt_secret_file", "jwt_public_key"]
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// File holding the HMAC secret (a trailing line break is ignored).
+    #[arg(long, env = "SSE_JWT_SECRET_FILE", conflicts_with = "jwt_public_key")]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// PEM file with the public key publisher JWTs are verified with: RSA, EC or Ed25519.
+    #[arg(long, env = "SSE_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Required `aud` of publisher JWTs.
+    #[arg(long, env = "SSE_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Required `iss` of publisher JWTs.
+    #[arg(long, env = "SSE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Clock skew allowed when checking a JWT's `exp` and `nbf`.
+    #[arg(long, env = "SSE_JWT_LEEWAY", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub jwt_leeway: Duration,
+
+    /// The JWT claim listing the topics a publisher may publish to (`{"publish": [...]}`,
+    /// topics and patterns); `mercure` reads Mercure's claim instead.
+    #[arg(long, env = "SSE_JWT_CLAIM", default_value = "sse")]
+    pub jwt_claim: String,
 
     /// Let anyone publish without a token. For development only.
     #[arg(long, env = "SSE_ALLOW_ANONYMOUS")]
@@ -83,9 +119,9 @@ pub struct Config {
 /// A configuration that cannot work.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// Neither tokens nor anonymous publishing: nobody could publish.
+    /// Neither tokens, a JWT key, nor anonymous publishing: nobody could publish.
     #[error(
-        "no publish token configured: pass --token (or SSE_PUBLISH_TOKENS), or --allow-anonymous for development"
+        "no publish token configured: pass --token (or SSE_PUBLISH_TOKENS), a JWT key (--jwt-secret, --jwt-secret-file, --jwt-public-key), or --allow-anonymous for development"
     )]
     NoAuth,
     /// An empty token would accept `Authorization: Bearer ` with nothing after it.
@@ -102,7 +138,10 @@ impl Config {
         if self.tokens.iter().any(|token| token.trim().is_empty()) {
             return Err(ConfigError::EmptyToken);
         }
-        if self.tokens.is_empty() && !self.allow_anonymous {
+        let jwt = self.jwt_secret.is_some()
+            || self.jwt_secret_file.is_some()
+            || self.jwt_public_key.is_some();
+        if self.tokens.is_empty() && !jwt && !self.allow_anonymous {
             return Err(ConfigError::NoAuth);
         }
         Ok(())

@@ -26,6 +26,7 @@ use std::sync::atomic::AtomicBool;
 
 pub use config::{Config, ConfigError, LogFormat};
 pub use publisher::{PublishError, Publisher, RedisOptions};
+use sse_core::jwt;
 use sse_core::schema::Retention;
 use tokio::net::TcpListener;
 
@@ -51,11 +52,30 @@ pub async fn run(
     let publisher = Publisher::connect(&redis, retention)
         .await
         .map_err(StartError::Redis)?;
-    let auth = if config.tokens.is_empty() {
+    let jwt = jwt::Key::from_flags(
+        config.jwt_secret.as_deref(),
+        config.jwt_secret_file.as_deref(),
+        config.jwt_public_key.as_deref(),
+    )?
+    .map(|key| {
+        let checks = jwt::Checks {
+            audience: config.jwt_audience.clone(),
+            issuer: config.jwt_issuer.clone(),
+            leeway: config.jwt_leeway,
+            claim: jwt::ClaimFormat::named(&config.jwt_claim),
+        };
+        jwt::Verifier::new(&key, checks)
+    })
+    .transpose()?;
+    // Anonymous only when nothing else is configured, as --allow-anonymous always meant.
+    let anonymous = config.allow_anonymous && config.tokens.is_empty() && jwt.is_none();
+    if anonymous {
         tracing::warn!("anonymous publishing is enabled: anyone who reaches this port can publish");
-        http::Auth::Anonymous
-    } else {
-        http::Auth::Tokens(config.tokens.clone())
+    }
+    let auth = http::Auth {
+        anonymous,
+        tokens: config.tokens.clone(),
+        jwt,
     };
     let app = Arc::new(http::App {
         publisher,
@@ -90,4 +110,7 @@ pub enum StartError {
     /// The Redis URL is invalid.
     #[error(transparent)]
     Redis(PublishError),
+    /// The JWT key cannot be read or used.
+    #[error("invalid JWT key")]
+    Key(#[from] jwt::KeyError),
 }

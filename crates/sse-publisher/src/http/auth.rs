@@ -1,44 +1,98 @@
-//! Who may publish: a request must carry `Authorization: Bearer <token>` (the scheme name is
-//! case-insensitive, as HTTP says) with one of the configured tokens, unless the service was
-//! started with `--allow-anonymous`.
+//! Who may publish, and to which topics: a request carries `Authorization: Bearer <token>`
+//! (the scheme name is case-insensitive, as HTTP says) with one of the configured static
+//! tokens (any topic), or, with a JWT key configured, a JWT whose claim lists the topics it
+//! may publish to (`{"sse": {"publish": ["orders.*"]}}`, the same claim and patterns the
+//! gateway reads). Without either, only a service started with `--allow-anonymous` takes it.
 //!
-//! Tokens are compared in constant time, so response timing does not reveal how much of a
-//! guess was right.
+//! Static tokens are compared in constant time, so response timing does not reveal how much
+//! of a guess was right. A batch is checked whole before anything is written: one topic the
+//! token does not allow refuses all of it.
 
 use http::{HeaderMap, header};
+use sse_core::jwt::{TopicSet, Verifier};
+use sse_core::{Event, Topic};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 
 /// The publishing policy.
-#[derive(Clone)]
-pub(crate) enum Auth {
+pub(crate) struct Auth {
     /// Anyone may publish (`--allow-anonymous`).
-    Anonymous,
-    /// A request needs one of these bearer tokens.
-    Tokens(Vec<String>),
+    pub(crate) anonymous: bool,
+    /// Bearer tokens that may publish to any topic.
+    pub(crate) tokens: Vec<String>,
+    /// Verifies JWTs, when a key is configured.
+    pub(crate) jwt: Option<Verifier>,
+}
+
+/// Who is publishing, as far as topics go.
+#[derive(Debug)]
+pub(crate) enum Caller {
+    /// A static token, or anonymous publishing: any topic.
+    Anyone,
+    /// A JWT: the topics it lists.
+    Limited(TopicSet),
 }
 
 impl Auth {
     /// Checks a request's headers against the policy.
-    pub(crate) fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let Self::Tokens(tokens) = self else {
-            return Ok(());
-        };
+    ///
+    /// # Errors
+    /// [`ApiError::Unauthorized`] without a known token, [`ApiError::InvalidToken`] for a
+    /// JWT that does not verify.
+    pub(crate) fn check(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())
-            .ok_or(ApiError::Unauthorized)?;
-        let known = tokens.iter().fold(false, |found, token| {
+            .filter(|token| !token.is_empty());
+        let Some(presented) = presented else {
+            return if self.anonymous {
+                Ok(Caller::Anyone)
+            } else {
+                Err(ApiError::Unauthorized)
+            };
+        };
+        let known = self.tokens.iter().fold(false, |found, token| {
             found | bool::from(token.as_bytes().ct_eq(presented.as_bytes()))
         });
         if known {
-            Ok(())
-        } else {
-            Err(ApiError::Unauthorized)
+            return Ok(Caller::Anyone);
+        }
+        match &self.jwt {
+            Some(verifier) => verifier
+                .verify(presented)
+                .map(|verified| Caller::Limited(verified.allowed.publish))
+                .map_err(ApiError::InvalidToken),
+            None if self.anonymous => Ok(Caller::Anyone),
+            None => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+impl Caller {
+    /// Checks that every event's topic may be published to.
+    ///
+    /// # Errors
+    /// [`ApiError::Forbidden`] naming the first topic that may not.
+    pub(crate) fn may_publish<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a Event>,
+    ) -> Result<(), ApiError> {
+        let Self::Limited(allowed) = self else {
+            return Ok(());
+        };
+        let refused = events
+            .into_iter()
+            .map(|event| &event.topic)
+            .find(|topic: &&Topic| !allowed.allows(topic));
+        match refused {
+            Some(topic) => Err(ApiError::Forbidden {
+                topic: topic.as_str().to_owned(),
+            }),
+            None => Ok(()),
         }
     }
 }

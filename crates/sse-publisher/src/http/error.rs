@@ -39,6 +39,15 @@ pub(crate) enum ApiError {
     /// No valid bearer token.
     #[error("a valid bearer token is required: send Authorization: Bearer <token>")]
     Unauthorized,
+    /// A JWT that does not verify or cannot be used.
+    #[error("the token was refused")]
+    InvalidToken(#[source] sse_core::jwt::TokenError),
+    /// A valid JWT that does not allow publishing to a topic of the request.
+    #[error("the token does not allow publishing to topic {topic:?}; nothing was published")]
+    Forbidden {
+        /// The first topic refused.
+        topic: String,
+    },
     /// The body is larger than `--max-body`.
     #[error("the request body is larger than the limit of {limit} bytes")]
     BodyTooLarge {
@@ -115,6 +124,8 @@ impl ApiError {
             Self::BodyUnreadable(_) => (StatusCode::BAD_REQUEST, "body_unreadable"),
             Self::BodyTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            Self::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
             Self::BodyTooLarge { .. } | Self::BatchTooLarge(_) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
             }
@@ -140,6 +151,12 @@ impl ApiError {
         match self {
             Self::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::InvalidToken(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
             }
             Self::MethodNotAllowed { allow, .. } => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allow));

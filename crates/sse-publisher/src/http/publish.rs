@@ -18,7 +18,7 @@ pub(crate) async fn handle(
     app: &App,
     request: Request<Incoming>,
 ) -> Result<http::Response<Full<Bytes>>, ApiError> {
-    app.auth.check(request.headers())?;
+    let caller = app.auth.check(request.headers())?;
     require_json(request.headers())?;
     let body = tokio::time::timeout(
         app.limits.body_timeout,
@@ -28,7 +28,12 @@ pub(crate) async fn handle(
     .map_err(|_| ApiError::BodyTimeout {
         timeout: app.limits.body_timeout,
     })??;
-    let response = match request::decode(&body, app.limits.max_batch)? {
+    let decoded = request::decode(&body, app.limits.max_batch)?;
+    match &decoded {
+        Decoded::One(event) => caller.may_publish([event])?,
+        Decoded::Batch(events) => caller.may_publish(events)?,
+    }
+    let response = match decoded {
         Decoded::One(event) => {
             let id = app.publisher.publish(&event).await?;
             app.metrics.events_published.inc();

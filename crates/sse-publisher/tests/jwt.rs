@@ -1,0 +1,129 @@
+//! Publisher JWTs: a token whose claim lists topics may publish to them and to nothing else; a
+//! batch with one forbidden topic is refused whole before anything is written; bad tokens get
+//! 401 saying why; static tokens keep working beside JWTs.
+
+mod harness;
+
+use harness::{TOKEN, start_publisher, xlen};
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::{Value, json};
+use sse_testkit::RedisServer;
+
+const SECRET: &str = "publisher-test-secret";
+
+fn token(claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &Header::default(),
+        claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign a test token")
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+fn publishing(topics: &[&str]) -> String {
+    token(&json!({"exp": now() + 3600, "sse": {"publish": topics}}))
+}
+
+#[tokio::test]
+async fn a_jwt_publishes_to_its_topics_only_and_a_batch_is_checked_whole() {
+    let redis = RedisServer::start();
+    let publisher = start_publisher(&redis, &["--jwt-secret", SECRET]);
+    let orders = publishing(&["orders.*"]);
+
+    let one = json!({"topic": "orders.eu", "data": 1}).to_string();
+    let reply = publisher.post_json(&one, Some(&orders)).await;
+    assert_eq!(reply.status, 201, "{reply:?}");
+    assert_eq!(xlen(&redis, "orders.eu"), 1);
+
+    let elsewhere = json!({"topic": "news", "data": 1}).to_string();
+    publisher
+        .post_json(&elsewhere, Some(&orders))
+        .await
+        .assert_error(403, "forbidden", &["\"news\"", "nothing was published"]);
+
+    let batch = json!([
+        {"topic": "orders.us", "data": 1},
+        {"topic": "orders.eu", "data": 2},
+        {"topic": "billing", "data": 3}
+    ])
+    .to_string();
+    publisher
+        .post_json(&batch, Some(&orders))
+        .await
+        .assert_error(403, "forbidden", &["\"billing\""]);
+    assert_eq!(
+        xlen(&redis, "orders.us"),
+        0,
+        "nothing of the batch was written"
+    );
+    assert_eq!(xlen(&redis, "orders.eu"), 1);
+
+    // A token whose claim lists only subscriptions may publish nowhere.
+    let reader = token(&json!({"exp": now() + 3600, "sse": {"subscribe": ["**"]}}));
+    publisher
+        .post_json(&one, Some(&reader))
+        .await
+        .assert_error(403, "forbidden", &["orders.eu"]);
+
+    // The static token still publishes anywhere.
+    let reply = publisher.post_json(&elsewhere, Some(TOKEN)).await;
+    assert_eq!(reply.status, 201, "{reply:?}");
+}
+
+#[tokio::test]
+async fn bad_publisher_tokens_get_401_saying_why() {
+    let redis = RedisServer::start();
+    let publisher = start_publisher(&redis, &["--jwt-secret", SECRET]);
+    let body = json!({"topic": "orders", "data": 1}).to_string();
+    let expired = token(&json!({"exp": now() - 600, "sse": {"publish": ["orders"]}}));
+    let forged = jsonwebtoken::encode(
+        &Header::default(),
+        &json!({"exp": now() + 3600, "sse": {"publish": ["orders"]}}),
+        &EncodingKey::from_secret(b"not the secret"),
+    )
+    .expect("sign");
+    let bad_pattern = publishing(&["orders.**.x"]);
+    for (token, phrases) in [
+        (expired, &["expired"][..]),
+        (forged, &["signature does not verify"][..]),
+        (bad_pattern, &["invalid topic pattern"][..]),
+        ("not-a-jwt".to_owned(), &["not a JWT"][..]),
+    ] {
+        let reply = publisher.post_json(&body, Some(&token)).await;
+        reply.assert_error(401, "invalid_token", phrases);
+        assert_eq!(
+            reply.header("www-authenticate"),
+            Some("Bearer error=\"invalid_token\"")
+        );
+    }
+    publisher.post_json(&body, None).await.assert_error(
+        401,
+        "unauthorized",
+        &["Authorization: Bearer"],
+    );
+    assert_eq!(xlen(&redis, "orders"), 0);
+}
+
+#[tokio::test]
+async fn a_jwt_key_alone_is_enough_to_start_and_publish() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let publisher = harness::start_publisher_with(&["--redis-url", &url, "--jwt-secret", SECRET]);
+    let body = json!({"topic": "orders", "data": 1}).to_string();
+    let reply = publisher
+        .post_json(&body, Some(&publishing(&["orders"])))
+        .await;
+    assert_eq!(reply.status, 201, "{reply:?}");
+    publisher.post_json(&body, Some(TOKEN)).await.assert_error(
+        401,
+        "invalid_token",
+        &["not a JWT"],
+    );
+}
