@@ -6,8 +6,10 @@
 //! type, so a token cannot choose `none`, nor get an RSA public key used as an HMAC secret.
 //! `exp` is required; `exp` and `nbf` are checked with a leeway; `aud` and `iss` when
 //! configured. What a token allows comes from its topic claim ([`claims`]), with topics and
-//! [`TopicPattern`]s ([`pattern`]).
+//! [`TopicPattern`]s ([`pattern`]). Public-key verifications are remembered per token until
+//! it expires ([`cache`]): a reconnect storm costs one signature check per token at most.
 
+pub mod cache;
 pub mod claims;
 pub mod pattern;
 
@@ -15,9 +17,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{DecodingKey, Validation};
+use jsonwebtoken::{AlgorithmFamily, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
+pub use cache::VerifiedCache;
 pub use claims::{Allowed, ClaimError, ClaimFormat, TopicSet};
 pub use pattern::{PatternError, TopicPattern};
 
@@ -107,6 +110,8 @@ pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
     claim: ClaimFormat,
+    /// For public keys, whose checks are costly; HMAC is cheaper than a cache lookup.
+    cache: Option<VerifiedCache>,
 }
 
 /// A verified token.
@@ -188,10 +193,13 @@ impl Verifier {
             required.push("iss");
         }
         validation.set_required_spec_claims(&required);
+        let cache =
+            (key.family() != AlgorithmFamily::Hmac).then(|| VerifiedCache::new(cache::MAX_ENTRIES));
         Ok(Self {
             key,
             validation,
             claim: checks.claim,
+            cache,
         })
     }
 
@@ -203,6 +211,22 @@ impl Verifier {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::TooLong);
         }
+        if let Some(verified) = self.cache.as_ref().and_then(|cache| cache.get(token)) {
+            return Ok(verified);
+        }
+        let verified = self.verify_signed(token)?;
+        if let Some(cache) = &self.cache {
+            cache.insert(token, &verified);
+        }
+        Ok(verified)
+    }
+
+    /// How many verifications are remembered (always 0 for an HMAC key).
+    pub fn cached(&self) -> usize {
+        self.cache.as_ref().map_or(0, VerifiedCache::len)
+    }
+
+    fn verify_signed(&self, token: &str) -> Result<Verified, TokenError> {
         let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
             .map_err(|error| self.explain(error.into_kind()))?
             .claims;
@@ -255,5 +279,65 @@ impl Verified {
         self.expires_at
             .duration_since(SystemTime::now())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Checks, ClaimFormat, Key, TokenError, Verifier};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use serde_json::json;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    /// A key pair for these tests only.
+    const PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEINIyM2TO6mzHT5Nry9Jo7oFpvQ9ScXF1+H/ReeRUBZ25
+-----END PRIVATE KEY-----
+";
+    const PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEA1k6HJ3q2RPO4CunB9b7fUw7/Ten2zzce2puZBkFkDJA=
+-----END PUBLIC KEY-----
+";
+
+    fn checks() -> Checks {
+        Checks {
+            audience: None,
+            issuer: None,
+            leeway: Duration::ZERO,
+            claim: ClaimFormat::named("sse"),
+        }
+    }
+
+    fn exp(from_now: u64) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + from_now
+    }
+
+    #[test]
+    fn a_public_key_verification_is_remembered_and_an_hmac_one_is_not() {
+        let verifier = Verifier::new(&Key::PublicPem(PUBLIC.into()), checks()).unwrap();
+        let key = EncodingKey::from_ed_pem(PRIVATE.as_bytes()).unwrap();
+        let claims = json!({"exp": exp(60), "sse": {"subscribe": ["a"]}});
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &key).unwrap();
+        assert_eq!(verifier.cached(), 0);
+        verifier.verify(&token).unwrap();
+        verifier.verify(&token).unwrap();
+        assert_eq!(verifier.cached(), 1, "one entry for the token, reused");
+        let tampered = format!("{}x", &token[..token.len() - 1]);
+        assert!(matches!(
+            verifier.verify(&tampered),
+            Err(TokenError::Signature | TokenError::Malformed)
+        ));
+        assert_eq!(verifier.cached(), 1, "a refused token is not remembered");
+
+        let hmac = Verifier::new(&Key::Secret(b"s".to_vec()), checks()).unwrap();
+        let token =
+            jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(b"s"))
+                .unwrap();
+        hmac.verify(&token).unwrap();
+        assert_eq!(hmac.cached(), 0);
     }
 }
