@@ -3,7 +3,8 @@
 //! Chromium, publishes numbered events, kills (SIGKILL) the gateway serving the page midway, and
 //! checks from the page's DOM that the browser's own `EventSource` reconnected through nginx to
 //! the other gateway and shows every event exactly once, in order. It saves a screenshot as
-//! `<target dir>/e2e/demo.png`.
+//! `<target dir>/e2e/demo.png`. A second test runs `tests/browser/cross-origin.e2e.mjs`: pages
+//! on another origin subscribe with a token in a cookie (`withCredentials`) or in the query.
 //!
 //! Needs `node` (18+, with `npm`) and `chromium` (or `CHROMIUM_BIN`); a missing one fails the
 //! test with the package to install. `npm ci` runs in `tests/browser` when its `node_modules`
@@ -111,12 +112,9 @@ fn drain(mut from: impl Read + Send + 'static) -> std::thread::JoinHandle<String
     })
 }
 
-#[test]
-fn demo_page_in_chromium_resumes_through_nginx_when_its_gateway_is_killed() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("the workspace root");
+/// Runs the browser script `script` (relative to `root`) with `node`, Chromium and `env`, and
+/// fails the test unless it ends in time, successfully, saying `PASSED`.
+fn run_script(root: &Path, script: &str, env: &[(&str, String)]) {
     let node = on_path("node", "apt-get install -y nodejs (18 or newer)");
     let chromium = chromium();
     assert!(
@@ -124,38 +122,17 @@ fn demo_page_in_chromium_resumes_through_nginx_when_its_gateway_is_killed() {
         "no browser at {}: apt-get install -y chromium",
         chromium.display()
     );
-    npm_ci(&root);
-    // <target>/<profile>/sse-gateway: the screenshot goes to <target>/e2e.
-    let artifacts = Path::new(env!("CARGO_BIN_EXE_sse-gateway"))
-        .ancestors()
-        .nth(2)
-        .expect("the target directory")
-        .join("e2e");
-
-    let mut cluster = harness::LocalCluster::start();
-    let (nginx_port, gateways, said) = (cluster.nginx_port, cluster.gateway_ports, &cluster.said);
-    assert!(
-        said.contains(&format!("http://127.0.0.1:{nginx_port}/ (demo page")),
-        "run.sh started no nginx (apt-get install -y nginx-light):\n{said}"
-    );
-    let script_pid = cluster.pid();
-    let pids = gateways.map(|port| gateway_pid(script_pid, port));
-
+    npm_ci(root);
     let mut e2e = Command::new(node)
-        .arg("tests/browser/demo.e2e.mjs")
-        .current_dir(&root)
-        .env("E2E_BASE_URL", format!("http://127.0.0.1:{nginx_port}"))
-        .env(
-            "E2E_GATEWAYS",
-            format!("{}:{},{}:{}", gateways[0], pids[0], gateways[1], pids[1]),
-        )
-        .env("E2E_ARTIFACTS", &artifacts)
+        .arg(script)
+        .current_dir(root)
+        .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
         .env("CHROMIUM_BIN", &chromium)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run node tests/browser/demo.e2e.mjs");
+        .unwrap_or_else(|error| panic!("run node {script}: {error}"));
     let out = drain(e2e.stdout.take().expect("piped stdout"));
     let err = drain(e2e.stderr.take().expect("piped stderr"));
     let started = Instant::now();
@@ -179,13 +156,49 @@ fn demo_page_in_chromium_resumes_through_nginx_when_its_gateway_is_killed() {
     match status {
         Some(status) => assert!(
             status.success(),
-            "demo.e2e.mjs failed ({status}):\n{out}\n{err}"
+            "{script} failed ({status}):\n{out}\n{err}"
         ),
-        None => panic!("demo.e2e.mjs still running after {SCRIPT_PATIENCE:?}:\n{out}\n{err}"),
+        None => panic!("{script} still running after {SCRIPT_PATIENCE:?}:\n{out}\n{err}"),
     }
     assert!(
         out.contains("PASSED"),
-        "demo.e2e.mjs did not pass:\n{out}\n{err}"
+        "{script} did not pass:\n{out}\n{err}"
+    );
+}
+
+#[test]
+fn demo_page_in_chromium_resumes_through_nginx_when_its_gateway_is_killed() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the workspace root");
+    // <target>/<profile>/sse-gateway: the screenshot goes to <target>/e2e.
+    let artifacts = Path::new(env!("CARGO_BIN_EXE_sse-gateway"))
+        .ancestors()
+        .nth(2)
+        .expect("the target directory")
+        .join("e2e");
+
+    let mut cluster = harness::LocalCluster::start();
+    let (nginx_port, gateways, said) = (cluster.nginx_port, cluster.gateway_ports, &cluster.said);
+    assert!(
+        said.contains(&format!("http://127.0.0.1:{nginx_port}/ (demo page")),
+        "run.sh started no nginx (apt-get install -y nginx-light):\n{said}"
+    );
+    let script_pid = cluster.pid();
+    let pids = gateways.map(|port| gateway_pid(script_pid, port));
+
+    run_script(
+        &root,
+        "tests/browser/demo.e2e.mjs",
+        &[
+            ("E2E_BASE_URL", format!("http://127.0.0.1:{nginx_port}")),
+            (
+                "E2E_GATEWAYS",
+                format!("{}:{},{}:{}", gateways[0], pids[0], gateways[1], pids[1]),
+            ),
+            ("E2E_ARTIFACTS", artifacts.display().to_string()),
+        ],
     );
 
     cluster.stop();
@@ -193,4 +206,45 @@ fn demo_page_in_chromium_resumes_through_nginx_when_its_gateway_is_killed() {
         pids.iter()
             .all(|pid| !Path::new(&format!("/proc/{pid}")).exists())
     });
+}
+
+#[test]
+fn pages_on_another_origin_subscribe_with_a_cookie_token_or_a_query_token_through_nginx() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the workspace root");
+    let page_port = sse_testkit::free_port();
+    let origin = format!("http://127.0.0.1:{page_port}");
+    let secret = "cross-origin-test-secret";
+    let mut cluster = harness::LocalCluster::start_with(&[
+        ("SSE_JWT_SECRET", secret),
+        ("SSE_JWT_COOKIE", "sse_token"),
+        ("SSE_CORS_ORIGINS", &origin),
+        ("SSE_CORS_CREDENTIALS", "true"),
+    ]);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+        + 3600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({"exp": exp, "sub": "browser", "sse": {"subscribe": ["xorigin"]}}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign the page's token");
+    run_script(
+        &root,
+        "tests/browser/cross-origin.e2e.mjs",
+        &[
+            (
+                "E2E_BASE_URL",
+                format!("http://127.0.0.1:{}", cluster.nginx_port),
+            ),
+            ("E2E_PAGE_PORT", page_port.to_string()),
+            ("E2E_SUBSCRIBE", token),
+        ],
+    );
+    cluster.stop();
 }
