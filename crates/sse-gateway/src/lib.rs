@@ -46,12 +46,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Duration;
 
-pub use app::CorsError;
 pub use auth::{IssueError, TokenArgs, issue as issue_token};
 pub use config::{Config, LogFormat, Switch};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sse_core::jwt;
 pub use sse_core::jwt::{KeyError, PatternError};
+use sse_core::runtime::cors::Cors;
+pub use sse_core::runtime::cors::CorsError;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -109,7 +110,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let auth = subscriber_auth(&config)?;
-    let cors = app::Cors::new(&config.cors_origins, config.cors_credentials)?;
+    let cors = Cors::new(
+        &config.cors_origins,
+        config.cors_credentials,
+        "GET, OPTIONS",
+        // A resume position, a token, and what fetch-based clients send.
+        "Last-Event-ID, Authorization, Content-Type, Cache-Control, Accept",
+    )?;
     let metrics = Arc::new(metrics::Metrics::new());
     let client = redis::Client::open(config.redis_url.as_str()).map_err(StartError::RedisUrl)?;
     let commands = ConnectionManagerConfig::new()

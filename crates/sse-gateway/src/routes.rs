@@ -36,11 +36,8 @@ pub(crate) async fn route<B>(
                     .inc();
                 error.into_response()
             });
-            if app
-                .cors
-                .allow(request.headers(), response.headers_mut())
-                .is_err()
-            {
+            let origin = request.headers().get(header::ORIGIN);
+            if app.cors.allow(origin, response.headers_mut()).is_err() {
                 app.metrics.cors_rejected.inc();
             }
             response

@@ -75,6 +75,16 @@ pub struct Config {
     #[arg(long, env = "SSE_JWT_CLAIM", default_value = "sse")]
     pub jwt_claim: String,
 
+    /// Origins allowed to publish from a browser on another origin (CORS); repeat the flag
+    /// for several, or `*` for any. In the environment, a comma-separated list.
+    #[arg(long = "cors-origin", env = "SSE_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Let the allowed origins send credentials (cookies): the allowed origin is echoed,
+    /// never `*`, with `Access-Control-Allow-Credentials: true`.
+    #[arg(long, env = "SSE_CORS_CREDENTIALS")]
+    pub cors_credentials: bool,
+
     /// Let anyone publish without a token. For development only.
     #[arg(long, env = "SSE_ALLOW_ANONYMOUS")]
     pub allow_anonymous: bool,

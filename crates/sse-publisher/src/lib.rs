@@ -27,6 +27,7 @@ use std::sync::atomic::AtomicBool;
 pub use config::{Config, ConfigError, LogFormat};
 pub use publisher::{PublishError, Publisher, RedisOptions};
 use sse_core::jwt;
+use sse_core::runtime::cors::Cors;
 use sse_core::schema::Retention;
 use tokio::net::TcpListener;
 
@@ -77,6 +78,12 @@ pub async fn run(
         tokens: config.tokens.clone(),
         jwt,
     };
+    let cors = Cors::new(
+        &config.cors_origins,
+        config.cors_credentials,
+        "POST, OPTIONS",
+        "Authorization, Content-Type",
+    )?;
     let app = Arc::new(http::App {
         publisher,
         auth,
@@ -87,6 +94,7 @@ pub async fn run(
         },
         metrics: metrics::Metrics::new(),
         draining: AtomicBool::new(false),
+        cors,
     });
     tracing::info!(addr = ?listener.local_addr().ok(), "sse-publisher listening");
     server::serve(
@@ -113,4 +121,7 @@ pub enum StartError {
     /// The JWT key cannot be read or used.
     #[error("invalid JWT key")]
     Key(#[from] jwt::KeyError),
+    /// The CORS flags contradict each other.
+    #[error(transparent)]
+    Cors(#[from] sse_core::runtime::cors::CorsError),
 }

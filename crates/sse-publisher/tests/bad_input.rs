@@ -421,9 +421,9 @@ async fn unknown_routes_get_404_and_wrong_methods_405_with_allow() {
         .await
         .assert_error(404, "not_found", &["/v1/publish/"]);
     for (method, path, allow) in [
-        (Method::GET, "/v1/publish", "POST"),
-        (Method::PUT, "/v1/publish", "POST"),
-        (Method::DELETE, "/v1/publish", "POST"),
+        (Method::GET, "/v1/publish", "POST, OPTIONS"),
+        (Method::PUT, "/v1/publish", "POST, OPTIONS"),
+        (Method::DELETE, "/v1/publish", "POST, OPTIONS"),
         (Method::POST, "/healthz", "GET"),
         (Method::POST, "/readyz", "GET"),
         (Method::DELETE, "/metrics", "GET"),

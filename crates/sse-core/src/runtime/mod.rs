@@ -1,8 +1,9 @@
 //! Process plumbing both binaries share (feature `runtime`): log setup, the shutdown signal,
-//! and serving a connection ([`connection`]). Kept out of the default build, so the contract
+//! serving a connection ([`connection`]) and the CORS policy ([`cors`]). Kept out of the default build, so the contract
 //! itself stays free of I/O.
 
 pub mod connection;
+pub mod cors;
 
 /// How log lines are written (`--log-format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

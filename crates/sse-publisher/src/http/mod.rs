@@ -2,7 +2,7 @@
 //!
 //! | route | does |
 //! |---|---|
-//! | `POST /v1/publish` | publish one event or a batch ([`publish`]) |
+//! | `POST /v1/publish` | publish one event or a batch ([`publish`]); `OPTIONS` answers CORS preflights |
 //! | `GET /healthz` | the process is up |
 //! | `GET /readyz` | Redis answers and the service is not shutting down |
 //! | `GET /metrics` | Prometheus metrics |
@@ -20,6 +20,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use sse_core::runtime::cors::Cors;
 
 pub(crate) use auth::Auth;
 use error::ApiError;
@@ -46,6 +47,8 @@ pub(crate) struct App {
     pub(crate) metrics: Metrics,
     /// Set once shutdown begins, so `/readyz` tells load balancers to stop sending traffic.
     pub(crate) draining: AtomicBool,
+    /// Which browser origins may publish.
+    pub(crate) cors: Cors,
 }
 
 /// Routes one request. Never fails: every error becomes a response.
@@ -58,9 +61,12 @@ pub(crate) async fn route(
     let response = match (path, &method) {
         ("/v1/publish", &Method::POST) => {
             let started = Instant::now();
-            let response = publish::handle(&app, request)
+            let origin = request.headers().get(header::ORIGIN).cloned();
+            let mut response = publish::handle(&app, request)
                 .await
                 .unwrap_or_else(ApiError::into_response);
+            // A refused origin gets no CORS headers: the browser withholds the answer.
+            let _ = app.cors.allow(origin.as_ref(), response.headers_mut());
             app.metrics
                 .publish_duration
                 .observe(started.elapsed().as_secs_f64());
@@ -73,7 +79,15 @@ pub(crate) async fn route(
         ("/healthz", &Method::GET) => text_response(StatusCode::OK, "ok\n"),
         ("/readyz", &Method::GET) => readyz(&app).await,
         ("/metrics", &Method::GET) => metrics(&app),
-        ("/v1/publish", _) => not_allowed(&method, "POST"),
+        ("/v1/publish", &Method::OPTIONS) => {
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            let _ = app
+                .cors
+                .preflight(request.headers(), response.headers_mut());
+            response
+        }
+        ("/v1/publish", _) => not_allowed(&method, "POST, OPTIONS"),
         ("/healthz" | "/readyz" | "/metrics", _) => not_allowed(&method, "GET"),
         _ => ApiError::NotFound {
             path: path.chars().take(200).collect(),
