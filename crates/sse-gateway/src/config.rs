@@ -2,12 +2,12 @@
 //! of each field is its `--help` text.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bytesize::ByteSize;
 use clap::Parser;
 pub use sse_core::runtime::LogFormat;
+use sse_core::runtime::jwt_flags::JwtFlags;
 
 /// Serves Server-Sent Events from Redis: live fan-out of pub/sub, exact resume from streams.
 #[derive(Clone, Debug, Parser)]
@@ -98,41 +98,9 @@ pub struct Config {
     #[arg(long, env = "SSE_CORS_CREDENTIALS")]
     pub cors_credentials: bool,
 
-    /// HMAC secret that subscriber tokens are signed with (HS256, HS384, HS512). Setting a
-    /// key turns token checking on: every stream then needs a token allowing its topics.
-    #[arg(
-        long,
-        env = "SSE_JWT_SECRET",
-        hide_env_values = true,
-        conflicts_with_all = ["jwt_secret_file", "jwt_public_key"]
-    )]
-    pub jwt_secret: Option<String>,
-
-    /// File holding the HMAC secret (a trailing line break is ignored).
-    #[arg(long, env = "SSE_JWT_SECRET_FILE", conflicts_with = "jwt_public_key")]
-    pub jwt_secret_file: Option<PathBuf>,
-
-    /// PEM file with the public key subscriber tokens are verified with: RSA (RS256, RS384,
-    /// RS512), EC (ES256, ES384) or Ed25519 (EdDSA).
-    #[arg(long, env = "SSE_JWT_PUBLIC_KEY")]
-    pub jwt_public_key: Option<PathBuf>,
-
-    /// Required `aud` of subscriber tokens.
-    #[arg(long, env = "SSE_JWT_AUDIENCE")]
-    pub jwt_audience: Option<String>,
-
-    /// Required `iss` of subscriber tokens.
-    #[arg(long, env = "SSE_JWT_ISSUER")]
-    pub jwt_issuer: Option<String>,
-
-    /// Clock skew allowed when checking a token's `exp` and `nbf`.
-    #[arg(long, env = "SSE_JWT_LEEWAY", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub jwt_leeway: Duration,
-
-    /// The token claim listing the topics a subscriber may read: `{"subscribe": [...]}`
-    /// with topics and patterns; `mercure` reads Mercure's claim instead.
-    #[arg(long, env = "SSE_JWT_CLAIM", default_value = "sse")]
-    pub jwt_claim: String,
+    /// Subscriber tokens (JWT): the key and what is checked.
+    #[command(flatten)]
+    pub jwt: JwtFlags,
 
     /// A cookie that may carry the token (for browsers on the same site).
     #[arg(long, env = "SSE_JWT_COOKIE")]

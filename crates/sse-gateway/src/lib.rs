@@ -49,7 +49,6 @@ use std::time::Duration;
 pub use auth::{IssueError, TokenArgs, issue as issue_token};
 pub use config::{Config, LogFormat, Switch};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use sse_core::jwt;
 pub use sse_core::jwt::{KeyError, PatternError};
 use sse_core::runtime::cors::Cors;
 pub use sse_core::runtime::cors::CorsError;
@@ -72,28 +71,14 @@ pub enum StartError {
 
 /// Token checking as `config` asks for it, or `None` when no key is configured.
 fn subscriber_auth(config: &Config) -> Result<Option<auth::Auth>, StartError> {
-    let Some(key) = jwt::Key::from_flags(
-        config.jwt_secret.as_deref(),
-        config.jwt_secret_file.as_deref(),
-        config.jwt_public_key.as_deref(),
-    )?
-    else {
-        return Ok(None);
-    };
-    let checks = jwt::Checks {
-        audience: config.jwt_audience.clone(),
-        issuer: config.jwt_issuer.clone(),
-        leeway: config.jwt_leeway,
-        claim: jwt::ClaimFormat::named(&config.jwt_claim),
-    };
     let sources = auth::Sources {
         cookie: config.jwt_cookie.clone(),
         query: config.jwt_query == Switch::On,
     };
-    Ok(Some(auth::Auth::new(
-        jwt::Verifier::new(&key, checks)?,
-        sources,
-    )))
+    Ok(config
+        .jwt
+        .verifier()?
+        .map(|verifier| auth::Auth::new(verifier, sources)))
 }
 
 /// Serves event streams on `listener` until `shutdown` completes, then drains (ends open

@@ -2,12 +2,12 @@
 //! comment of each field is its `--help` text.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bytesize::ByteSize;
 use clap::Parser;
 pub use sse_core::runtime::LogFormat;
+use sse_core::runtime::jwt_flags::JwtFlags;
 
 /// Publishes events over HTTP into Redis streams and pub/sub, for sse-gateway to deliver.
 #[derive(Clone, Debug, Parser)]
@@ -40,40 +40,10 @@ pub struct Config {
     )]
     pub tokens: Vec<String>,
 
-    /// HMAC secret that publisher JWTs are signed with (HS256, HS384, HS512). A JWT may
-    /// publish to the topics its claim lists under `publish`; static `--token`s still work.
-    #[arg(
-        long,
-        env = "SSE_JWT_SECRET",
-        hide_env_values = true,
-        conflicts_with_all = ["jwt_secret_file", "jwt_public_key"]
-    )]
-    pub jwt_secret: Option<String>,
-
-    /// File holding the HMAC secret (a trailing line break is ignored).
-    #[arg(long, env = "SSE_JWT_SECRET_FILE", conflicts_with = "jwt_public_key")]
-    pub jwt_secret_file: Option<PathBuf>,
-
-    /// PEM file with the public key publisher JWTs are verified with: RSA, EC or Ed25519.
-    #[arg(long, env = "SSE_JWT_PUBLIC_KEY")]
-    pub jwt_public_key: Option<PathBuf>,
-
-    /// Required `aud` of publisher JWTs.
-    #[arg(long, env = "SSE_JWT_AUDIENCE")]
-    pub jwt_audience: Option<String>,
-
-    /// Required `iss` of publisher JWTs.
-    #[arg(long, env = "SSE_JWT_ISSUER")]
-    pub jwt_issuer: Option<String>,
-
-    /// Clock skew allowed when checking a JWT's `exp` and `nbf`.
-    #[arg(long, env = "SSE_JWT_LEEWAY", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub jwt_leeway: Duration,
-
-    /// The JWT claim listing the topics a publisher may publish to (`{"publish": [...]}`,
-    /// topics and patterns); `mercure` reads Mercure's claim instead.
-    #[arg(long, env = "SSE_JWT_CLAIM", default_value = "sse")]
-    pub jwt_claim: String,
+    /// Publisher tokens (JWT): the key and what is checked. A JWT may publish to the topics
+    /// its claim lists under `publish`; static `--token`s still work.
+    #[command(flatten)]
+    pub jwt: JwtFlags,
 
     /// Origins allowed to publish from a browser on another origin (CORS); repeat the flag
     /// for several, or `*` for any. In the environment, a comma-separated list.
@@ -148,10 +118,7 @@ impl Config {
         if self.tokens.iter().any(|token| token.trim().is_empty()) {
             return Err(ConfigError::EmptyToken);
         }
-        let jwt = self.jwt_secret.is_some()
-            || self.jwt_secret_file.is_some()
-            || self.jwt_public_key.is_some();
-        if self.tokens.is_empty() && !jwt && !self.allow_anonymous {
+        if self.tokens.is_empty() && !self.jwt.has_key() && !self.allow_anonymous {
             return Err(ConfigError::NoAuth);
         }
         Ok(())

@@ -53,21 +53,7 @@ pub async fn run(
     let publisher = Publisher::connect(&redis, retention)
         .await
         .map_err(StartError::Redis)?;
-    let jwt = jwt::Key::from_flags(
-        config.jwt_secret.as_deref(),
-        config.jwt_secret_file.as_deref(),
-        config.jwt_public_key.as_deref(),
-    )?
-    .map(|key| {
-        let checks = jwt::Checks {
-            audience: config.jwt_audience.clone(),
-            issuer: config.jwt_issuer.clone(),
-            leeway: config.jwt_leeway,
-            claim: jwt::ClaimFormat::named(&config.jwt_claim),
-        };
-        jwt::Verifier::new(&key, checks)
-    })
-    .transpose()?;
+    let jwt = config.jwt.verifier()?;
     // Anonymous only when nothing else is configured, as --allow-anonymous always meant.
     let anonymous = config.allow_anonymous && config.tokens.is_empty() && jwt.is_none();
     if anonymous {

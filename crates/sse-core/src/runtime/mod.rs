@@ -1,9 +1,12 @@
 //! Process plumbing both binaries share (feature `runtime`): log setup, the shutdown signal,
-//! serving a connection ([`connection`]) and the CORS policy ([`cors`]). Kept out of the default build, so the contract
+//! serving a connection ([`connection`]), the CORS policy ([`cors`]) and, with feature `jwt`,
+//! the token flags (`jwt_flags`). Kept out of the default build, so the contract
 //! itself stays free of I/O.
 
 pub mod connection;
 pub mod cors;
+#[cfg(feature = "jwt")]
+pub mod jwt_flags;
 
 /// How log lines are written (`--log-format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
