@@ -46,6 +46,8 @@ pub(crate) struct Metrics {
     pub(crate) redis_connected: IntGauge,
     /// `sse_cors_rejected_total`: requests and preflights from an origin not allowed.
     pub(crate) cors_rejected: IntCounter,
+    /// `sse_auth_failures_total{reason}`: subscriber tokens refused, by what was wrong.
+    pub(crate) auth_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -70,12 +72,21 @@ impl Metrics {
         let requests_rejected = IntCounterVec::new(
             Opts::new(
                 "sse_requests_rejected_total",
-                "Event stream requests refused, by reason (bad_request, over_capacity, draining).",
+                "Event stream requests refused, by reason (bad_request, no_token, invalid_token, forbidden, per_ip_limit, per_user_limit, over_capacity, draining, ...).",
             ),
             &["reason"],
         )
         .expect("valid metric options");
         register(Box::new(requests_rejected.clone()));
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "sse_auth_failures_total",
+                "Subscriber tokens refused, by reason (no_token, forbidden, expired, signature, malformed, algorithm, not_yet_valid, audience, issuer, claims, too_long).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric options");
+        register(Box::new(auth_failures.clone()));
         let delivery_latency = Histogram::with_opts(
             HistogramOpts::new(
                 "sse_delivery_latency_seconds",
@@ -136,6 +147,7 @@ impl Metrics {
                 "sse_redis_connected",
                 "1 while the Redis pub/sub connection is up and caught up (the node is ready), else 0.",
             ),
+            auth_failures,
             cors_rejected: counter(
                 "sse_cors_rejected_total",
                 "Requests and preflights from a browser origin that --cors-origin does not allow.",

@@ -34,6 +34,12 @@ pub(crate) async fn route<B>(
                     .requests_rejected
                     .with_label_values(&[error.status().1])
                     .inc();
+                if let RequestError::Auth(refusal) = &error {
+                    app.metrics
+                        .auth_failures
+                        .with_label_values(&[refusal.reason()])
+                        .inc();
+                }
                 error.into_response()
             });
             let origin = request.headers().get(header::ORIGIN);

@@ -165,6 +165,23 @@ pub enum TokenError {
     Claim(#[from] ClaimError),
 }
 
+impl TokenError {
+    /// A short label for the reason, for metrics (a fixed set).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::TooLong => "too_long",
+            Self::Malformed => "malformed",
+            Self::Algorithm(_) => "algorithm",
+            Self::Signature => "signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::Audience => "audience",
+            Self::Issuer => "issuer",
+            Self::MissingClaim(_) | Self::ClaimType(_) | Self::Claim(_) => "claims",
+        }
+    }
+}
+
 impl Verifier {
     /// A verifier for `key` with `checks`.
     ///

@@ -36,6 +36,17 @@ pub(crate) enum Refusal {
     Forbidden(String),
 }
 
+impl Refusal {
+    /// A short label for the reason, for `sse_auth_failures_total`.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            Self::NoToken(_) => "no_token",
+            Self::Invalid(error) => error.reason(),
+            Self::Forbidden(_) => "forbidden",
+        }
+    }
+}
+
 impl Auth {
     /// Token checking with `verifier`, looking for tokens in `sources`.
     pub(crate) fn new(verifier: Verifier, sources: Sources) -> Self {
