@@ -4,8 +4,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use tokio_util::sync::CancellationToken;
-
 use sse_core::runtime::cors::Cors;
 
 use crate::auth::Auth;
@@ -14,7 +12,6 @@ use crate::drain::Drain;
 use crate::history::History;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::takeover::Takeover;
 
 // === impl App ===
 
@@ -51,19 +48,6 @@ pub(crate) struct App {
     pub(crate) auth: Option<Auth>,
     /// Streams per client address and per user.
     pub(crate) client_limits: Arc<ClientLimits>,
-}
-
-// === impl ClientConnection ===
-
-/// What a request knows of the connection it came on.
-#[derive(Clone)]
-pub(crate) struct ClientConnection {
-    /// The peer's address (nginx's, behind a proxy).
-    pub(crate) peer: std::net::SocketAddr,
-    /// Cancelling it aborts the connection (its client fell behind).
-    pub(crate) abort: CancellationToken,
-    /// How an HTTP/1.1 stream leaves hyper on this connection.
-    pub(crate) takeover: Takeover,
 }
 
 // === impl StreamSlot ===

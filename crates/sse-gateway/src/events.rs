@@ -13,8 +13,9 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version, heade
 use http_body_util::Either;
 use sse_core::{Cursor, Topic};
 
-use crate::app::{App, ClientConnection, StreamSlot};
+use crate::app::{App, StreamSlot};
 use crate::body::{Bounds, Setup, SseBody};
+use crate::connection::ClientConnection;
 use crate::error::RequestError;
 use crate::outbox::Outbox;
 use crate::response::Body;

@@ -7,7 +7,8 @@
 //!
 //! How a node is put together, one file each:
 //!
-//! - `server`: accept loop, HTTP/1.1 and h2c; `routes`: `(method, path)` → handler;
+//! - `server`: accept loop, HTTP/1.1 and h2c; `connection`: what a request knows of its
+//!   connection; `routes`: `(method, path)` → handler;
 //! - `app`: the state every handler shares; `auth`: subscriber tokens (JWT);
 //!   `response`: the body type, plain-text replies;
 //!   `error`: every refusal as a status and a sentence;
@@ -19,8 +20,10 @@
 //! - `history`: reading streams for resuming clients; `drain`: the shutdown choreography;
 //! - `metrics`, [`config`].
 //!
-//! The modules depend on each other one way: a request goes `server` → `routes` → `events`
-//! → `app` (shared state) → `body` (the stream) → `takeover` (the socket).
+//! The modules import each other without a cycle: `server` → `routes` → `events`, which
+//! opens a `body` (the stream) from `app` (shared state); `takeover` writes a body to its
+//! socket; `response` and `error` sit below the routes, `hub`, `outbox` and `history` below
+//! the body.
 
 pub mod config;
 
@@ -28,6 +31,7 @@ mod app;
 mod auth;
 mod body;
 mod client_limits;
+mod connection;
 mod drain;
 mod error;
 mod events;

@@ -14,7 +14,8 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 
-use crate::app::{App, ClientConnection};
+use crate::app::App;
+use crate::connection::ClientConnection;
 use crate::error::RequestError;
 use crate::events;
 use crate::response::{Body, text};

@@ -24,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::app::{App, ClientConnection};
+use crate::app::App;
+use crate::connection::ClientConnection;
 use crate::routes::route;
 use crate::takeover::{self, Takeover};
 
