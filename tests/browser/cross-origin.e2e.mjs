@@ -16,7 +16,7 @@
 //   E2E_TOKEN         publish token (default dev-token)
 
 import { createServer } from "node:http";
-import { chromium } from "playwright-core";
+import { launch, sleep, until } from "./lib.mjs";
 
 const BASE = required("E2E_BASE_URL").replace(/\/$/, "");
 const PAGE_PORT = Number(required("E2E_PAGE_PORT"));
@@ -39,17 +39,6 @@ function fail(message) {
 }
 
 const log = (message) => console.log(`[e2e] ${message}`);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what, timeoutMs, check) {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 async function publish(data) {
   const response = await fetch(`${BASE}/v1/publish`, {
@@ -138,20 +127,7 @@ async function run(browser) {
 async function main() {
   const timer = setTimeout(() => fail(`not done within ${DEADLINE_MS} ms`), DEADLINE_MS);
   const server = await servePage();
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      "--disable-quic",
-      "--no-proxy-server",
-    ],
-  });
+  const browser = await launch(CHROMIUM);
   log(`Chromium ${browser.version()}`);
   let failure = null;
   try {

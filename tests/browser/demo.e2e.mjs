@@ -15,7 +15,7 @@
 
 import { mkdirSync } from "node:fs";
 import { resolve } from "node:path";
-import { chromium } from "playwright-core";
+import { launch, sleep, until } from "./lib.mjs";
 
 const BASE = required("E2E_BASE_URL").replace(/\/$/, "");
 const GATEWAYS = required("E2E_GATEWAYS")
@@ -45,17 +45,6 @@ function log(message) {
   console.log(`[e2e] ${message}`);
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what, timeoutMs, check) {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 /** Publishes `data` on TOPIC through nginx, as any publisher would. */
 async function publish(data) {
@@ -180,21 +169,7 @@ async function run(page, pageErrors) {
 
 async function main() {
   const timer = setTimeout(() => fail(`not done within ${DEADLINE_MS} ms`), DEADLINE_MS);
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    // Playwright gives every launch a fresh temporary profile (--user-data-dir).
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      "--disable-quic",
-      "--no-proxy-server",
-    ],
-  });
+  const browser = await launch(CHROMIUM);
   log(`Chromium ${browser.version()}`);
   const page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
   const pageErrors = [];

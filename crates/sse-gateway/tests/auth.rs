@@ -204,24 +204,24 @@ async fn bad_tokens_get_401_saying_why_and_forbidden_topics_403_harming_no_open_
     publish(&publisher, "orders.eu", None, "still here").await;
     assert_eq!(open.next_event(PATIENCE).await.data, "still here");
 
-    let (_, metrics) = gateway.fetch("/metrics").await;
-    let count = |reason: &str| {
-        let series = format!("sse_auth_failures_total{{reason=\"{reason}\"}} ");
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(&series))
-            .map_or(0, |value| value.trim().parse::<u64>().expect("a count"))
+    let count = async |reason: &str| {
+        let series = format!("sse_auth_failures_total{{reason=\"{reason}\"}}");
+        gateway.metric(&series).await
     };
-    assert_eq!(count("expired"), 1, "{metrics}");
-    assert_eq!(count("signature"), 1);
-    assert_eq!(count("not_yet_valid"), 1);
-    assert_eq!(count("audience"), 1);
-    assert_eq!(count("issuer"), 1);
-    assert_eq!(count("too_long"), 1);
-    assert_eq!(count("forbidden"), 2);
-    assert_eq!(count("no_token"), 2, "the refusal and the header check");
-    assert_eq!(count("malformed"), 3, "not-a-token, a.b.c, alg none");
-    assert_eq!(count("claims"), 3, "no exp, wrong shape, bad pattern");
+    assert_eq!(count("expired").await, 1);
+    assert_eq!(count("signature").await, 1);
+    assert_eq!(count("not_yet_valid").await, 1);
+    assert_eq!(count("audience").await, 1);
+    assert_eq!(count("issuer").await, 1);
+    assert_eq!(count("too_long").await, 1);
+    assert_eq!(count("forbidden").await, 2);
+    assert_eq!(
+        count("no_token").await,
+        2,
+        "the refusal and the header check"
+    );
+    assert_eq!(count("malformed").await, 3, "not-a-token, a.b.c, alg none");
+    assert_eq!(count("claims").await, 3, "no exp, wrong shape, bad pattern");
 }
 
 /// Runs `openssl args` in `dir`.

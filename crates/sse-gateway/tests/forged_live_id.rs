@@ -10,16 +10,6 @@ use sse_core::schema::{PublishedEvent, live_channel};
 use sse_core::{EventId, Topic};
 use sse_testkit::{RedisServer, eventually};
 
-/// The value of the counter `series` on `/metrics`.
-async fn metric(node: &TestGateway, series: &str) -> u64 {
-    let (status, text) = node.fetch("/metrics").await;
-    assert_eq!(status, 200, "{text}");
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map(|value| value.trim().parse().expect("an integer sample"))
-        .unwrap_or_else(|| panic!("{series} is exported"))
-}
-
 #[tokio::test]
 async fn a_live_id_far_ahead_of_redis_time_is_refused_and_real_events_keep_flowing() {
     let redis = RedisServer::start();
@@ -60,7 +50,7 @@ async fn a_live_id_far_ahead_of_redis_time_is_refused_and_real_events_keep_flowi
         );
     }
     eventually("the refused message is counted", PATIENCE, || async {
-        (metric(&node, "sse_redis_messages_ahead_total").await == 1).then_some(())
+        (node.metric("sse_redis_messages_ahead_total").await == 1).then_some(())
     })
     .await;
 }

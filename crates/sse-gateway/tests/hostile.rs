@@ -60,20 +60,10 @@ impl Witness {
 
 // === helpers ===
 
-/// The value of the sample `series` (name and labels, as exported) on `/metrics`.
-async fn metric(node: &TestGateway, series: &str) -> u64 {
-    let (status, text) = node.fetch("/metrics").await;
-    assert_eq!(status, 200, "{text}");
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map(|value| value.trim().parse().expect("an integer sample"))
-        .unwrap_or_else(|| panic!("{series} is exported"))
-}
-
 /// Waits until `series` on `/metrics` equals `value`.
 async fn metric_becomes(node: &TestGateway, series: &str, value: u64) {
     eventually(&format!("{series} is {value}"), PATIENCE, || async {
-        (metric(node, series).await == value).then_some(())
+        (node.metric(series).await == value).then_some(())
     })
     .await;
 }
@@ -432,8 +422,8 @@ async fn http2_streams_opened_and_reset_leak_nothing() {
     let mut witness = Witness::open(&node, &redis).await;
     let active = "sse_connections_active";
     let topics_active = "sse_topics_active";
-    let base = metric(&node, active).await;
-    let base_topics = metric(&node, topics_active).await;
+    let base = node.metric(active).await;
+    let base_topics = node.metric(topics_active).await;
 
     let mut separate = Vec::new();
     for _ in 0..50 {
@@ -442,7 +432,7 @@ async fn http2_streams_opened_and_reset_leak_nothing() {
         client.position(PATIENCE).await;
         separate.push(client);
     }
-    assert_eq!(metric(&node, active).await, base + 50);
+    assert_eq!(node.metric(active).await, base + 50);
 
     let socket = TcpStream::connect(node.addr).await.expect("connect");
     let (mut sender, connection) =
@@ -477,7 +467,7 @@ async fn http2_streams_opened_and_reset_leak_nothing() {
         }
         multiplexed.push(body);
     }
-    assert_eq!(metric(&node, active).await, base + 100);
+    assert_eq!(node.metric(active).await, base + 100);
     assert_eq!(
         numsub(&redis, "h2m"),
         1,
@@ -675,7 +665,7 @@ async fn two_thousand_stalled_clients_cost_bounded_memory() {
     }
     let mut fast = node.subscribe(&["flood"]).await;
     assert_eq!(
-        metric(&node, "sse_connections_active").await,
+        node.metric("sse_connections_active").await,
         STALLED as u64 + 1
     );
 
@@ -683,12 +673,12 @@ async fn two_thousand_stalled_clients_cost_bounded_memory() {
     let mut peak = before;
     let payload = "f".repeat(EVENT_SIZE - 16);
     let mut published = 0;
-    while metric(&node, "sse_slow_consumer_disconnects_total").await < STALLED as u64 {
+    while node.metric("sse_slow_consumer_disconnects_total").await < STALLED as u64 {
         assert!(
             published * EVENT_SIZE < MAX_PUBLISHED,
             "after {} MiB, only {} of {STALLED} stalled clients were cut",
             published * EVENT_SIZE / MIB,
-            metric(&node, "sse_slow_consumer_disconnects_total").await
+            node.metric("sse_slow_consumer_disconnects_total").await
         );
         for _ in 0..16 {
             // Lock-step: the next event goes out once the fast client has this one, so the
@@ -706,7 +696,7 @@ async fn two_thousand_stalled_clients_cost_bounded_memory() {
         peak = peak.max(rss_bytes());
     }
     assert_eq!(
-        metric(&node, "sse_slow_consumer_disconnects_total").await,
+        node.metric("sse_slow_consumer_disconnects_total").await,
         STALLED as u64,
         "every stalled client was cut, and the fast one was not"
     );

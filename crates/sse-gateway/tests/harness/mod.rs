@@ -87,6 +87,17 @@ pub(crate) fn start_gateway_with(args: &[&str]) -> TestGateway {
 }
 
 impl TestGateway {
+    /// The value of the sample `series` (name and labels, as exported) on `/metrics`; fails
+    /// the test when it is not exported.
+    pub(crate) async fn metric(&self, series: &str) -> u64 {
+        let (status, text) = self.fetch("/metrics").await;
+        assert_eq!(status, 200, "{text}");
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map(|value| value.trim().parse().expect("an integer sample"))
+            .unwrap_or_else(|| panic!("{series} is exported"))
+    }
+
     /// Opens `GET path` (e.g. `/events?topic=a`) over HTTP/1.1 with `headers`.
     pub(crate) async fn get(&self, path: &str, headers: &[(&str, &str)]) -> SseClient {
         SseClient::get(self.addr, path, headers).await
