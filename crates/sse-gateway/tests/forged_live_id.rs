@@ -5,7 +5,7 @@
 
 mod harness;
 
-use harness::{PATIENCE, TestGateway, publish, publisher, start_gateway};
+use harness::{PATIENCE, publish, publisher, start_gateway};
 use sse_core::schema::{PublishedEvent, live_channel};
 use sse_core::{EventId, Topic};
 use sse_testkit::{RedisServer, eventually};
