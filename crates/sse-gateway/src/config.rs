@@ -112,6 +112,21 @@ pub struct Config {
     #[arg(long, env = "SSE_JWT_QUERY", value_enum, default_value_t = Switch::On)]
     pub jwt_query: Switch,
 
+    /// Forward auth: before a stream opens, `GET` this URL (with `?topic=...`) carrying
+    /// the subscriber's cookies and Authorization; a 2xx allows, 401/403 refuse, anything
+    /// else is a 503. With a JWT key too, both must allow.
+    #[arg(long, env = "SSE_AUTH_URL")]
+    pub auth_url: Option<String>,
+
+    /// How long a call to --auth-url may take before the stream is refused with 503.
+    #[arg(long, env = "SSE_AUTH_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub auth_timeout: Duration,
+
+    /// How long a decision of --auth-url is reused for the same cookies, Authorization and
+    /// topics (never past the `exp` it gave); `0s` asks every time.
+    #[arg(long, env = "SSE_AUTH_CACHE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub auth_cache_ttl: Duration,
+
     /// Log format; the level filter comes from RUST_LOG (default info).
     #[arg(long, env = "SSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -77,7 +77,14 @@ impl RequestError {
             | Self::NotText(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Auth(Refusal::NoToken(_)) => (StatusCode::UNAUTHORIZED, "no_token"),
             Self::Auth(Refusal::Invalid(_)) => (StatusCode::UNAUTHORIZED, "invalid_token"),
-            Self::Auth(Refusal::Forbidden(_)) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::Auth(Refusal::Forbidden { .. }) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::Auth(Refusal::Denied { status, .. }) if *status == StatusCode::FORBIDDEN => {
+                (StatusCode::FORBIDDEN, "forbidden")
+            }
+            Self::Auth(Refusal::Denied { .. }) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Auth(Refusal::Unavailable(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "auth_unavailable")
+            }
             Self::OverClientLimit(OverLimit::Address { .. }) => {
                 (StatusCode::TOO_MANY_REQUESTS, "per_ip_limit")
             }
@@ -98,7 +105,7 @@ impl RequestError {
         let mut response = text(status, Bytes::from(format!("{}\n", ErrorChain(&self))));
         let headers = response.headers_mut();
         match self {
-            Self::OverCapacity { .. } | Self::Draining => {
+            Self::OverCapacity { .. } | Self::Draining | Self::Auth(Refusal::Unavailable(_)) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Self::OverClientLimit(_) => {
@@ -115,6 +122,12 @@ impl RequestError {
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer error=\"invalid_token\""),
                 );
+            }
+            Self::Auth(Refusal::Denied {
+                challenge: Some(challenge),
+                ..
+            }) => {
+                headers.insert(header::WWW_AUTHENTICATE, challenge);
             }
             _ => {}
         }

@@ -14,6 +14,7 @@ use http_body_util::Either;
 use sse_core::{Cursor, Topic};
 
 use crate::app::{App, StreamSlot};
+use crate::auth::Grant;
 use crate::body::{Bounds, Setup, SseBody};
 use crate::connection::ClientConnection;
 use crate::error::RequestError;
@@ -98,7 +99,7 @@ pub(crate) fn parse(
 
 /// Opens the stream `request` asks for on `connection`. An HTTP/1.1 stream leaves hyper
 /// (the connection's takeover) once its head is written.
-pub(crate) fn open<B>(
+pub(crate) async fn open<B>(
     app: &App,
     request: &Request<B>,
     connection: &ClientConnection,
@@ -113,13 +114,13 @@ pub(crate) fn open<B>(
         bounds,
     } = parse(query, request.headers(), app.limits.max_topics)?;
     let grant = match &app.auth {
-        Some(auth) => Some(auth.authorize(request.headers(), query, &topics)?),
-        None => None,
+        Some(auth) => auth.authorize(request.headers(), query, &topics).await?,
+        None => Grant::default(),
     };
     let address = app
         .client_limits
         .client_address(connection.peer, request.headers());
-    let subject = grant.as_ref().and_then(|grant| grant.subject.as_deref());
+    let subject = grant.subject.as_deref();
     let client = app.client_limits.admit(address, subject)?;
     let mut slot = StreamSlot::take(&app.open_streams, app.limits.max_streams, &app.metrics)
         .ok_or(RequestError::OverCapacity {
@@ -144,7 +145,11 @@ pub(crate) fn open<B>(
         metrics: app.metrics.clone(),
         slot,
         retry_ms: app.limits.retry_ms,
-        token_expiry: grant.as_ref().map(sse_core::jwt::Verified::remaining),
+        token_expiry: grant.expires_at.map(|expires_at| {
+            expires_at
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+        }),
     });
     let taken_over = request.version() == Version::HTTP_11;
     let body = if taken_over {

@@ -71,18 +71,49 @@ pub enum StartError {
     /// The CORS flags contradict each other.
     #[error(transparent)]
     Cors(#[from] CorsError),
+    /// `--auth-url` is not an http(s) URL.
+    #[error("the --auth-url {0:?} is not an http:// or https:// URL")]
+    AuthUrl(String),
+    /// No HTTP client could be built for forward auth.
+    #[error("cannot build the HTTP client for --auth-url")]
+    HttpClient(#[source] reqwest::Error),
 }
 
-/// Token checking as `config` asks for it, or `None` when no key is configured.
-fn subscriber_auth(config: &Config) -> Result<Option<auth::Auth>, StartError> {
+/// Subscriber checks as `config` asks for them, or `None` when nothing is checked. A JWKS
+/// URL's keys are fetched until `stop`.
+fn subscriber_auth(
+    config: &Config,
+    metrics: &Arc<metrics::Metrics>,
+    stop: &CancellationToken,
+) -> Result<Option<auth::Auth>, StartError> {
     let sources = auth::Sources {
         cookie: config.jwt_cookie.clone(),
         query: config.jwt_query == Switch::On,
     };
-    Ok(config
-        .jwt
-        .verifier()?
-        .map(|verifier| auth::Auth::new(verifier, sources)))
+    let tokens = config.jwt.tokens(metrics.jwks.clone(), stop)?;
+    let forward = match &config.auth_url {
+        None => None,
+        Some(url) => {
+            let parsed = reqwest::Url::parse(url)
+                .ok()
+                .filter(|url| matches!(url.scheme(), "http" | "https"))
+                .ok_or_else(|| StartError::AuthUrl(url.clone()))?;
+            let client = sse_core::runtime::http_client::build(config.auth_timeout)
+                .map_err(StartError::HttpClient)?;
+            Some(auth::ForwardAuth::new(
+                parsed,
+                client,
+                config.auth_cache_ttl,
+                metrics.clone(),
+            ))
+        }
+    };
+    let auth = auth::Auth {
+        tokens,
+        sources,
+        forward,
+    };
+    Ok(auth.is_on().then_some(auth))
 }
 
 /// Serves event streams on `listener` until `shutdown` completes, then drains (ends open
@@ -98,7 +129,9 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let auth = subscriber_auth(&config)?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let stopping = CancellationToken::new();
+    let auth = subscriber_auth(&config, &metrics, &stopping)?;
     let cors = Cors::new(
         &config.cors_origins,
         config.cors_credentials,
@@ -106,7 +139,6 @@ pub async fn run(
         // A resume position, a token, and what fetch-based clients send.
         "Last-Event-ID, Authorization, Content-Type, Cache-Control, Accept",
     )?;
-    let metrics = Arc::new(metrics::Metrics::new());
     let client = redis::Client::open(config.redis_url.as_str()).map_err(StartError::RedisUrl)?;
     let commands = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(config.redis_timeout))
@@ -121,7 +153,6 @@ pub async fn run(
         metrics.messages_invalid.clone(),
     );
     let (hub, link_commands) = hub::Hub::new(metrics.clone());
-    let stopping = CancellationToken::new();
     let redis_connected = Arc::new(AtomicBool::new(false));
 
     let link = tokio::spawn(

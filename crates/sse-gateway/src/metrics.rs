@@ -7,6 +7,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
+use sse_core::runtime::jwks::JwksMetrics;
 
 /// The gateway's metrics.
 pub(crate) struct Metrics {
@@ -46,8 +47,16 @@ pub(crate) struct Metrics {
     pub(crate) redis_connected: IntGauge,
     /// `sse_cors_rejected_total`: requests and preflights from an origin not allowed.
     pub(crate) cors_rejected: IntCounter,
-    /// `sse_auth_failures_total{reason}`: subscriber tokens refused, by what was wrong.
+    /// `sse_auth_failures_total{reason}`: subscriber checks refused, by what was wrong.
     pub(crate) auth_failures: IntCounterVec,
+    /// `sse_forward_auth_calls_total{outcome}`: calls to `--auth-url`.
+    pub(crate) forward_auth_calls: IntCounterVec,
+    /// `sse_forward_auth_duration_seconds`: how long they took.
+    pub(crate) forward_auth_seconds: Histogram,
+    /// `sse_forward_auth_cache_hits_total`: checks answered without a call.
+    pub(crate) forward_auth_cache_hits: IntCounter,
+    /// `sse_jwks_refreshes_total{outcome}` and `sse_jwks_keys`: fetches of `--jwks-url`.
+    pub(crate) jwks: JwksMetrics,
 }
 
 impl Metrics {
@@ -69,39 +78,26 @@ impl Metrics {
             register(Box::new(metric.clone()));
             metric
         };
-        let requests_rejected = IntCounterVec::new(
-            Opts::new(
-                "sse_requests_rejected_total",
-                "Event stream requests refused, by reason (bad_request, no_token, invalid_token, forbidden, per_ip_limit, per_user_limit, over_capacity, draining, ...).",
-            ),
-            &["reason"],
-        )
-        .expect("valid metric options");
-        register(Box::new(requests_rejected.clone()));
-        let auth_failures = IntCounterVec::new(
-            Opts::new(
-                "sse_auth_failures_total",
-                "Subscriber tokens refused, by reason (no_token, forbidden, expired, signature, malformed, algorithm, not_yet_valid, audience, issuer, claims, too_long).",
-            ),
-            &["reason"],
-        )
-        .expect("valid metric options");
-        register(Box::new(auth_failures.clone()));
-        let delivery_latency = Histogram::with_opts(
-            HistogramOpts::new(
-                "sse_delivery_latency_seconds",
-                "Time from publish (the event id's timestamp) to the write to a client, live events.",
-            )
-            .buckets(vec![
-                0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-        )
-        .expect("valid metric options");
-        register(Box::new(delivery_latency.clone()));
+        let counter_vec = |name: &str, help: &str, label: &str| {
+            let metric =
+                IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric options");
+            register(Box::new(metric.clone()));
+            metric
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                .expect("valid metric options");
+            register(Box::new(metric.clone()));
+            metric
+        };
         Self {
             connections_active: gauge("sse_connections_active", "Open event streams."),
             connections_total: counter("sse_connections_total", "Event streams opened."),
-            requests_rejected,
+            requests_rejected: counter_vec(
+                "sse_requests_rejected_total",
+                "Event stream requests refused, by reason (bad_request, no_token, invalid_token, forbidden, auth_unavailable, per_ip_limit, per_user_limit, over_capacity, draining, ...).",
+                "reason",
+            ),
             events_received: counter(
                 "sse_events_received_total",
                 "Events received from Redis pub/sub.",
@@ -118,7 +114,13 @@ impl Metrics {
                 "sse_frames_delivered_total",
                 "Events written to clients, live and replayed.",
             ),
-            delivery_latency,
+            delivery_latency: histogram(
+                "sse_delivery_latency_seconds",
+                "Time from publish (the event id's timestamp) to the write to a client, live events.",
+                vec![
+                    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
+            ),
             replayed_events: counter(
                 "sse_replayed_events_total",
                 "Events sent from a topic's stream to resuming clients.",
@@ -147,11 +149,32 @@ impl Metrics {
                 "sse_redis_connected",
                 "1 while the Redis pub/sub connection is up and caught up (the node is ready), else 0.",
             ),
-            auth_failures,
+            auth_failures: counter_vec(
+                "sse_auth_failures_total",
+                "Subscriber checks refused, by reason (no_token, forbidden, expired, signature, malformed, algorithm, not_yet_valid, audience, issuer, claims, too_long, unknown_key, no_keys, forward_denied, forward_unavailable).",
+                "reason",
+            ),
+            forward_auth_calls: counter_vec(
+                "sse_forward_auth_calls_total",
+                "Calls to --auth-url, by outcome (allow, deny, error: no answer in time, unreachable, another status, an unreadable answer).",
+                "outcome",
+            ),
+            forward_auth_seconds: histogram(
+                "sse_forward_auth_duration_seconds",
+                "Time a call to --auth-url took, to its answer or failure.",
+                vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ],
+            ),
+            forward_auth_cache_hits: counter(
+                "sse_forward_auth_cache_hits_total",
+                "Forward-auth checks answered without a call: a remembered decision, or one shared with an identical check under way.",
+            ),
             cors_rejected: counter(
                 "sse_cors_rejected_total",
                 "Requests and preflights from a browser origin that --cors-origin does not allow.",
             ),
+            jwks: JwksMetrics::register(&registry),
             registry,
         }
     }

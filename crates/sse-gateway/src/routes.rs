@@ -30,7 +30,8 @@ pub(crate) async fn route<B>(
     let method = request.method();
     let response = match (request.uri().path(), method) {
         ("/events", &Method::GET) => {
-            let mut response = events::open(&app, &request, &connection).unwrap_or_else(|error| {
+            let opened = events::open(&app, &request, &connection).await;
+            let mut response = opened.unwrap_or_else(|error| {
                 app.metrics
                     .requests_rejected
                     .with_label_values(&[error.status().1])

@@ -204,7 +204,7 @@ fn prometheus_config_and_alert_rules_pass_promtool() {
 }
 
 /// Metric names a `metrics.rs` registers (its `"sse_…"` string literals), each with whether it
-/// is a histogram (registered through `HistogramOpts::new`).
+/// is a histogram (registered through `HistogramOpts::new` or a `histogram(` helper).
 fn registered_metrics(source: &str) -> BTreeMap<String, bool> {
     let mut metrics = BTreeMap::new();
     for (at, _) in source.match_indices("\"sse_") {
@@ -213,7 +213,7 @@ fn registered_metrics(source: &str) -> BTreeMap<String, bool> {
             .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
             .collect();
         let before = source[..at].trim_end();
-        let histogram = before.ends_with("HistogramOpts::new(");
+        let histogram = before.ends_with("HistogramOpts::new(") || before.ends_with("histogram(");
         *metrics.entry(name).or_insert(false) |= histogram;
     }
     metrics
@@ -221,9 +221,13 @@ fn registered_metrics(source: &str) -> BTreeMap<String, bool> {
 
 fn exported_metrics() -> BTreeMap<String, bool> {
     let mut metrics = registered_metrics(&read("crates/sse-gateway/src/metrics.rs"));
-    metrics.extend(registered_metrics(&read(
+    for source in [
         "crates/sse-publisher/src/metrics.rs",
-    )));
+        // The JWKS metrics both services register.
+        "crates/sse-core/src/runtime/jwks.rs",
+    ] {
+        metrics.extend(registered_metrics(&read(source)));
+    }
     assert!(
         metrics.len() >= 10 && metrics.values().any(|histogram| *histogram),
         "could not read the metric names from metrics.rs: {metrics:?}"

@@ -53,7 +53,11 @@ pub async fn run(
     let publisher = Publisher::connect(&redis, retention)
         .await
         .map_err(StartError::Redis)?;
-    let jwt = config.jwt.verifier()?;
+    let metrics = metrics::Metrics::new();
+    // Runs as long as the process: the publisher's JWKS keys stay fresh until it exits.
+    let jwks_stop = tokio_util::sync::CancellationToken::new();
+    let jwt = config.jwt.tokens(metrics.jwks.clone(), &jwks_stop)?;
+    let _stop_jwks_on_return = jwks_stop.drop_guard();
     // Anonymous only when nothing else is configured, as --allow-anonymous always meant.
     let anonymous = config.allow_anonymous && config.tokens.is_empty() && jwt.is_none();
     if anonymous {
@@ -78,7 +82,7 @@ pub async fn run(
             max_batch: config.max_batch as usize,
             body_timeout: config.body_timeout,
         },
-        metrics: metrics::Metrics::new(),
+        metrics,
         draining: AtomicBool::new(false),
         cors,
     });

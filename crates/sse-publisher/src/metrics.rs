@@ -1,9 +1,11 @@
 //! Every metric the publisher exports: names, help and buckets in one place, mirrored by the
 //! README. Each [`Metrics`] registers into its own [`Registry`], so tests don't share counters.
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
 };
+use sse_core::runtime::jwks::JwksMetrics;
 
 /// The publisher's metrics.
 pub(crate) struct Metrics {
@@ -14,20 +16,34 @@ pub(crate) struct Metrics {
     pub(crate) publish_duration: Histogram,
     /// `sse_events_published_total`: events written (a batch counts each of its events).
     pub(crate) events_published: IntCounter,
+    /// `sse_publish_auth_failures_total{reason}`: publishers refused, by what was wrong.
+    pub(crate) auth_failures: IntCounterVec,
+    /// `sse_publish_cors_rejected_total`: requests and preflights from an origin not allowed.
+    pub(crate) cors_rejected: IntCounter,
+    /// `sse_jwks_refreshes_total{outcome}` and `sse_jwks_keys`: fetches of `--jwks-url`.
+    pub(crate) jwks: JwksMetrics,
 }
 
 impl Metrics {
     /// Creates the metrics in a registry of their own.
     pub(crate) fn new() -> Self {
         let registry = Registry::new();
-        let publish_requests = IntCounterVec::new(
-            Opts::new(
-                "sse_publish_requests_total",
-                "Publish requests, by HTTP status code.",
-            ),
-            &["status"],
-        )
-        .expect("metric options are valid");
+        let register = |metric: Box<dyn Collector>| {
+            registry
+                .register(metric)
+                .expect("each metric is registered once, with a valid name");
+        };
+        let counter = |name: &str, help: &str| {
+            let metric = IntCounter::new(name, help).expect("valid metric options");
+            register(Box::new(metric.clone()));
+            metric
+        };
+        let counter_vec = |name: &str, help: &str, label: &str| {
+            let metric =
+                IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric options");
+            register(Box::new(metric.clone()));
+            metric
+        };
         let publish_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "sse_publish_duration_seconds",
@@ -38,26 +54,30 @@ impl Metrics {
                 5.0,
             ]),
         )
-        .expect("metric options are valid");
-        let events_published = IntCounter::new(
-            "sse_events_published_total",
-            "Events written to Redis; a batch counts each of its events.",
-        )
-        .expect("metric options are valid");
-        for metric in [
-            Box::new(publish_requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(publish_duration.clone()),
-            Box::new(events_published.clone()),
-        ] {
-            registry
-                .register(metric)
-                .expect("each metric is registered once");
-        }
+        .expect("valid metric options");
+        register(Box::new(publish_duration.clone()));
         Self {
-            registry,
-            publish_requests,
+            publish_requests: counter_vec(
+                "sse_publish_requests_total",
+                "Publish requests, by HTTP status code.",
+                "status",
+            ),
             publish_duration,
-            events_published,
+            events_published: counter(
+                "sse_events_published_total",
+                "Events written to Redis; a batch counts each of its events.",
+            ),
+            auth_failures: counter_vec(
+                "sse_publish_auth_failures_total",
+                "Publish requests refused for who sent them, by reason (no_token, forbidden, expired, signature, malformed, algorithm, not_yet_valid, audience, issuer, claims, too_long, unknown_key, no_keys).",
+                "reason",
+            ),
+            cors_rejected: counter(
+                "sse_publish_cors_rejected_total",
+                "Publish requests and preflights from a browser origin that --cors-origin does not allow.",
+            ),
+            jwks: JwksMetrics::register(&registry),
+            registry,
         }
     }
 

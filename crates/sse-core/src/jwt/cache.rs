@@ -77,6 +77,13 @@ impl VerifiedCache {
         }
     }
 
+    /// Forgets every token.
+    pub fn clear(&self) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.by_hash.clear();
+        entries.order.clear();
+    }
+
     /// How many tokens are remembered.
     pub fn len(&self) -> usize {
         self.entries

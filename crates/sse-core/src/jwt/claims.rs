@@ -134,6 +134,15 @@ impl TopicSet {
     }
 }
 
+impl FromIterator<TopicPattern> for TopicSet {
+    fn from_iter<I: IntoIterator<Item = TopicPattern>>(patterns: I) -> Self {
+        Self {
+            patterns: patterns.into_iter().collect(),
+            all: false,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct TopicsClaim {
     #[serde(default)]

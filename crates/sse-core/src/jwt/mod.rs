@@ -1,9 +1,11 @@
 //! Verifying JWTs and reading what they allow, the same way in both services: the gateway
 //! checks subscribers' tokens, the publisher publishers'.
 //!
-//! The key is an HMAC secret (HS256, HS384, HS512) or a PEM public key (RSA for RS256/384/512,
-//! EC for ES256/384, Ed25519 for EdDSA). The accepted algorithms are pinned to the key's
-//! type, so a token cannot choose `none`, nor get an RSA public key used as an HMAC secret.
+//! The key is an HMAC secret (HS256, HS384, HS512), a PEM public key (RSA for RS256/384/512,
+//! EC for ES256/384, Ed25519 for EdDSA), or a set of public keys from a JWKS document, found
+//! by the token's `kid` ([`keys`]; fetching the document is the runtime's). The accepted
+//! algorithms are pinned to each key's type (and to a JWK's `alg`), so a token cannot choose
+//! `none`, nor get an RSA public key used as an HMAC secret.
 //! `exp` is required; `exp` and `nbf` are checked with a leeway; `aud` and `iss` when
 //! configured. What a token allows comes from its topic claim ([`claims`]), with topics and
 //! [`TopicPattern`]s ([`pattern`]). Public-key verifications are remembered per token until
@@ -11,18 +13,23 @@
 
 pub mod cache;
 pub mod claims;
+pub mod keys;
 pub mod pattern;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{AlgorithmFamily, DecodingKey, Validation};
+use jsonwebtoken::{DecodingKey, Validation};
 use serde_json::{Map, Value};
 
 pub use cache::VerifiedCache;
 pub use claims::{Allowed, ClaimError, ClaimFormat, TopicSet};
+pub use keys::{JwksError, KeySet};
 pub use pattern::{PatternError, TopicPattern};
+
+use keys::{Lookup, VerifyingKey};
 
 /// The longest token read, in bytes; a longer one is refused before any decoding.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -34,6 +41,8 @@ pub enum Key {
     Secret(Vec<u8>),
     /// A PEM public key (RSA, EC or Ed25519).
     PublicPem(Vec<u8>),
+    /// Public keys from a JWKS document, installed later ([`Verifier::install`]).
+    Set,
 }
 
 /// Why the configured key cannot be used (a startup error).
@@ -54,6 +63,13 @@ pub enum KeyError {
     /// The PEM is no RSA, EC or Ed25519 public key.
     #[error("the JWT public key is not a PEM RSA, EC (P-256/P-384) or Ed25519 public key")]
     NotAPublicKey,
+    /// The JWKS URL is not an `http` or `https` URL.
+    #[error("the JWKS URL {0:?} is not an http:// or https:// URL")]
+    JwksUrl(String),
+    /// No HTTP client could be built to fetch the JWKS (no TLS roots).
+    #[cfg(feature = "runtime")]
+    #[error("cannot build the HTTP client that fetches the JWKS")]
+    Client(#[source] reqwest::Error),
 }
 
 impl Key {
@@ -105,13 +121,18 @@ pub struct Checks {
     pub claim: ClaimFormat,
 }
 
-/// Verifies tokens with one key.
+/// Verifies tokens with one key, or with the key of a [`KeySet`] their `kid` names.
 pub struct Verifier {
-    key: DecodingKey,
-    validation: Validation,
-    claim: ClaimFormat,
+    keys: Keys,
+    checks: Checks,
     /// For public keys, whose checks are costly; HMAC is cheaper than a cache lookup.
     cache: Option<VerifiedCache>,
+}
+
+enum Keys {
+    One(Box<VerifyingKey>),
+    /// Replaced whole when a newer document is installed.
+    Set(RwLock<Arc<KeySet>>),
 }
 
 /// A verified token.
@@ -160,6 +181,17 @@ pub enum TokenError {
     /// A registered claim has the wrong type.
     #[error("its {0:?} claim has the wrong type")]
     ClaimType(String),
+    /// Its `kid` names no key of the key set (`None`: it names none, and the set has more
+    /// than one key to choose from).
+    #[error("{}", match .0 {
+        Some(kid) => format!("it is signed with a key (kid {kid:?}) this service does not know"),
+        None => "it names no key (kid), and this service has several".to_owned(),
+    })]
+    UnknownKey(Option<String>),
+    /// No key set has been installed yet (the JWKS could not be fetched): no token can be
+    /// checked, which is the service's fault, not the token's.
+    #[error("the keys to check it with are not available yet")]
+    NoKeys,
     /// The topic claim is unusable.
     #[error(transparent)]
     Claim(#[from] ClaimError),
@@ -178,6 +210,8 @@ impl TokenError {
             Self::Audience => "audience",
             Self::Issuer => "issuer",
             Self::MissingClaim(_) | Self::ClaimType(_) | Self::Claim(_) => "claims",
+            Self::UnknownKey(_) => "unknown_key",
+            Self::NoKeys => "no_keys",
         }
     }
 }
@@ -188,36 +222,52 @@ impl Verifier {
     /// # Errors
     /// [`KeyError`] if the key cannot be used.
     pub fn new(key: &Key, checks: Checks) -> Result<Self, KeyError> {
-        let key = match key {
+        let keys = match key {
             Key::Secret(secret) if secret.is_empty() => return Err(KeyError::EmptySecret),
-            Key::Secret(secret) => DecodingKey::from_secret(secret),
-            Key::PublicPem(pem) => DecodingKey::from_rsa_pem(pem)
-                .or_else(|_| DecodingKey::from_ec_pem(pem))
-                .or_else(|_| DecodingKey::from_ed_pem(pem))
-                .map_err(|_| KeyError::NotAPublicKey)?,
+            Key::Secret(secret) => {
+                return Ok(Self {
+                    keys: Keys::One(Box::new(VerifyingKey::for_family(
+                        DecodingKey::from_secret(secret),
+                        &checks,
+                    ))),
+                    checks,
+                    cache: None,
+                });
+            }
+            Key::PublicPem(pem) => {
+                let key = DecodingKey::from_rsa_pem(pem)
+                    .or_else(|_| DecodingKey::from_ec_pem(pem))
+                    .or_else(|_| DecodingKey::from_ed_pem(pem))
+                    .map_err(|_| KeyError::NotAPublicKey)?;
+                Keys::One(Box::new(VerifyingKey::for_family(key, &checks)))
+            }
+            Key::Set => Keys::Set(RwLock::default()),
         };
-        let mut validation = Validation::new_for_family(key.family());
-        validation.leeway = checks.leeway.as_secs();
-        validation.validate_nbf = true;
-        validation.validate_aud = checks.audience.is_some();
-        let mut required = vec!["exp"];
-        if let Some(audience) = &checks.audience {
-            validation.set_audience(&[audience]);
-            required.push("aud");
-        }
-        if let Some(issuer) = &checks.issuer {
-            validation.set_issuer(&[issuer]);
-            required.push("iss");
-        }
-        validation.set_required_spec_claims(&required);
-        let cache =
-            (key.family() != AlgorithmFamily::Hmac).then(|| VerifiedCache::new(cache::MAX_ENTRIES));
         Ok(Self {
-            key,
-            validation,
-            claim: checks.claim,
-            cache,
+            keys,
+            checks,
+            cache: Some(VerifiedCache::new(cache::MAX_ENTRIES)),
         })
+    }
+
+    /// Replaces the key set with the keys of a JWKS `document`, and forgets the
+    /// verifications made with the old keys (a key gone from the set verifies nothing more).
+    /// Returns how many keys the set now holds.
+    ///
+    /// # Errors
+    /// [`JwksError`] when the document cannot be used: the keys stay as they were. A
+    /// verifier of one configured key ignores documents.
+    pub fn install(&self, document: &[u8]) -> Result<usize, JwksError> {
+        let Keys::Set(current) = &self.keys else {
+            return Ok(1);
+        };
+        let set = KeySet::parse(document, &self.checks)?;
+        let count = set.len();
+        *current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(set);
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
+        Ok(count)
     }
 
     /// Verifies `token` and reads what it allows.
@@ -238,16 +288,42 @@ impl Verifier {
         Ok(verified)
     }
 
+    /// How many keys it verifies with (a key set's before its first document: 0).
+    pub fn keys(&self) -> usize {
+        match &self.keys {
+            Keys::One(_) => 1,
+            Keys::Set(set) => set.read().unwrap_or_else(PoisonError::into_inner).len(),
+        }
+    }
+
     /// How many verifications are remembered (always 0 for an HMAC key).
     pub fn cached(&self) -> usize {
         self.cache.as_ref().map_or(0, VerifiedCache::len)
     }
 
     fn verify_signed(&self, token: &str) -> Result<Verified, TokenError> {
-        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
-            .map_err(|error| self.explain(error.into_kind()))?
+        match &self.keys {
+            Keys::One(key) => self.verify_with(token, key),
+            Keys::Set(set) => {
+                let set = set.read().unwrap_or_else(PoisonError::into_inner).clone();
+                if set.is_empty() {
+                    return Err(TokenError::NoKeys);
+                }
+                let header =
+                    jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+                match set.lookup(header.kid.as_deref()) {
+                    Lookup::Found(key) => self.verify_with(token, key),
+                    Lookup::Unknown(kid) => Err(TokenError::UnknownKey(kid)),
+                }
+            }
+        }
+    }
+
+    fn verify_with(&self, token: &str, key: &VerifyingKey) -> Result<Verified, TokenError> {
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &key.validation)
+            .map_err(|error| explain(error.into_kind(), &key.validation))?
             .claims;
-        let allowed = self.claim.allowed(&claims)?;
+        let allowed = self.checks.claim.allowed(&claims)?;
         let exp = claims
             .get("exp")
             .and_then(Value::as_u64)
@@ -258,35 +334,29 @@ impl Verifier {
             expires_at: UNIX_EPOCH + Duration::from_secs(exp),
         })
     }
+}
 
-    fn explain(&self, kind: ErrorKind) -> TokenError {
-        match kind {
-            ErrorKind::InvalidSignature => TokenError::Signature,
-            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                TokenError::Algorithm(self.accepted())
-            }
-            ErrorKind::ExpiredSignature => TokenError::Expired,
-            ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-            ErrorKind::InvalidAudience => TokenError::Audience,
-            ErrorKind::InvalidIssuer => TokenError::Issuer,
-            ErrorKind::MissingRequiredClaim(claim) => TokenError::MissingClaim(claim),
-            ErrorKind::InvalidClaimFormat(claim) => TokenError::ClaimType(claim),
-            // Bad base64, bad JSON (an unknown `alg` such as `none` too), bad shape; and a
-            // key the verifier cannot use for this token, which a token can only cause by
-            // being something else than it claims.
-            _ => TokenError::Malformed,
+fn explain(kind: ErrorKind, validation: &Validation) -> TokenError {
+    match kind {
+        ErrorKind::InvalidSignature => TokenError::Signature,
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            let names: Vec<String> = validation
+                .algorithms
+                .iter()
+                .map(|algorithm| format!("{algorithm:?}"))
+                .collect();
+            TokenError::Algorithm(names.join(", "))
         }
-    }
-
-    /// The algorithms accepted, for messages.
-    fn accepted(&self) -> String {
-        let names: Vec<String> = self
-            .validation
-            .algorithms
-            .iter()
-            .map(|algorithm| format!("{algorithm:?}"))
-            .collect();
-        names.join(", ")
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        ErrorKind::InvalidAudience => TokenError::Audience,
+        ErrorKind::InvalidIssuer => TokenError::Issuer,
+        ErrorKind::MissingRequiredClaim(claim) => TokenError::MissingClaim(claim),
+        ErrorKind::InvalidClaimFormat(claim) => TokenError::ClaimType(claim),
+        // Bad base64, bad JSON (an unknown `alg` such as `none` too), bad shape; and a key
+        // the verifier cannot use for this token, which a token can only cause by being
+        // something else than it claims.
+        _ => TokenError::Malformed,
     }
 }
 
@@ -356,5 +426,43 @@ MCowBQYDK2VwAyEA1k6HJ3q2RPO4CunB9b7fUw7/Ten2zzce2puZBkFkDJA=
                 .unwrap();
         hmac.verify(&token).unwrap();
         assert_eq!(hmac.cached(), 0);
+    }
+
+    #[test]
+    fn a_key_set_verifies_by_kid_and_a_new_document_replaces_it_whole() {
+        let verifier = Verifier::new(&Key::Set, checks()).unwrap();
+        let key = EncodingKey::from_ed_pem(PRIVATE.as_bytes()).unwrap();
+        let claims = json!({"exp": exp(60), "sse": {"subscribe": ["a"]}});
+        let signed = |kid: &str| {
+            let mut header = Header::new(Algorithm::EdDSA);
+            header.kid = Some(kid.into());
+            jsonwebtoken::encode(&header, &claims, &key).unwrap()
+        };
+        let document = |kid: &str| {
+            json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": kid,
+                "x": "1k6HJ3q2RPO4CunB9b7fUw7_Ten2zzce2puZBkFkDJA"}]})
+            .to_string()
+        };
+        assert!(matches!(
+            verifier.verify(&signed("one")),
+            Err(TokenError::NoKeys)
+        ));
+        assert_eq!(verifier.install(document("one").as_bytes()).unwrap(), 1);
+        verifier.verify(&signed("one")).unwrap();
+        assert!(matches!(
+            verifier.verify(&signed("two")),
+            Err(TokenError::UnknownKey(Some(kid))) if kid == "two"
+        ));
+        assert!(verifier.install(b"garbage").is_err());
+        verifier.verify(&signed("one")).unwrap();
+        verifier.install(document("two").as_bytes()).unwrap();
+        verifier.verify(&signed("two")).unwrap();
+        assert!(
+            matches!(
+                verifier.verify(&signed("one")),
+                Err(TokenError::UnknownKey(_))
+            ),
+            "a key gone from the set verifies nothing more, remembered or not"
+        );
     }
 }

@@ -1,10 +1,14 @@
 //! Process plumbing both binaries share (feature `runtime`): log setup, the shutdown signal,
-//! serving a connection ([`connection`]), the CORS policy ([`cors`]) and, with feature `jwt`,
-//! the token flags (`jwt_flags`). Kept out of the default build, so the contract
-//! itself stays free of I/O.
+//! serving a connection ([`connection`]), the CORS policy ([`cors`]), the client they call
+//! other services with ([`http_client`]) and, with feature `jwt`, the token flags
+//! (`jwt_flags`) and keys from a JWKS URL (`jwks`). Kept out of the default build, so the
+//! contract itself stays free of I/O.
 
 pub mod connection;
 pub mod cors;
+pub mod http_client;
+#[cfg(feature = "jwt")]
+pub mod jwks;
 #[cfg(feature = "jwt")]
 pub mod jwt_flags;
 

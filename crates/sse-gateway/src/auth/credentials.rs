@@ -6,7 +6,9 @@
 
 use std::borrow::Cow;
 
-use http::{HeaderMap, header};
+use http::{HeaderMap, HeaderValue, header};
+
+use super::forward::Credentials;
 
 /// The query parameter that may carry a token.
 pub(crate) const QUERY_PARAMETER: &str = "access_token";
@@ -33,13 +35,39 @@ impl Sources {
         {
             return Some(Cow::Borrowed(token));
         }
-        if self.query {
-            return form_urlencoded::parse(query.as_bytes())
-                .find(|(key, _)| key == QUERY_PARAMETER)
-                .map(|(_, value)| value)
-                .filter(|value| !value.is_empty());
+        self.query_token(query)
+    }
+
+    /// The `access_token` of `query`, when it is read.
+    fn query_token<'a>(&self, query: &'a str) -> Option<Cow<'a, str>> {
+        if !self.query {
+            return None;
         }
-        None
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == QUERY_PARAMETER)
+            .map(|(_, value)| value)
+            .filter(|value| !value.is_empty())
+    }
+
+    /// What forward auth passes on: every `Cookie` header, joined, and `Authorization`
+    /// (or, without one, the query token as `Bearer`).
+    pub(crate) fn forwarded(&self, headers: &HeaderMap, query: &str) -> Credentials {
+        let cookies: Vec<&[u8]> = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect();
+        let cookie = (!cookies.is_empty())
+            .then(|| HeaderValue::from_bytes(&cookies.join(&b"; "[..])).ok())
+            .flatten();
+        let authorization = headers.get(header::AUTHORIZATION).cloned().or_else(|| {
+            self.query_token(query)
+                .and_then(|token| HeaderValue::try_from(format!("Bearer {token}")).ok())
+        });
+        Credentials {
+            cookie,
+            authorization,
+        }
     }
 
     /// How a client can send a token here, for the message of a 401.

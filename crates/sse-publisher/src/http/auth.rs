@@ -9,7 +9,8 @@
 //! token does not allow refuses all of it.
 
 use http::{HeaderMap, header};
-use sse_core::jwt::{TopicSet, Verifier};
+use sse_core::jwt::{TokenError, TopicSet};
+use sse_core::runtime::jwt_flags::Tokens;
 use sse_core::{Event, Topic};
 use subtle::ConstantTimeEq;
 
@@ -22,7 +23,7 @@ pub(crate) struct Auth {
     /// Bearer tokens that may publish to any topic.
     pub(crate) tokens: Vec<String>,
     /// Verifies JWTs, when a key is configured.
-    pub(crate) jwt: Option<Verifier>,
+    pub(crate) jwt: Option<Tokens>,
 }
 
 /// Who is publishing, as far as topics go.
@@ -39,8 +40,9 @@ impl Auth {
     ///
     /// # Errors
     /// [`ApiError::Unauthorized`] without a known token, [`ApiError::InvalidToken`] for a
-    /// JWT that does not verify.
-    pub(crate) fn check(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    /// JWT that does not verify, [`ApiError::KeysUnavailable`] while no JWKS keys could be
+    /// fetched.
+    pub(crate) async fn check(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
@@ -62,10 +64,11 @@ impl Auth {
             return Ok(Caller::Anyone);
         }
         match &self.jwt {
-            Some(verifier) => verifier
-                .verify(presented)
-                .map(|verified| Caller::Limited(verified.allowed.publish))
-                .map_err(ApiError::InvalidToken),
+            Some(tokens) => match tokens.verify(presented).await {
+                Ok(verified) => Ok(Caller::Limited(verified.allowed.publish)),
+                Err(TokenError::NoKeys) => Err(ApiError::KeysUnavailable),
+                Err(error) => Err(ApiError::InvalidToken(error)),
+            },
             None if self.anonymous => Ok(Caller::Anyone),
             None => Err(ApiError::Unauthorized),
         }

@@ -42,6 +42,9 @@ pub(crate) enum ApiError {
     /// A JWT that does not verify or cannot be used.
     #[error("the token was refused")]
     InvalidToken(#[source] sse_core::jwt::TokenError),
+    /// No JWKS keys could be fetched yet, so no JWT can be checked.
+    #[error("the keys to verify tokens could not be fetched; retry shortly")]
+    KeysUnavailable,
     /// A valid JWT that does not allow publishing to a topic of the request.
     #[error("the token does not allow publishing to topic {topic:?}; nothing was published")]
     Forbidden {
@@ -126,6 +129,7 @@ impl ApiError {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
             Self::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::KeysUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable"),
             Self::BodyTooLarge { .. } | Self::BatchTooLarge(_) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
             }
@@ -136,6 +140,18 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "publish_failed"),
+        }
+    }
+
+    /// Why a caller was refused, for `sse_publish_auth_failures_total`; `None` for a
+    /// refusal that is not about who is calling.
+    pub(crate) fn auth_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Unauthorized => Some("no_token"),
+            Self::InvalidToken(error) => Some(error.reason()),
+            Self::Forbidden { .. } => Some("forbidden"),
+            Self::KeysUnavailable => Some("no_keys"),
+            _ => None,
         }
     }
 
@@ -161,7 +177,7 @@ impl ApiError {
             Self::MethodNotAllowed { allow, .. } => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allow));
             }
-            Self::Unavailable(_) => {
+            Self::Unavailable(_) | Self::KeysUnavailable => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECONDS),

@@ -64,9 +64,20 @@ pub(crate) async fn route(
             let origin = request.headers().get(header::ORIGIN).cloned();
             let mut response = publish::handle(&app, request)
                 .await
-                .unwrap_or_else(ApiError::into_response);
+                .unwrap_or_else(|error| {
+                    if let Some(reason) = error.auth_reason() {
+                        app.metrics.auth_failures.with_label_values(&[reason]).inc();
+                    }
+                    error.into_response()
+                });
             // A refused origin gets no CORS headers: the browser withholds the answer.
-            let _ = app.cors.allow(origin.as_ref(), response.headers_mut());
+            if app
+                .cors
+                .allow(origin.as_ref(), response.headers_mut())
+                .is_err()
+            {
+                app.metrics.cors_rejected.inc();
+            }
             app.metrics
                 .publish_duration
                 .observe(started.elapsed().as_secs_f64());
@@ -82,9 +93,13 @@ pub(crate) async fn route(
         ("/v1/publish", &Method::OPTIONS) => {
             let mut response = Response::new(Full::new(Bytes::new()));
             *response.status_mut() = StatusCode::NO_CONTENT;
-            let _ = app
+            if app
                 .cors
-                .preflight(request.headers(), response.headers_mut());
+                .preflight(request.headers(), response.headers_mut())
+                .is_err()
+            {
+                app.metrics.cors_rejected.inc();
+            }
             response
         }
         ("/v1/publish", _) => not_allowed(&method, "POST, OPTIONS"),

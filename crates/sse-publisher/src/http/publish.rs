@@ -18,7 +18,7 @@ pub(crate) async fn handle(
     app: &App,
     request: Request<Incoming>,
 ) -> Result<http::Response<Full<Bytes>>, ApiError> {
-    let caller = app.auth.check(request.headers())?;
+    let caller = app.auth.check(request.headers()).await?;
     require_json(request.headers())?;
     let body = tokio::time::timeout(
         app.limits.body_timeout,

@@ -66,6 +66,8 @@ pub(crate) fn start_publisher_with(args: &[&str]) -> TestPublisher {
 
 /// A client that talks to 127.0.0.1 directly, whatever proxy the environment names.
 pub(crate) fn http_client() -> reqwest::Client {
+    // The workspace's reqwest brings no TLS provider of its own; the services install ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(PATIENCE)

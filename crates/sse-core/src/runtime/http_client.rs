@@ -1,0 +1,21 @@
+//! The HTTP client the services call other services with (a JWKS URL, the gateway's forward
+//! auth): reqwest over a connection pool, TLS by rustls with the `ring` provider and the
+//! system's trusted roots, every request bounded by a timeout.
+
+use std::time::Duration;
+
+/// A client whose requests give up after `timeout` (connecting included).
+///
+/// # Errors
+/// What reqwest says when the client cannot be built (no usable TLS roots).
+pub fn build(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    // The process-wide TLS provider; when something installed one already, that one stays.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("sse-gateway/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
