@@ -7,45 +7,13 @@
 
 mod harness;
 
-use std::path::Path;
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use harness::tokens::{SECRET, bearer, hs256, key_pair, now, reading, sign, signing_key};
 use harness::{PATIENCE, publish, publisher, refused, start_gateway};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 use sse_testkit::RedisServer;
-
-const SECRET: &str = "a-test-secret-of-reasonable-length";
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs()
-}
-
-/// An HS256 token with `claims`.
-fn hs256(claims: &Value) -> String {
-    sign(
-        claims,
-        Algorithm::HS256,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-}
-
-fn sign(claims: &Value, algorithm: Algorithm, key: &EncodingKey) -> String {
-    jsonwebtoken::encode(&Header::new(algorithm), claims, key).expect("sign a test token")
-}
-
-/// Claims valid for an hour that may read `subscribe`.
-fn reading(subscribe: &[&str]) -> Value {
-    json!({"exp": now() + 3600, "sub": "alice", "sse": {"subscribe": subscribe}})
-}
-
-fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
-}
 
 #[tokio::test]
 async fn a_token_allowing_the_topics_opens_the_stream_from_header_cookie_or_query() {
@@ -224,79 +192,22 @@ async fn bad_tokens_get_401_saying_why_and_forbidden_topics_403_harming_no_open_
     assert_eq!(count("claims").await, 3, "no exp, wrong shape, bad pattern");
 }
 
-/// Runs `openssl args` in `dir`.
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is installed (apt-get install -y openssl)");
-    assert!(
-        output.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 #[tokio::test]
 async fn rsa_ec_and_ed25519_public_keys_verify_tokens_and_refuse_an_hmac_made_from_them() {
     let redis = RedisServer::start();
     let keys = tempfile::tempdir().expect("a temporary directory");
     let dir = keys.path();
-    openssl(
-        dir,
-        &[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-            "rsa.pem",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            "ec.pem",
-        ],
-    );
-    openssl(dir, &["genpkey", "-algorithm", "ED25519", "-out", "ed.pem"]);
-    for name in ["rsa", "ec", "ed"] {
-        openssl(
-            dir,
-            &[
-                "pkey",
-                "-in",
-                &format!("{name}.pem"),
-                "-pubout",
-                "-out",
-                &format!("{name}.pub.pem"),
-            ],
-        );
-    }
     let cases = [
         ("rsa", Algorithm::RS256),
         ("ec", Algorithm::ES256),
         ("ed", Algorithm::EdDSA),
     ];
     for (name, algorithm) in cases {
-        let private = std::fs::read(dir.join(format!("{name}.pem"))).expect("the private key");
+        let private = key_pair(dir, name, algorithm);
         let public_path = dir.join(format!("{name}.pub.pem"));
         let public = public_path.to_str().expect("a UTF-8 path");
         let gateway = start_gateway(&redis, &["--jwt-public-key", public]);
-        let key = match algorithm {
-            Algorithm::RS256 => EncodingKey::from_rsa_pem(&private),
-            Algorithm::ES256 => EncodingKey::from_ec_pem(&private),
-            _ => EncodingKey::from_ed_pem(&private),
-        }
-        .expect("a private key");
+        let key = signing_key(&private, algorithm);
         let token = bearer(&sign(&reading(&["orders.*"]), algorithm, &key));
         let mut client = gateway
             .get("/events?topic=orders.eu", &[("Authorization", &token)])
@@ -306,7 +217,7 @@ async fn rsa_ec_and_ed25519_public_keys_verify_tokens_and_refuse_an_hmac_made_fr
         // The `token` subcommand signs with the same private key.
         let printed = Command::new(env!("CARGO_BIN_EXE_sse-gateway"))
             .args(["token", "--private-key"])
-            .arg(dir.join(format!("{name}.pem")))
+            .arg(&private)
             .args(["--subscribe", "orders.**", "--sub", "bob", "--ttl", "10m"])
             .output()
             .expect("run sse-gateway token");

@@ -5,6 +5,8 @@
 //! - [`SseClient`]: an event-stream client that reads what a browser would;
 //! - [`wait_until`] and [`eventually`]: waiting for a condition, with one deadline rule;
 //! - [`Rng`]: a seeded generator, so a random run is replayed from its seed;
+//! - [`AppServer`]: a small HTTP server whose answer the test sets (a JWKS endpoint, an
+//!   application deciding forward auth);
 //! - raw HTTP ([`send_raw`], [`exchange`], [`http_status`], [`status_of`], [`find`], ...) for
 //!   requests no client library sends.
 //!
@@ -17,6 +19,7 @@
 //! The exception is [`SseClient::try_get`], for tests where a refused connection is expected.
 //! It does not manage clusters, replicas or TLS, and it needs `redis-server` on `PATH`.
 
+mod app_server;
 mod raw_http;
 mod redis_server;
 mod rng;
@@ -26,6 +29,7 @@ mod wait;
 
 use std::net::TcpListener;
 
+pub use app_server::{Answer, AppServer, Seen};
 pub use raw_http::{H2_PREFACE, exchange, find, http_status, send_raw, status_of, whole_response};
 pub use redis_server::RedisServer;
 pub use rng::Rng;

@@ -7,6 +7,8 @@
 //! without stalling it, and stopping one node does not touch another.
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
+pub(crate) mod tokens;
+
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
