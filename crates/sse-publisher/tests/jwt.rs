@@ -1,6 +1,7 @@
 //! Publisher JWTs: a token whose claim lists topics may publish to them and to nothing else; a
 //! batch with one forbidden topic is refused whole before anything is written; bad tokens get
-//! 401 saying why; static tokens keep working beside JWTs.
+//! 401 saying why; static tokens keep working beside JWTs; keys from a JWKS URL verify by
+//! `kid` (503 before any was fetched); refusals are counted by reason.
 
 mod harness;
 
@@ -126,4 +127,63 @@ async fn a_jwt_key_alone_is_enough_to_start_and_publish() {
         "invalid_token",
         &["not a JWT"],
     );
+}
+
+/// An Ed25519 key pair for the JWKS test only.
+const ED25519_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEINIyM2TO6mzHT5Nry9Jo7oFpvQ9ScXF1+H/ReeRUBZ25
+-----END PRIVATE KEY-----
+";
+
+/// The `sse_publish_auth_failures_total` sample for `reason` (0 when not yet counted).
+async fn auth_failures(publisher: &harness::TestPublisher, reason: &str) -> u64 {
+    let series = format!("sse_publish_auth_failures_total{{reason=\"{reason}\"}} ");
+    publisher
+        .get("/metrics")
+        .await
+        .text()
+        .lines()
+        .find_map(|line| line.strip_prefix(series.as_str())?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn jwks_keys_verify_publisher_tokens_by_kid_and_refusals_are_counted_by_reason() {
+    use jsonwebtoken::Algorithm;
+    use jsonwebtoken::jwk::Jwk;
+    use sse_testkit::{Answer, AppServer};
+
+    let redis = RedisServer::start();
+    let key = EncodingKey::from_ed_pem(ED25519_PRIVATE.as_bytes()).expect("a private key");
+    let mut jwk =
+        serde_json::to_value(Jwk::from_encoding_key(&key, Algorithm::EdDSA).expect("a JWK"))
+            .expect("JSON");
+    jwk["kid"] = json!("k1");
+    let provider = AppServer::start(Answer::status(503));
+    let url = provider.url("/jwks");
+    let publisher = start_publisher(&redis, &["--jwks-url", &url, "--jwks-min-interval", "0s"]);
+    let signed = |kid: &str| {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.to_owned());
+        let claims = json!({"exp": now() + 3600, "sse": {"publish": ["orders"]}});
+        jsonwebtoken::encode(&header, &claims, &key).expect("sign")
+    };
+    let body = json!({"topic": "orders", "data": 1}).to_string();
+
+    let reply = publisher.post_json(&body, Some(&signed("k1"))).await;
+    reply.assert_error(503, "keys_unavailable", &["could not be fetched"]);
+    assert!(reply.header("retry-after").is_some());
+
+    provider.answer(Answer::json(json!({"keys": [jwk]})));
+    let reply = publisher.post_json(&body, Some(&signed("k1"))).await;
+    assert_eq!(reply.status, 201, "{reply:?}");
+    publisher
+        .post_json(&body, Some(&signed("k2")))
+        .await
+        .assert_error(401, "invalid_token", &["kid \"k2\""]);
+    publisher.post_json(&body, None).await;
+    assert_eq!(auth_failures(&publisher, "no_keys").await, 1);
+    assert_eq!(auth_failures(&publisher, "unknown_key").await, 1);
+    assert_eq!(auth_failures(&publisher, "no_token").await, 1);
+    assert_eq!(xlen(&redis, "orders"), 1);
 }
