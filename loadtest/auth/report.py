@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Makes auth-storm.md from the sse-bench reports loadtest/auth/run.sh wrote.
 
-Usage: report.py OUT MODES CONNECTIONS TOPICS RATE DURATION
+Usage: report.py OUT MODES CONNECTIONS TOPICS RATE DURATION BUILD
 
 Reads OUT/auth-storm/<mode>.json for each of MODES (space-separated, in table order) and writes
 OUT/auth-storm.md: one row per mode with what the storm did (reconnected, failed and why, how
 long until all were back, loss), its latency, and the load on both sides as sse-bench judged it.
-The other arguments are the run's settings, repeated in the text above the table.
+The other arguments are the run's settings and what the binaries were built from, repeated in
+the text above the table.
 """
 
 import datetime
@@ -52,6 +53,7 @@ def row(mode, report):
         f"| {number(report['latency_ms']['p99'], ' ms')} "
         f"| {number(report['latency_from_schedule_ms']['p99'], ' ms')} "
         f"| {number(report['server_cpu_percent'], ' %')} "
+        f"| {number(report['server_rss_kib']['peak'] / 1024, ' MiB', 1)} "
         f"| {number(report['driver_cpu_percent'], ' %')} / "
         f"{number(report['driver_core_busy_percent'], ' %')} | {report['bound_by']} |"
     )
@@ -62,10 +64,10 @@ def shell(command):
 
 
 def main():
-    if len(sys.argv) != 7:
+    if len(sys.argv) != 8:
         sys.exit(__doc__)
     out, modes = pathlib.Path(sys.argv[1]), sys.argv[2].split()
-    connections, topics, rate, duration = sys.argv[3:7]
+    connections, topics, rate, duration, build = sys.argv[3:8]
     cpu = shell("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2")
     redis = shell("redis-server --version")
     redis = next((word[2:] for word in redis.split() if word.startswith("v=")), "?")
@@ -78,7 +80,7 @@ def main():
         "# Reconnect storm with subscriber authentication",
         "",
         f"{when:%Y-%m-%d %H:%M} UTC; {platform.machine()}, {cpu}, kernel {platform.release()}, "
-        f"Redis {redis}; release build. Gateway and publisher pinned to one core; the driver, "
+        f"Redis {redis}; {build}. Gateway and publisher pinned to one core; the driver, "
         "Redis and the auth service to the other.",
         "",
         f"`{command}`: `sse-bench reconnect-storm` with {int(connections):,} connections on "
@@ -87,14 +89,15 @@ def main():
         "every connect and reconnect. Each mode on a fresh gateway, publisher and Redis.",
         "",
         "| mode | live | first connects in | reconnected | failed | back in | missing / dup "
-        "| p99 from send | p99 from schedule | server CPU | driver / its core busy | bound by |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| p99 from send | p99 from schedule | server CPU | server RSS peak "
+        "| driver / its core busy | bound by |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for mode, path in reports.items():
         if path.exists():
             lines.append(row(mode, json.loads(path.read_text())))
         else:
-            lines.append(f"| {DESCRIBE[mode]} | no report |" + " |" * 10)
+            lines.append(f"| {DESCRIBE[mode]} | no report |" + " |" * 11)
     lines += [
         "",
         "*live*: connections open before the storm; *first connects in*: opening them all, "
@@ -102,7 +105,7 @@ def main():
         "per token, so the storm's RS256 reconnects are cache hits); *failed*: first connects "
         "and storm reconnects that failed, with the statuses the gateway answered; *back in*: "
         "from the drop to the last reconnect; latency over the whole run; CPU in percent of one "
-        "core over the whole run (server: gateway + publisher); *bound by*: as `sse-bench` "
+        "core over the whole run and RSS (server: gateway + publisher); *bound by*: as `sse-bench` "
         "reports it (`loadtest/README.md`). The reports: `auth-storm/<mode>.json`.",
         "",
     ]

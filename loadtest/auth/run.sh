@@ -20,7 +20,7 @@
 # gateway and sse-publisher pinned to $SERVER_CORE (default 0); the driver, Redis and allow.py
 # to $DRIVER_CORE (default 1), as loadtest/compare/run.sh pins them. Server CPU (--pid) is the
 # gateway + publisher, as in compare/run.sh. Release builds unless SSE_BIN_DIR names prebuilt
-# ones. Writes $OUT/auth-storm.md (default loadtest/results) and one sse-bench report per mode
+# ones (then BUILD says what they were built from, for the table). Writes $OUT/auth-storm.md (default loadtest/results) and one sse-bench report per mode
 # in $OUT/auth-storm/<mode>.json (the table is made by auth/report.py, which can be run again on
 # the reports alone). Stops exactly the processes it started.
 #
@@ -61,9 +61,11 @@ for tool in redis-server redis-cli openssl python3 curl taskset; do
 done
 if [ -n "${SSE_BIN_DIR:-}" ]; then
   bin=$SSE_BIN_DIR
+  BUILD=${BUILD:-"prebuilt binaries in $SSE_BIN_DIR"}
 else
   cargo build --release --quiet -p sse-gateway -p sse-publisher -p sse-bench
   bin=target/release
+  BUILD="release build of $(git describe --always --dirty 2>/dev/null || echo 'this tree')"
 fi
 case " $MODES " in
   *" forward-"*)
@@ -186,5 +188,5 @@ for mode in $MODES; do
 done
 
 # --- the table ---------------------------------------------------------------------------
-python3 "$here/report.py" "$OUT" "$MODES" "$CONNECTIONS" "$TOPICS" "$RATE" "$DURATION"
+python3 "$here/report.py" "$OUT" "$MODES" "$CONNECTIONS" "$TOPICS" "$RATE" "$DURATION" "$BUILD"
 echo "results in $OUT: auth-storm.md, auth-storm/<mode>.json" >&2
