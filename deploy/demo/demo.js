@@ -112,6 +112,8 @@ const knownEventNames = new Set();
 $("subscribe").addEventListener("submit", (e) => {
   e.preventDefault();
   const topics = $("topics").value.split(",").map((t) => t.trim()).filter(Boolean);
+  // Enter in the Token field after an expiry, the same topics: resume, do not start over.
+  if (waitingForToken && topics.join() === waitingForToken.topics.join()) return resumeWithNewToken();
   if (topics.length) connect(topics);
 });
 $("disconnect").addEventListener("click", disconnect);
