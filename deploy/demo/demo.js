@@ -1,11 +1,24 @@
 // The demo page: one EventSource on the chosen topics, every event and every reconnect shown
 // as it happens, and a form that publishes through /v1/publish. The browser's own EventSource
 // does the resuming: after a drop it reconnects and sends Last-Event-ID by itself.
+//
+// With a token in the Token field (gateways started with a JWT key), the stream sends it as
+// `access_token`: an EventSource cannot set headers. When it expires the gateway sends
+// `sse.token_expired` and ends the stream. The browser would reconnect with the same URL, so
+// the same expired token: the page closes the EventSource instead and, once the field holds
+// another token (at once if it already does), opens a new one with that token and
+// `lastEventId`, so nothing is lost or shown twice.
 
 const $ = (id) => document.getElementById(id);
 let source = null;
 let connections = 0;
 let count = 0;
+// The token the current stream was opened with ("" for none).
+let tokenInUse = "";
+// While an expired token waits for a new one: the topics and the position to resume from.
+let waitingForToken = null;
+// The pending restart after the browser gave up (see onerror).
+let retry = null;
 
 function row(cells, className) {
   const tr = document.createElement("tr");
@@ -36,11 +49,14 @@ function connect(topics, lastEventId) {
   let query = topics.map((t) => "topic=" + encodeURIComponent(t)).join("&");
   // A new EventSource cannot send Last-Event-ID itself; the query parameter carries it.
   if (lastEventId) query += "&lastEventId=" + encodeURIComponent(lastEventId);
+  tokenInUse = $("token").value.trim();
+  if (tokenInUse) query += "&access_token=" + encodeURIComponent(tokenInUse);
   source = new EventSource("/events?" + query);
   // Named events need their own listeners; every publisher-chosen name is unknown here, so
-  // the demo listens for the names it publishes plus the control event.
+  // the demo listens for the names it publishes plus the control events.
   source.onmessage = onEvent;
   source.addEventListener("sse.truncated", onEvent);
+  source.addEventListener("sse.token_expired", (event) => onTokenExpired(topics, event));
   for (const name of knownEventNames) source.addEventListener(name, onEvent);
   source.onopen = () => {
     connections += 1;
@@ -60,14 +76,35 @@ function connect(topics, lastEventId) {
     // from a proxy while every node is down): start over, resuming from the last id.
     setStatus("closed; retrying in 2 s", "reconnecting");
     const lastId = $("last-id").textContent;
-    setTimeout(() => connect(topics, lastId === "–" ? "" : lastId), 2000);
+    retry = setTimeout(() => connect(topics, lastId === "–" ? "" : lastId), 2000);
   };
 }
 
 function disconnect() {
   if (source) source.close();
   source = null;
+  clearTimeout(retry);
+  waitingForToken = null;
   setStatus("not connected");
+}
+
+// The control event carries no id, so its lastEventId is the stream's position: the last
+// event's id, or the position the stream opened at if no event came yet.
+function onTokenExpired(topics, event) {
+  const lastEventId = event.lastEventId;
+  const expired = tokenInUse;
+  disconnect();
+  setStatus("token expired", "reconnecting");
+  row(["", "token expired", "resuming after " + (lastEventId || "–"), "put a new token in the field"], "expired");
+  waitingForToken = { topics, lastEventId, expired };
+  resumeWithNewToken();
+}
+
+function resumeWithNewToken() {
+  const token = $("token").value.trim();
+  if (!waitingForToken || !token || token === waitingForToken.expired) return;
+  const { topics, lastEventId } = waitingForToken;
+  connect(topics, lastEventId);
 }
 
 const knownEventNames = new Set();
@@ -75,9 +112,12 @@ const knownEventNames = new Set();
 $("subscribe").addEventListener("submit", (e) => {
   e.preventDefault();
   const topics = $("topics").value.split(",").map((t) => t.trim()).filter(Boolean);
+  // Enter in the Token field after an expiry, the same topics: resume, do not start over.
+  if (waitingForToken && topics.join() === waitingForToken.topics.join()) return resumeWithNewToken();
   if (topics.length) connect(topics);
 });
 $("disconnect").addEventListener("click", disconnect);
+$("token").addEventListener("input", resumeWithNewToken);
 
 $("publish").addEventListener("submit", async (e) => {
   e.preventDefault();

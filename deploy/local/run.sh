@@ -12,6 +12,15 @@
 # `cargo build --release`, the same build (same packages, same features) a later
 # `cargo build --release` finds up to date.
 # Ctrl-C (or SIGTERM) stops exactly what this script started.
+#
+# With subscriber tokens: every process inherits the environment, so
+#   SSE_JWT_SECRET=local-secret deploy/local/run.sh
+# makes both gateways require a token on /events (any other SSE_JWT_* or SSE_* flag variable
+# reaches them the same way); the publisher also accepts JWTs then, and still $SSE_TOKEN. Mint a
+# token and paste it into the demo page's Token field (the page sends it as access_token):
+#   target/release/sse-gateway token --jwt-secret local-secret --subscribe demo --ttl 1m
+# When it expires the page shows "token expired", and resumes from its last event, losing
+# nothing, as soon as a new token is in the field.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

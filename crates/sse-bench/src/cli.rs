@@ -128,6 +128,10 @@ pub(crate) struct Shared {
     /// Also write the report as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub(crate) json: Option<PathBuf>,
+    /// Bearer tokens, one per line (empty lines skipped): connection i sends
+    /// `Authorization: Bearer <token i mod n>` on every connect and reconnect.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tokens: Option<PathBuf>,
     /// Prefix of the topic names. Default: bench-<unix seconds>-, fresh for every run
     /// (Nchan replays an old channel's messages to new subscribers).
     #[arg(long)]

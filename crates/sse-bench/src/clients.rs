@@ -9,7 +9,9 @@
 //! In a reconnect storm the connection is dropped on a signal and reopened at once with
 //! `Last-Event-ID` set to the last `id:` it received, as a browser's EventSource does; the
 //! sequence check carries on across the reconnect, so a resume that loses or repeats an event
-//! shows up as missing or duplicated.
+//! shows up as missing or duplicated. A reconnect the server refuses with 401 or 403 is not
+//! retried (the same token would be refused again): it counts as a failed reconnect at once.
+//! With `--tokens`, every request carries the connection's `Authorization` header.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -40,6 +42,8 @@ pub(crate) struct Subscriber {
     pub(crate) endpoint: Arc<Endpoint>,
     pub(crate) source: IpAddr,
     pub(crate) topic: Arc<str>,
+    /// `Bearer <token>`, sent on every connect (see `tokens`).
+    pub(crate) authorization: Option<HeaderValue>,
     /// Whether it takes part in the reconnect storm.
     pub(crate) storms: bool,
 }
@@ -74,6 +78,7 @@ impl Subscriber {
             Err(error) => {
                 let context = format_args!("connection {} to {}", self.index, self.endpoint.url);
                 conn::count_failure(&tally.failed, context, &error);
+                tally.failed_by_status.count(&error);
                 return;
             }
         };
@@ -114,6 +119,7 @@ impl Subscriber {
                         Some(Err(error)) => {
                             let context = format_args!("connection {} reconnecting", self.index);
                             conn::count_failure(&tally.reconnect_failed, context, &error);
+                            tally.reconnect_failed_by_status.count(&error);
                             return;
                         }
                         None => return,
@@ -131,6 +137,9 @@ impl Subscriber {
             header::ACCEPT,
             HeaderValue::from_static("text/event-stream"),
         );
+        if let Some(authorization) = &self.authorization {
+            headers.insert(header::AUTHORIZATION, authorization.clone());
+        }
         if !last_event_id.is_empty() {
             headers.insert(
                 "last-event-id",
@@ -154,8 +163,8 @@ impl Subscriber {
         })
     }
 
-    /// Reopens after a storm: at once, then every 500 ms, up to 20 attempts. `None` if the
-    /// run stopped meanwhile.
+    /// Reopens after a storm: at once, then every 500 ms, up to 20 attempts, unless refused
+    /// (401, 403). `None` if the run stopped meanwhile.
     async fn reopen(
         &self,
         last_event_id: &str,
@@ -167,7 +176,8 @@ impl Subscriber {
                 result = self.open(last_event_id) => result,
                 () = stop.cancelled() => return None,
             };
-            if result.is_ok() || attempt == RECONNECT_ATTEMPTS {
+            let refused = matches!(&result, Err(error) if error.is_refusal());
+            if result.is_ok() || refused || attempt == RECONNECT_ATTEMPTS {
                 return Some(result);
             }
             attempt += 1;

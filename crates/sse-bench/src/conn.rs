@@ -47,6 +47,17 @@ pub(crate) enum HttpError {
     Status(http::StatusCode),
 }
 
+impl HttpError {
+    /// Whether the server refused the request's credentials (401) or their rights (403):
+    /// asking again with the same ones cannot succeed.
+    pub(crate) fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::Status(http::StatusCode::UNAUTHORIZED | http::StatusCode::FORBIDDEN)
+        )
+    }
+}
+
 /// An open HTTP/1.1 connection; requests on it go one after another.
 pub(crate) struct Connection {
     sender: SendRequest<Full<Bytes>>,

@@ -1,6 +1,6 @@
 //! [`Fleet`]: all the subscribers of a run, opened at `--ramp` per second and spread
-//! round-robin over topics, subscribe URLs and source addresses; and the two signals they
-//! obey, stop and storm.
+//! round-robin over topics, subscribe URLs, source addresses and `--tokens`; and the two
+//! signals they obey, stop and storm.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -46,6 +46,10 @@ impl Fleet {
                 endpoint: plan.subscribe[index % plan.subscribe.len()].clone(),
                 source: plan.sources[index % plan.sources.len()],
                 topic: plan.topics[topic].clone(),
+                authorization: plan
+                    .tokens
+                    .as_ref()
+                    .map(|tokens| tokens.for_connection(index)),
                 storms: index < storm_clients,
             };
             tasks.spawn(subscriber.run(tally.clone(), signals.clone()));

@@ -12,7 +12,7 @@
 //!
 //! Modules, one job each:
 //! - `cli` (flags), `plan` (flags → topics, sources, publish settings), `template` (URL and
-//!   body templates);
+//!   body templates), `tokens` (a bearer token per subscriber);
 //! - `conn` (one HTTP/1.1 connection), `clients` (one subscriber), `fleet` (all of them),
 //!   `publish` (paced publishing), `payload` (the event data format);
 //! - `sequence` (one connection's loss, duplicate and reorder check), `tally` (counters,
@@ -37,6 +37,7 @@ mod scenarios;
 mod sequence;
 mod tally;
 mod template;
+mod tokens;
 mod window;
 
 use anyhow::Context;
@@ -58,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
             .topics
             .map_or((shared.connections / 10).max(1), |topics| topics) as usize,
     };
-    let plan = Plan::resolve(shared, topics).context("--topic-prefix")?;
+    let plan = Plan::resolve(shared, topics)?;
     let report = match &scenario {
         Scenario::Idle(_) => idle::run(plan).await,
         Scenario::Fanout(_) => steady::run("fanout", plan).await,

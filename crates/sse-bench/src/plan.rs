@@ -1,5 +1,5 @@
 //! [`Plan`]: the shared options turned into what a run uses: topic names, source addresses,
-//! the publish settings, and the `params` the report repeats.
+//! subscriber tokens, the publish settings, and the `params` the report repeats.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -15,6 +15,7 @@ use crate::procfs;
 use crate::publish::PublishPlan;
 use crate::report::{Params, ScenarioParams, round};
 use crate::template::{Endpoint, Template};
+use crate::tokens::{Tokens, TokensError};
 
 /// Connections per source address by default. Each address has ~28k ephemeral ports, but
 /// Linux's `connect` prefers half of them (even ports; odd ones are left for `bind`), and past
@@ -29,6 +30,8 @@ pub(crate) struct Plan {
     pub(crate) topics: Arc<[Arc<str>]>,
     pub(crate) subscribe: Vec<Arc<Endpoint>>,
     pub(crate) sources: Vec<IpAddr>,
+    /// The `Authorization` value of each subscriber, from `--tokens`.
+    pub(crate) tokens: Option<Tokens>,
     /// Connections opened per second.
     pub(crate) ramp: u64,
     pub(crate) rate: u64,
@@ -44,12 +47,23 @@ pub(crate) struct Plan {
     pub(crate) params: Params,
 }
 
+/// Why the options cannot make a run.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PlanError {
+    /// `--topic-prefix` makes an invalid topic name.
+    #[error("--topic-prefix")]
+    Topic(#[source] TopicError),
+    /// The `--tokens` file cannot be used.
+    #[error("--tokens")]
+    Tokens(#[source] TokensError),
+}
+
 impl Plan {
     /// Resolves `shared` for a run over `topics` topics.
     ///
     /// # Errors
-    /// [`TopicError`] if `--topic-prefix` makes an invalid topic name.
-    pub(crate) fn resolve(shared: &Shared, topics: usize) -> Result<Self, TopicError> {
+    /// [`PlanError`] naming the option that is wrong.
+    pub(crate) fn resolve(shared: &Shared, topics: usize) -> Result<Self, PlanError> {
         let connections = shared.connections as usize;
         let prefix = shared.topic_prefix.clone().unwrap_or_else(|| {
             let now = SystemTime::now()
@@ -59,7 +73,14 @@ impl Plan {
         });
         let topic_names = (0..topics)
             .map(|i| Topic::parse(&format!("{prefix}{i}")).map(|topic| Arc::from(topic.as_str())))
-            .collect::<Result<Arc<[Arc<str>]>, _>>()?;
+            .collect::<Result<Arc<[Arc<str>]>, _>>()
+            .map_err(PlanError::Topic)?;
+        let tokens = shared
+            .tokens
+            .as_deref()
+            .map(Tokens::load)
+            .transpose()
+            .map_err(PlanError::Tokens)?;
         let sources = if shared.sources.is_empty() {
             let count = connections.div_ceil(CONNECTIONS_PER_SOURCE).clamp(1, 254);
             (1..=count)
@@ -95,6 +116,7 @@ impl Plan {
             server_cores: cores.server,
             driver_cores: cores.driver,
             topic_prefix: prefix,
+            tokens: tokens.as_ref().map(Tokens::len),
             scenario: ScenarioParams::None {},
         };
         Ok(Self {
@@ -107,6 +129,7 @@ impl Plan {
                 .map(Arc::new)
                 .collect(),
             sources,
+            tokens,
             ramp: shared.ramp,
             rate: shared.rate,
             duration: shared.duration,

@@ -7,6 +7,8 @@
 //! `driver_core_busy_percent`, `driver_bound`, `bound_by`); [`Details`] adds what only one scenario has:
 //! `memory_samples` (idle), `steps` and `best` (ramp), `storm` (reconnect-storm).
 
+use std::collections::BTreeMap;
+
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::Value;
@@ -85,6 +87,8 @@ pub(crate) struct Params {
     pub(crate) server_cores: Option<usize>,
     pub(crate) driver_cores: Option<usize>,
     pub(crate) topic_prefix: String,
+    /// Distinct subscriber tokens (`--tokens`), sent round-robin; `None` without.
+    pub(crate) tokens: Option<usize>,
     #[serde(flatten)]
     pub(crate) scenario: ScenarioParams,
 }
@@ -112,6 +116,8 @@ pub(crate) struct Connections {
     pub(crate) requested: usize,
     pub(crate) live: u64,
     pub(crate) failed: u64,
+    /// The failed connections the server answered, by status (`"403": 10`).
+    pub(crate) failed_by_status: BTreeMap<u16, u64>,
     pub(crate) ended_by_server: u64,
     pub(crate) seconds_to_open: f64,
 }
@@ -239,6 +245,8 @@ pub(crate) struct Storm {
     pub(crate) reconnected: u64,
     /// Connections whose every reconnect attempt failed.
     pub(crate) failed: u64,
+    /// Those whose last attempt the server answered, by status.
+    pub(crate) failed_by_status: BTreeMap<u16, u64>,
     /// From the drop to the last successful reconnect.
     pub(crate) seconds_to_reconnect: f64,
     /// Whether no readiness poll during the storm was answered with anything but 200;

@@ -7,10 +7,13 @@
 //! each in 64 histogram shards picked by connection, so that thousands of connections rarely
 //! wait on one lock.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hdrhistogram::Histogram;
+
+use crate::conn::HttpError;
 
 /// How many latency shards there are.
 const SHARDS: usize = 64;
@@ -22,6 +25,8 @@ pub(crate) struct Tally {
     pub(crate) live: AtomicU64,
     /// Connections whose first request failed (connect error or a status other than 200).
     pub(crate) failed: AtomicU64,
+    /// Of those, the ones the server answered, by status.
+    pub(crate) failed_by_status: Statuses,
     /// Live connections the server ended (or whose stream could not be parsed).
     pub(crate) ended_by_server: AtomicU64,
     /// Events with the driver's data format, duplicates included.
@@ -36,6 +41,8 @@ pub(crate) struct Tally {
     pub(crate) reconnected: AtomicU64,
     /// Storm connections whose every reconnect attempt failed.
     pub(crate) reconnect_failed: AtomicU64,
+    /// Of those, the ones the server answered last, by status.
+    pub(crate) reconnect_failed_by_status: Statuses,
     /// When the latest storm reconnect succeeded, in µs since the Unix epoch.
     pub(crate) last_reconnect_micros: AtomicU64,
     /// Latency in µs, from the send time and from the scheduled time, one shard each.
@@ -71,6 +78,28 @@ impl Latencies {
         let _ = self.from_send.subtract(&earlier.from_send);
         let _ = self.from_schedule.subtract(&earlier.from_schedule);
         self
+    }
+}
+
+/// Failed requests by the status the server answered them with, so that a report says why
+/// connections failed (401 and 403: the token). Only failures touch the lock.
+#[derive(Default)]
+pub(crate) struct Statuses(Mutex<BTreeMap<u16, u64>>);
+
+impl Statuses {
+    /// Counts `error` if it is a status.
+    pub(crate) fn count(&self, error: &HttpError) {
+        if let (HttpError::Status(status), Ok(mut counts)) = (error, self.0.lock()) {
+            *counts.entry(status.as_u16()).or_default() += 1;
+        }
+    }
+
+    /// The counts so far.
+    pub(crate) fn snapshot(&self) -> BTreeMap<u16, u64> {
+        self.0
+            .lock()
+            .map(|counts| counts.clone())
+            .unwrap_or_default()
     }
 }
 

@@ -4,7 +4,10 @@
 //! checks from the page's DOM that the browser's own `EventSource` reconnected through nginx to
 //! the other gateway and shows every event exactly once, in order. It saves a screenshot as
 //! `<target dir>/e2e/demo.png`. A second test runs `tests/browser/cross-origin.e2e.mjs`: pages
-//! on another origin subscribe with a token in a cookie (`withCredentials`) or in the query.
+//! on another origin subscribe with a token in a cookie (`withCredentials`) or in the query. A
+//! third runs `tests/browser/token-expiry.e2e.mjs` against gateways started with
+//! `SSE_JWT_SECRET`: the demo page's token expires twice mid-stream, and with each new token in
+//! its field the page resumes and shows every event exactly once, in order.
 //!
 //! Needs `node` (18+, with `npm`) and `chromium` (or `CHROMIUM_BIN`); a missing one fails the
 //! test with the package to install. `npm ci` runs in `tests/browser` when its `node_modules`
@@ -22,6 +25,23 @@ use sse_testkit::wait_until;
 const PATIENCE: Duration = Duration::from_secs(15);
 /// Longer than the script's own deadline, so that it gets to close its browser itself.
 const SCRIPT_PATIENCE: Duration = Duration::from_secs(150);
+
+/// The workspace root, where the scripts run.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the workspace root")
+}
+
+/// Where screenshots go: `<target>/e2e`, beside `<target>/<profile>/sse-gateway`.
+fn artifacts() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_sse-gateway"))
+        .ancestors()
+        .nth(2)
+        .expect("the target directory")
+        .join("e2e")
+}
 
 /// `name` on the `PATH`, or a failure naming what to install.
 fn on_path(name: &str, install: &str) -> PathBuf {
@@ -103,6 +123,15 @@ fn gateway_pid(ancestor: u32, port: u16) -> u32 {
     found[0]
 }
 
+/// Fails the test unless `run.sh` started nginx, which serves the demo page.
+fn assert_serves_the_demo_page(cluster: &harness::LocalCluster) {
+    let (nginx_port, said) = (cluster.nginx_port, &cluster.said);
+    assert!(
+        said.contains(&format!("http://127.0.0.1:{nginx_port}/ (demo page")),
+        "run.sh started no nginx (apt-get install -y nginx-light):\n{said}"
+    );
+}
+
 /// Reads `from` to the end on a thread; the text once joined.
 fn drain(mut from: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
@@ -168,23 +197,10 @@ fn run_script(root: &Path, script: &str, env: &[(&str, String)]) {
 
 #[test]
 fn demo_page_in_chromium_resumes_through_nginx_when_its_gateway_is_killed() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("the workspace root");
-    // <target>/<profile>/sse-gateway: the screenshot goes to <target>/e2e.
-    let artifacts = Path::new(env!("CARGO_BIN_EXE_sse-gateway"))
-        .ancestors()
-        .nth(2)
-        .expect("the target directory")
-        .join("e2e");
-
+    let root = workspace_root();
     let mut cluster = harness::LocalCluster::start();
-    let (nginx_port, gateways, said) = (cluster.nginx_port, cluster.gateway_ports, &cluster.said);
-    assert!(
-        said.contains(&format!("http://127.0.0.1:{nginx_port}/ (demo page")),
-        "run.sh started no nginx (apt-get install -y nginx-light):\n{said}"
-    );
+    assert_serves_the_demo_page(&cluster);
+    let (nginx_port, gateways) = (cluster.nginx_port, cluster.gateway_ports);
     let script_pid = cluster.pid();
     let pids = gateways.map(|port| gateway_pid(script_pid, port));
 
@@ -197,7 +213,7 @@ fn demo_page_in_chromium_resumes_through_nginx_when_its_gateway_is_killed() {
                 "E2E_GATEWAYS",
                 format!("{}:{},{}:{}", gateways[0], pids[0], gateways[1], pids[1]),
             ),
-            ("E2E_ARTIFACTS", artifacts.display().to_string()),
+            ("E2E_ARTIFACTS", artifacts().display().to_string()),
         ],
     );
 
@@ -210,10 +226,7 @@ fn demo_page_in_chromium_resumes_through_nginx_when_its_gateway_is_killed() {
 
 #[test]
 fn pages_on_another_origin_subscribe_with_a_cookie_token_or_a_query_token_through_nginx() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("the workspace root");
+    let root = workspace_root();
     let page_port = sse_testkit::free_port();
     let origin = format!("http://127.0.0.1:{page_port}");
     let secret = "cross-origin-test-secret";
@@ -244,6 +257,28 @@ fn pages_on_another_origin_subscribe_with_a_cookie_token_or_a_query_token_throug
             ),
             ("E2E_PAGE_PORT", page_port.to_string()),
             ("E2E_SUBSCRIBE", token),
+        ],
+    );
+    cluster.stop();
+}
+
+#[test]
+fn demo_page_in_chromium_resumes_with_each_new_token_when_its_token_expires() {
+    let root = workspace_root();
+    let secret = "token-expiry-test-secret";
+    // Both binaries read SSE_JWT_SECRET; the publisher keeps accepting its static token.
+    let mut cluster = harness::LocalCluster::start_with(&[("SSE_JWT_SECRET", secret)]);
+    assert_serves_the_demo_page(&cluster);
+    run_script(
+        &root,
+        "tests/browser/token-expiry.e2e.mjs",
+        &[
+            (
+                "E2E_BASE_URL",
+                format!("http://127.0.0.1:{}", cluster.nginx_port),
+            ),
+            ("E2E_JWT_SECRET", secret.to_owned()),
+            ("E2E_ARTIFACTS", artifacts().display().to_string()),
         ],
     );
     cluster.stop();

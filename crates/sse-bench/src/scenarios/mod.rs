@@ -146,6 +146,7 @@ impl Stage {
             requested: self.plan.connections,
             live,
             failed: self.tally.failed.load(Ordering::Relaxed),
+            failed_by_status: self.tally.failed_by_status.snapshot(),
             ended_by_server: self.tally.ended_by_server.load(Ordering::Relaxed),
             seconds_to_open: round(self.fleet.seconds_to_open, 2),
         };

@@ -87,6 +87,7 @@ async fn storm(stage: &Stage, at: Duration, clients: usize, ready: Option<&Endpo
         clients,
         reconnected,
         failed: tally.reconnect_failed.load(Ordering::Relaxed),
+        failed_by_status: tally.reconnect_failed_by_status.snapshot(),
         seconds_to_reconnect: round(seconds_to_reconnect, 3),
         ready_during_storm: ready_polls.as_ref().map(|polls| polls.not_ready == 0),
         ready_polls,
