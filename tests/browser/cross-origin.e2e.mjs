@@ -16,7 +16,7 @@
 //   E2E_TOKEN         publish token (default dev-token)
 
 import { createServer } from "node:http";
-import { launch, sleep, until } from "./lib.mjs";
+import { launch, publish as publishVia, sleep, until } from "./lib.mjs";
 
 const BASE = required("E2E_BASE_URL").replace(/\/$/, "");
 const PAGE_PORT = Number(required("E2E_PAGE_PORT"));
@@ -40,16 +40,8 @@ function fail(message) {
 
 const log = (message) => console.log(`[e2e] ${message}`);
 
-async function publish(data) {
-  const response = await fetch(`${BASE}/v1/publish`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", Authorization: `Bearer ${TOKEN}` },
-    body: JSON.stringify({ topic: TOPIC, data }),
-  });
-  if (response.status !== 201) {
-    throw new Error(`publish ${data}: ${response.status} ${await response.text()}`);
-  }
-}
+/** Publishes `data` on TOPIC through nginx, with the publisher's static token. */
+const publish = (data) => publishVia(BASE, TOKEN, TOPIC, data);
 
 /** A blank page on the other origin: the test's pages run their EventSource from it. */
 function servePage() {

@@ -13,9 +13,8 @@
 //   CHROMIUM_BIN   the browser (default /usr/bin/chromium)
 //   E2E_TOKEN      publish token (default dev-token)
 
-import { mkdirSync } from "node:fs";
 import { resolve } from "node:path";
-import { launch, sleep, until } from "./lib.mjs";
+import { launch, publish as publishVia, recorded, sleep, until } from "./lib.mjs";
 
 const BASE = required("E2E_BASE_URL").replace(/\/$/, "");
 const GATEWAYS = required("E2E_GATEWAYS")
@@ -46,17 +45,8 @@ function log(message) {
 }
 
 
-/** Publishes `data` on TOPIC through nginx, as any publisher would. */
-async function publish(data) {
-  const response = await fetch(`${BASE}/v1/publish`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", Authorization: `Bearer ${TOKEN}` },
-    body: JSON.stringify({ topic: TOPIC, data }),
-  });
-  if (response.status !== 201) {
-    throw new Error(`publish ${data}: ${response.status} ${await response.text()}`);
-  }
-}
+/** Publishes `data` on TOPIC through nginx, with the publisher's static token. */
+const publish = (data) => publishVia(BASE, TOKEN, TOPIC, data);
 
 /** The value of `metric` (unlabelled) on the gateway at `port`, straight from its /metrics. */
 async function metric(port, name) {
@@ -180,17 +170,10 @@ async function main() {
     // The one error expected: the stream the killed gateway was serving breaks off.
     if (!message.text().includes("ERR_INCOMPLETE_CHUNKED_ENCODING")) pageErrors.push(message.text());
   });
-  let failure = null;
-  try {
-    await run(page, pageErrors);
-  } catch (error) {
-    failure = error;
-  }
-  mkdirSync(ARTIFACTS, { recursive: true });
-  const screenshot = resolve(ARTIFACTS, "demo.png");
-  await page.screenshot({ path: screenshot, fullPage: true }).catch((e) => log(`no screenshot: ${e}`));
-  log(`screenshot: ${screenshot}`);
-  await browser.close();
+  const failure = await recorded(
+    { browser, page, artifacts: ARTIFACTS, name: "demo", log },
+    () => run(page, pageErrors),
+  );
   clearTimeout(timer);
   if (failure) fail(failure.message);
   log("PASSED");

@@ -1,5 +1,8 @@
-// What the browser scripts share: waiting for a condition, and launching Chromium the same way.
+// What the browser scripts share: waiting for a condition, launching Chromium the same way,
+// publishing through nginx, and ending a run with a screenshot and a verdict.
 
+import { mkdirSync } from "node:fs";
+import { resolve } from "node:path";
 import { chromium } from "playwright-core";
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -31,4 +34,35 @@ export function launch(executablePath) {
       "--no-proxy-server",
     ],
   });
+}
+
+/** Publishes `data` on `topic` at `base`'s /v1/publish with the bearer `token`; expects 201. */
+export async function publish(base, token, topic, data) {
+  const response = await fetch(`${base}/v1/publish`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+    body: JSON.stringify({ topic, data }),
+  });
+  if (response.status !== 201) {
+    throw new Error(`publish ${data}: ${response.status} ${await response.text()}`);
+  }
+}
+
+/**
+ * Runs `body()`, then saves a screenshot of `page` as `<artifacts>/<name>.png` whatever
+ * happened, closes `browser`, and returns the error `body` threw, if any.
+ */
+export async function recorded({ browser, page, artifacts, name, log }, body) {
+  let failure = null;
+  try {
+    await body();
+  } catch (error) {
+    failure = error;
+  }
+  mkdirSync(artifacts, { recursive: true });
+  const screenshot = resolve(artifacts, `${name}.png`);
+  await page.screenshot({ path: screenshot, fullPage: true }).catch((e) => log(`no screenshot: ${e}`));
+  log(`screenshot: ${screenshot}`);
+  await browser.close();
+  return failure;
 }

@@ -22,9 +22,8 @@
 //   E2E_TOKEN       publish token (default dev-token)
 
 import { createHmac } from "node:crypto";
-import { mkdirSync } from "node:fs";
 import { resolve } from "node:path";
-import { launch, sleep, until } from "./lib.mjs";
+import { launch, publish as publishVia, recorded, sleep, until } from "./lib.mjs";
 
 const BASE = required("E2E_BASE_URL").replace(/\/$/, "");
 const SECRET = required("E2E_JWT_SECRET");
@@ -59,16 +58,7 @@ function sign(sub, seconds) {
 }
 
 /** Publishes `data` on TOPIC through nginx, with the publisher's static token. */
-async function publish(data) {
-  const response = await fetch(`${BASE}/v1/publish`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", Authorization: `Bearer ${TOKEN}` },
-    body: JSON.stringify({ topic: TOPIC, data }),
-  });
-  if (response.status !== 201) {
-    throw new Error(`publish ${data}: ${response.status} ${await response.text()}`);
-  }
-}
+const publish = (data) => publishVia(BASE, TOKEN, TOPIC, data);
 
 /** Publishes the data `from`..`to`, `gapMs` apart. */
 async function publishRange(from, to, gapMs) {
@@ -167,17 +157,10 @@ async function main() {
   page.on("console", (message) => {
     if (message.type() === "error") log(`browser console: ${message.text()}`);
   });
-  let failure = null;
-  try {
-    await run(page, pageErrors);
-  } catch (error) {
-    failure = error;
-  }
-  mkdirSync(ARTIFACTS, { recursive: true });
-  const screenshot = resolve(ARTIFACTS, "token-expiry.png");
-  await page.screenshot({ path: screenshot, fullPage: true }).catch((e) => log(`no screenshot: ${e}`));
-  log(`screenshot: ${screenshot}`);
-  await browser.close();
+  const failure = await recorded(
+    { browser, page, artifacts: ARTIFACTS, name: "token-expiry", log },
+    () => run(page, pageErrors),
+  );
   clearTimeout(timer);
   if (failure) fail(failure.message);
   log("PASSED");

@@ -94,9 +94,7 @@ fn subscriber_auth(
     let forward = match &config.auth_url {
         None => None,
         Some(url) => {
-            let parsed = reqwest::Url::parse(url)
-                .ok()
-                .filter(|url| matches!(url.scheme(), "http" | "https"))
+            let parsed = sse_core::runtime::http_client::http_url(url)
                 .ok_or_else(|| StartError::AuthUrl(url.clone()))?;
             let client = sse_core::runtime::http_client::build(config.auth_timeout)
                 .map_err(StartError::HttpClient)?;

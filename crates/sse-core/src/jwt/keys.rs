@@ -169,18 +169,8 @@ fn usable(entry: Value, checks: &Checks) -> Option<(Option<String>, VerifyingKey
 #[cfg(test)]
 mod tests {
     use super::{JwksError, KeySet, Lookup};
-    use crate::jwt::{Checks, ClaimFormat};
+    use crate::jwt::tests::checks;
     use serde_json::json;
-    use std::time::Duration;
-
-    fn checks() -> Checks {
-        Checks {
-            audience: None,
-            issuer: None,
-            leeway: Duration::ZERO,
-            claim: ClaimFormat::named("sse"),
-        }
-    }
 
     /// An Ed25519 public key, as a JWK.
     fn ed25519(kid: Option<&str>) -> serde_json::Value {

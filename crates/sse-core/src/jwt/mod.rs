@@ -386,7 +386,8 @@ MCowBQYDK2VwAyEA1k6HJ3q2RPO4CunB9b7fUw7/Ten2zzce2puZBkFkDJA=
 -----END PUBLIC KEY-----
 ";
 
-    fn checks() -> Checks {
+    /// The checks of the unit tests: no audience, issuer or leeway, the `sse` claim.
+    pub(super) fn checks() -> Checks {
         Checks {
             audience: None,
             issuer: None,

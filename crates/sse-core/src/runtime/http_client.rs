@@ -19,3 +19,10 @@ pub fn build(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
         .user_agent(concat!("sse-gateway/", env!("CARGO_PKG_VERSION")))
         .build()
 }
+
+/// `text` as a URL, if it is an `http://` or `https://` one.
+pub fn http_url(text: &str) -> Option<reqwest::Url> {
+    reqwest::Url::parse(text)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https"))
+}

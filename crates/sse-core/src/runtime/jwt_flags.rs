@@ -116,9 +116,7 @@ impl JwtFlags {
         let jwks = match &self.jwks_url {
             None => None,
             Some(url) => {
-                let url = reqwest::Url::parse(url)
-                    .ok()
-                    .filter(|url| matches!(url.scheme(), "http" | "https"))
+                let url = super::http_client::http_url(url)
                     .ok_or_else(|| KeyError::JwksUrl(url.clone()))?;
                 let client = super::http_client::build(JWKS_TIMEOUT).map_err(KeyError::Client)?;
                 let schedule = Schedule {
