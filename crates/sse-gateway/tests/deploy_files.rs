@@ -204,7 +204,7 @@ fn prometheus_config_and_alert_rules_pass_promtool() {
 }
 
 /// Metric names a `metrics.rs` registers (its `"sse_…"` string literals), each with whether it
-/// is a histogram (registered through `HistogramOpts::new` or a `histogram(` helper).
+/// is a histogram (registered through `MetricsRegistry::histogram`).
 fn registered_metrics(source: &str) -> BTreeMap<String, bool> {
     let mut metrics = BTreeMap::new();
     for (at, _) in source.match_indices("\"sse_") {
@@ -213,7 +213,7 @@ fn registered_metrics(source: &str) -> BTreeMap<String, bool> {
             .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
             .collect();
         let before = source[..at].trim_end();
-        let histogram = before.ends_with("HistogramOpts::new(") || before.ends_with("histogram(");
+        let histogram = before.ends_with(".histogram(");
         *metrics.entry(name).or_insert(false) |= histogram;
     }
     metrics

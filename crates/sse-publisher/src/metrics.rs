@@ -1,15 +1,13 @@
 //! Every metric the publisher exports: names, help and buckets in one place, mirrored by the
-//! README. Each [`Metrics`] registers into its own [`Registry`], so tests don't share counters.
+//! README. Each [`Metrics`] registers into its own registry, so tests don't share counters.
 
-use prometheus::core::Collector;
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Histogram, IntCounter, IntCounterVec};
 use sse_core::runtime::jwks::JwksMetrics;
+use sse_core::runtime::metrics::MetricsRegistry;
 
 /// The publisher's metrics.
 pub(crate) struct Metrics {
-    registry: Registry,
+    registry: MetricsRegistry,
     /// `sse_publish_requests_total{status}`: publish requests by HTTP status code.
     pub(crate) publish_requests: IntCounterVec,
     /// `sse_publish_duration_seconds`: time to answer a publish request, Redis included.
@@ -27,52 +25,31 @@ pub(crate) struct Metrics {
 impl Metrics {
     /// Creates the metrics in a registry of their own.
     pub(crate) fn new() -> Self {
-        let registry = Registry::new();
-        let register = |metric: Box<dyn Collector>| {
-            registry
-                .register(metric)
-                .expect("each metric is registered once, with a valid name");
-        };
-        let counter = |name: &str, help: &str| {
-            let metric = IntCounter::new(name, help).expect("valid metric options");
-            register(Box::new(metric.clone()));
-            metric
-        };
-        let counter_vec = |name: &str, help: &str, label: &str| {
-            let metric =
-                IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric options");
-            register(Box::new(metric.clone()));
-            metric
-        };
-        let publish_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "sse_publish_duration_seconds",
-                "Time to answer a publish request, including the Redis round trip.",
-            )
-            .buckets(vec![
-                0.000_25, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                5.0,
-            ]),
-        )
-        .expect("valid metric options");
-        register(Box::new(publish_duration.clone()));
+        let registry = MetricsRegistry::new();
         Self {
-            publish_requests: counter_vec(
+            publish_requests: registry.counter_vec(
                 "sse_publish_requests_total",
                 "Publish requests, by HTTP status code.",
                 "status",
             ),
-            publish_duration,
-            events_published: counter(
+            publish_duration: registry.histogram(
+                "sse_publish_duration_seconds",
+                "Time to answer a publish request, including the Redis round trip.",
+                vec![
+                    0.000_25, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    2.5, 5.0,
+                ],
+            ),
+            events_published: registry.counter(
                 "sse_events_published_total",
                 "Events written to Redis; a batch counts each of its events.",
             ),
-            auth_failures: counter_vec(
+            auth_failures: registry.counter_vec(
                 "sse_publish_auth_failures_total",
                 "Publish requests refused for who sent them, by reason (no_token, forbidden, expired, signature, malformed, algorithm, not_yet_valid, audience, issuer, claims, too_long, unknown_key, no_keys).",
                 "reason",
             ),
-            cors_rejected: counter(
+            cors_rejected: registry.counter(
                 "sse_publish_cors_rejected_total",
                 "Publish requests and preflights from a browser origin that --cors-origin does not allow.",
             ),
@@ -83,9 +60,6 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub(crate) fn render(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        // Encoding into a Vec cannot fail for well-formed metric families.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        out
+        self.registry.render()
     }
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::metrics::MetricsRegistry;
 use crate::jwt::{JwksError, Verifier};
 
 /// The largest JWKS document read; real ones are a few kilobytes.
@@ -30,32 +31,18 @@ pub struct JwksMetrics {
 
 impl JwksMetrics {
     /// The metrics, registered in `registry`.
-    ///
-    /// # Panics
-    /// If `registry` holds them already (a programming error).
-    pub fn register(registry: &prometheus::Registry) -> Self {
-        let refreshes = prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
+    pub fn register(registry: &MetricsRegistry) -> Self {
+        Self {
+            refreshes: registry.counter_vec(
                 "sse_jwks_refreshes_total",
                 "Fetches of --jwks-url, by outcome (updated, unreachable, invalid: the keys held before stay).",
+                "outcome",
             ),
-            &["outcome"],
-        )
-        .expect("valid metric options");
-        let keys = prometheus::IntGauge::new(
-            "sse_jwks_keys",
-            "Keys of the JWKS document in use (0 until one was fetched).",
-        )
-        .expect("valid metric options");
-        for metric in [
-            Box::new(refreshes.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(keys.clone()),
-        ] {
-            registry
-                .register(metric)
-                .expect("the JWKS metrics are registered once");
+            keys: registry.gauge(
+                "sse_jwks_keys",
+                "Keys of the JWKS document in use (0 until one was fetched).",
+            ),
         }
-        Self { refreshes, keys }
     }
 
     fn record(&self, outcome: Outcome, keys: usize) {
