@@ -136,6 +136,7 @@ pub async fn run(
         "GET, OPTIONS",
         // A resume position, a token, and what fetch-based clients send.
         "Last-Event-ID, Authorization, Content-Type, Cache-Control, Accept",
+        metrics.cors_rejected.clone(),
     )?;
     let client = redis::Client::open(config.redis_url.as_str()).map_err(StartError::RedisUrl)?;
     let commands = ConnectionManagerConfig::new()

@@ -73,6 +73,7 @@ pub async fn run(
         config.cors_credentials,
         "POST, OPTIONS",
         "Authorization, Content-Type",
+        metrics.cors_rejected.clone(),
     )?;
     let app = Arc::new(http::App {
         publisher,

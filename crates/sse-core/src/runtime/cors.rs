@@ -4,13 +4,14 @@
 //! An allowed origin gets `Access-Control-Allow-Origin` (its own, or `*` for `--cors-origin
 //! '*'` without credentials) and `Vary: Origin`; with credentials also
 //! `Access-Control-Allow-Credentials: true`, and `*` is then refused at startup, since browsers
-//! refuse it. Any other origin gets no CORS headers, so the browser withholds the response.
+//! refuse it. Any other origin gets no CORS headers, so the browser withholds the response;
+//! the policy counts each such request in the counter the service gives it.
 
 use hyper::header::{self, HeaderMap, HeaderValue};
 
 /// Which browser origins may call a route (`--cors-origin`), whether their requests may carry
 /// credentials (`--cors-credentials`), and what a preflight allows.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Cors {
     any: bool,
     origins: Vec<String>,
@@ -19,6 +20,8 @@ pub struct Cors {
     methods: &'static str,
     /// `Access-Control-Allow-Headers` of a preflight.
     headers: &'static str,
+    /// Requests and preflights from an origin not allowed.
+    rejected: prometheus::IntCounter,
 }
 
 /// Why the CORS configuration cannot work (a startup error).
@@ -32,14 +35,13 @@ pub enum CorsError {
     AnyWithCredentials,
 }
 
-/// A request from an origin the policy does not allow; it gets no CORS headers (the browser
-/// then withholds the response from the page).
-#[derive(Debug)]
-pub struct Refused;
+/// A request from an origin the policy does not allow.
+struct Refused;
 
 impl Cors {
     /// The policy for these `--cors-origin` values (`*` allows any origin), with credentials
-    /// or without, for a route whose preflights allow `methods` and `headers`.
+    /// or without, for a route whose preflights allow `methods` and `headers`; requests from
+    /// other origins are counted in `rejected`.
     ///
     /// # Errors
     /// [`CorsError`] for `*` with credentials.
@@ -48,6 +50,7 @@ impl Cors {
         credentials: bool,
         methods: &'static str,
         headers: &'static str,
+        rejected: prometheus::IntCounter,
     ) -> Result<Self, CorsError> {
         let any = origins.iter().any(|origin| origin == "*");
         if any && credentials {
@@ -62,6 +65,7 @@ impl Cors {
             credentials,
             methods,
             headers,
+            rejected,
         })
     }
 
@@ -82,19 +86,23 @@ impl Cors {
         }
     }
 
+    /// The origin a response may name, counting a refused one.
+    fn allowed_or_counted(&self, origin: Option<&HeaderValue>) -> Option<HeaderValue> {
+        self.allowed(origin).unwrap_or_else(|Refused| {
+            self.rejected.inc();
+            None
+        })
+    }
+
     /// Adds the CORS headers to a response when the request's `origin` (its `Origin` header)
     /// is allowed.
-    ///
-    /// # Errors
-    /// [`Refused`] when the request came from an origin that is not allowed.
-    pub fn allow(
-        &self,
-        origin: Option<&HeaderValue>,
-        response: &mut HeaderMap,
-    ) -> Result<(), Refused> {
-        let Some(origin) = self.allowed(origin)? else {
-            return Ok(());
-        };
+    pub fn allow(&self, origin: Option<&HeaderValue>, response: &mut HeaderMap) {
+        if let Some(origin) = self.allowed_or_counted(origin) {
+            self.add(origin, response);
+        }
+    }
+
+    fn add(&self, origin: HeaderValue, response: &mut HeaderMap) {
         response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         // The answer depends on the Origin (unless it is `*`): caches must keep them apart.
         response.insert(header::VARY, HeaderValue::from_static("Origin"));
@@ -104,19 +112,14 @@ impl Cors {
                 HeaderValue::from_static("true"),
             );
         }
-        Ok(())
     }
 
     /// Answers a preflight: the route's methods and headers, cached for ten minutes.
-    ///
-    /// # Errors
-    /// [`Refused`] when the preflight came from an origin that is not allowed.
-    pub fn preflight(&self, request: &HeaderMap, response: &mut HeaderMap) -> Result<(), Refused> {
-        let origin = request.get(header::ORIGIN);
-        if self.allowed(origin)?.is_none() {
-            return Ok(());
-        }
-        self.allow(origin, response)?;
+    pub fn preflight(&self, request: &HeaderMap, response: &mut HeaderMap) {
+        let Some(origin) = self.allowed_or_counted(request.get(header::ORIGIN)) else {
+            return;
+        };
+        self.add(origin, response);
         response.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
             HeaderValue::from_static(self.methods),
@@ -129,6 +132,5 @@ impl Cors {
             header::ACCESS_CONTROL_MAX_AGE,
             HeaderValue::from_static("600"),
         );
-        Ok(())
     }
 }
