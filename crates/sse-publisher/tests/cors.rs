@@ -1,7 +1,7 @@
 //! CORS on the publisher: an allowed origin may publish from a browser (the answer, errors
 //! included, carries its CORS headers), a preflight allows `POST` with `Authorization` and
-//! `Content-Type`, other origins get no CORS headers, and `*` with credentials is refused at
-//! startup.
+//! `Content-Type`, other origins get no CORS headers (and are counted), and `*` with
+//! credentials is refused at startup.
 
 mod harness;
 
@@ -84,6 +84,27 @@ async fn an_allowed_origin_publishes_and_preflights_and_others_get_no_cors_heade
     for needed in ["authorization", "content-type"] {
         assert!(header("access-control-allow-headers").contains(needed));
     }
+
+    let refused_preflight = harness::http_client()
+        .request(http::Method::OPTIONS, publisher.url("/v1/publish"))
+        .header("Origin", "https://evil.example")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .expect("send a preflight");
+    assert!(
+        refused_preflight
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    let metrics = publisher.get("/metrics").await.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "sse_publish_cors_rejected_total 2"),
+        "the refused request and the refused preflight are counted:\n{metrics}"
+    );
 }
 
 #[test]
