@@ -14,7 +14,7 @@
 //   E2E_TOKEN      publish token (default dev-token)
 
 import { resolve } from "node:path";
-import { launch, publish as publishVia, recorded, sleep, until } from "./lib.mjs";
+import { publish as publishVia, runPage, sleep, until } from "./lib.mjs";
 
 const BASE = required("E2E_BASE_URL").replace(/\/$/, "");
 const GATEWAYS = required("E2E_GATEWAYS")
@@ -158,25 +158,21 @@ async function run(page, pageErrors) {
 }
 
 async function main() {
-  const timer = setTimeout(() => fail(`not done within ${DEADLINE_MS} ms`), DEADLINE_MS);
-  const browser = await launch(CHROMIUM);
-  log(`Chromium ${browser.version()}`);
-  const page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
-  const pageErrors = [];
-  page.on("pageerror", (error) => pageErrors.push(String(error)));
-  page.on("console", (message) => {
-    if (message.type() !== "error") return;
-    log(`browser console: ${message.text()}`);
+  await runPage(
+    {
+      executablePath: CHROMIUM,
+      deadlineMs: DEADLINE_MS,
+      artifacts: ARTIFACTS,
+      name: "demo",
+      log,
+      fail,
     // The one error expected: the stream the killed gateway was serving breaks off.
-    if (!message.text().includes("ERR_INCOMPLETE_CHUNKED_ENCODING")) pageErrors.push(message.text());
-  });
-  const failure = await recorded(
-    { browser, page, artifacts: ARTIFACTS, name: "demo", log },
-    () => run(page, pageErrors),
+    onConsoleError: (text, pageErrors) => {
+      if (!text.includes("ERR_INCOMPLETE_CHUNKED_ENCODING")) pageErrors.push(text);
+    },
+    },
+    run,
   );
-  clearTimeout(timer);
-  if (failure) fail(failure.message);
-  log("PASSED");
 }
 
 main().catch((error) => fail(error.stack || String(error)));

@@ -1,5 +1,5 @@
 // What the browser scripts share: waiting for a condition, launching Chromium the same way,
-// publishing through nginx, and ending a run with a screenshot and a verdict.
+// publishing through nginx, and running one page to a screenshot and a verdict.
 
 import { mkdirSync } from "node:fs";
 import { resolve } from "node:path";
@@ -49,13 +49,27 @@ export async function publish(base, token, topic, data) {
 }
 
 /**
- * Runs `body()`, then saves a screenshot of `page` as `<artifacts>/<name>.png` whatever
- * happened, closes `browser`, and returns the error `body` threw, if any.
+ * One page's whole run: launches Chromium at `executablePath`, opens a page, runs
+ * `body(page, pageErrors)` within `deadlineMs`, saves a screenshot of the page as
+ * `<artifacts>/<name>.png` whatever happened, and ends the process through `fail` or with
+ * "PASSED". Uncaught page errors are collected in `pageErrors`; each browser console error
+ * is logged and handed to `onConsoleError(text, pageErrors)`, which may count it as one.
  */
-export async function recorded({ browser, page, artifacts, name, log }, body) {
+export async function runPage({ executablePath, deadlineMs, artifacts, name, log, fail, onConsoleError }, body) {
+  const timer = setTimeout(() => fail(`not done within ${deadlineMs} ms`), deadlineMs);
+  const browser = await launch(executablePath);
+  log(`Chromium ${browser.version()}`);
+  const page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
+  const pageErrors = [];
+  page.on("pageerror", (error) => pageErrors.push(String(error)));
+  page.on("console", (message) => {
+    if (message.type() !== "error") return;
+    log(`browser console: ${message.text()}`);
+    onConsoleError(message.text(), pageErrors);
+  });
   let failure = null;
   try {
-    await body();
+    await body(page, pageErrors);
   } catch (error) {
     failure = error;
   }
@@ -64,5 +78,7 @@ export async function recorded({ browser, page, artifacts, name, log }, body) {
   await page.screenshot({ path: screenshot, fullPage: true }).catch((e) => log(`no screenshot: ${e}`));
   log(`screenshot: ${screenshot}`);
   await browser.close();
-  return failure;
+  clearTimeout(timer);
+  if (failure) fail(failure.message);
+  log("PASSED");
 }

@@ -23,7 +23,7 @@
 
 import { createHmac } from "node:crypto";
 import { resolve } from "node:path";
-import { launch, publish as publishVia, recorded, sleep, until } from "./lib.mjs";
+import { publish as publishVia, runPage, sleep, until } from "./lib.mjs";
 
 const BASE = required("E2E_BASE_URL").replace(/\/$/, "");
 const SECRET = required("E2E_JWT_SECRET");
@@ -147,23 +147,19 @@ async function run(page, pageErrors) {
 }
 
 async function main() {
-  const timer = setTimeout(() => fail(`not done within ${DEADLINE_MS} ms`), DEADLINE_MS);
-  const browser = await launch(CHROMIUM);
-  log(`Chromium ${browser.version()}`);
-  const page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
-  const pageErrors = [];
-  page.on("pageerror", (error) => pageErrors.push(String(error)));
-  // The first stream, without a token, is refused: console errors are shown, not failures.
-  page.on("console", (message) => {
-    if (message.type() === "error") log(`browser console: ${message.text()}`);
-  });
-  const failure = await recorded(
-    { browser, page, artifacts: ARTIFACTS, name: "token-expiry", log },
-    () => run(page, pageErrors),
+  await runPage(
+    {
+      executablePath: CHROMIUM,
+      deadlineMs: DEADLINE_MS,
+      artifacts: ARTIFACTS,
+      name: "token-expiry",
+      log,
+      fail,
+    // The first stream, without a token, is refused: console errors are shown, not failures.
+    onConsoleError: () => {},
+    },
+    run,
   );
-  clearTimeout(timer);
-  if (failure) fail(failure.message);
-  log("PASSED");
 }
 
 main().catch((error) => fail(error.stack || String(error)));
