@@ -77,16 +77,7 @@ case " $MODES " in
 esac
 
 # --- processes ---------------------------------------------------------------------------
-started=()
-stop_all() {
-  for pid in "${started[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${started[@]}"; do
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-  done
-  started=()
-}
-trap 'stop_all; rm -rf "$WORK"' EXIT
-trap 'exit 130' INT TERM
+. loadtest/processes.sh
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

@@ -62,16 +62,7 @@ else
 fi
 
 # --- processes ---------------------------------------------------------------------------
-started=()
-stop_all() {
-  for pid in "${started[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${started[@]}"; do
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-  done
-  started=()
-}
-trap 'stop_all; rm -rf "$WORK"' EXIT
-trap 'exit 130' INT TERM
+. loadtest/processes.sh
 
 start_redis() { # port
   taskset -c "$DRIVER_CORE" redis-server --port "$1" --bind 127.0.0.1 --save "" \
