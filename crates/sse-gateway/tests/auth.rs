@@ -1,5 +1,5 @@
 //! Subscriber tokens against a real node and a real Redis: a token allowing the topics opens
-//! a stream from the header, a cookie or the query; every kind of bad token gets 401 saying
+//! a stream from the header, a cookie or the query (not with `--jwt-query off`); every kind of bad token gets 401 saying
 //! why (403 naming the topic it does not allow) and harms no open stream; public keys of
 //! every supported type verify their tokens, made by the `token` subcommand too; a token
 //! that expires mid-stream ends it after `sse.token_expired`, and a fresh token resumes
@@ -294,4 +294,20 @@ async fn an_expiring_token_ends_the_stream_after_a_control_event_and_a_fresh_one
         .await;
     assert_eq!(resumed.status(), 200);
     assert_eq!(resumed.next_event(PATIENCE).await.data, "two");
+}
+
+#[tokio::test]
+async fn with_jwt_query_off_a_query_token_is_not_read() {
+    let redis = RedisServer::start();
+    let gateway = start_gateway(&redis, &["--jwt-secret", SECRET, "--jwt-query", "off"]);
+    let token = hs256(&reading(&["orders"]));
+    let path = format!("/events?topic=orders&access_token={token}");
+    refused(&gateway, &path, &[], 401, &["needs a token"]).await;
+    let mut by_header = gateway
+        .get(
+            "/events?topic=orders",
+            &[("Authorization", &bearer(&token))],
+        )
+        .await;
+    assert_eq!(by_header.status(), 200, "{}", by_header.text().await);
 }
