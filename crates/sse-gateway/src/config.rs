@@ -8,6 +8,7 @@ use bytesize::ByteSize;
 use clap::Parser;
 pub use sse_core::runtime::LogFormat;
 use sse_core::runtime::jwt_flags::JwtFlags;
+use sse_core::runtime::redis::RedisFlags;
 
 /// Serves Server-Sent Events from Redis: live fan-out of pub/sub, exact resume from streams.
 #[derive(Clone, Debug, Parser)]
@@ -17,18 +18,9 @@ pub struct Config {
     #[arg(long, env = "SSE_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 
-    /// Redis to read from: redis://[user:password@]host:port[/db].
-    #[arg(
-        long,
-        env = "REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        hide_env_values = true
-    )]
-    pub redis_url: String,
-
-    /// How long one Redis call (and one connection attempt) may take.
-    #[arg(long, env = "SSE_REDIS_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub redis_timeout: Duration,
+    /// Where Redis is: one server, or a Redis Cluster.
+    #[command(flatten)]
+    pub redis: RedisFlags,
 
     /// How often idle streams get a heartbeat comment. One timer serves the whole node: at
     /// each tick, every stream that wrote nothing since the previous tick gets one, so an

@@ -22,18 +22,20 @@
 //! [`History::after`], `XRANGE` with an exclusive start.
 
 use bytes::Bytes;
+use futures_util::future::try_join_all;
 use prometheus::IntCounter;
-use redis::aio::ConnectionManager;
 use redis::{RedisError, Value};
 use sse_core::ErrorChain;
 use sse_core::control::Truncation;
+use sse_core::runtime::redis::Commands;
 use sse_core::schema::{PublishedEvent, stream_key};
 use sse_core::{EventId, Topic};
 
-/// Reads topic streams over the node's command connection. Cheap to clone.
+/// Reads topic streams over the node's command connection (on a Cluster, from the master of
+/// each topic's slot). Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct History {
-    redis: ConnectionManager,
+    redis: Commands,
     page: usize,
     /// Counts entries that are not events (written by hand): they are skipped, never fatal,
     /// or one bad entry would end every resume of its topic, again and again.
@@ -72,7 +74,7 @@ pub(crate) enum HistoryError {
 impl History {
     /// History over `redis`, reading `page` entries per call, counting entries that are not
     /// events in `invalid`.
-    pub(crate) fn new(redis: ConnectionManager, page: usize, invalid: IntCounter) -> Self {
+    pub(crate) fn new(redis: Commands, page: usize, invalid: IntCounter) -> Self {
         Self {
             redis,
             page,
@@ -120,25 +122,31 @@ impl History {
     }
 
     /// The id of the newest entry of each topic's stream (`0-0` for an empty or missing
-    /// stream), in one round trip.
+    /// stream). The calls go out together: one round trip on one Redis, where the
+    /// connection pipelines them, and one per shard on a Cluster, where a pipeline cannot
+    /// span slots.
     pub(crate) async fn tips(&self, topics: &[Topic]) -> Result<Vec<EventId>, HistoryError> {
-        let mut pipe = redis::pipe();
-        for topic in topics {
-            pipe.cmd("XREVRANGE")
-                .arg(stream_key(topic))
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1);
+        try_join_all(topics.iter().map(|topic| self.tip(topic))).await
+    }
+
+    async fn tip(&self, topic: &Topic) -> Result<EventId, HistoryError> {
+        let entries: Vec<(String, Value)> = redis::cmd("XREVRANGE")
+            .arg(stream_key(topic))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.redis.clone())
+            .await?;
+        match entries.first() {
+            Some((id, _)) => EventId::parse(id).map_err(|_| HistoryError::BadInfo),
+            None => Ok(EventId::ZERO),
         }
-        let replies: Vec<Vec<(String, Value)>> = pipe.query_async(&mut self.redis.clone()).await?;
-        replies
-            .into_iter()
-            .map(|entries| match entries.first() {
-                Some((id, _)) => EventId::parse(id).map_err(|_| HistoryError::BadInfo),
-                None => Ok(EventId::ZERO),
-            })
-            .collect()
+    }
+
+    /// The command connection, for the pub/sub link's own calls (`TIME`, readiness).
+    pub(crate) fn commands(&self) -> Commands {
+        self.redis.clone()
     }
 
     /// `XRANGE <key> <start> + COUNT <count>`: the id of every entry read, and the events

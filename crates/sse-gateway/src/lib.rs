@@ -16,7 +16,8 @@
 //!   `takeover`: an HTTP/1.1 stream written straight to its socket, without hyper's buffers;
 //! - `hub`: the fan-out table (topic → clients), encoding each event once;
 //! - `outbox`: a client's queue, bounded in bytes: a slow client is cut, never waited for;
-//! - `pubsub`: the node's one Redis pub/sub connection, with gap filling after outages;
+//! - `pubsub`: the node's one Redis pub/sub connection (one per shard on a Cluster), with gap
+//!   filling after outages and slot moves;
 //! - `history`: reading streams for resuming clients; `drain`: the shutdown choreography;
 //! - `metrics`, [`config`].
 //!
@@ -52,19 +53,22 @@ use std::time::Duration;
 
 pub use auth::{IssueError, TokenArgs, issue as issue_token};
 pub use config::{Config, LogFormat, Switch};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 pub use sse_core::jwt::{KeyError, PatternError};
 use sse_core::runtime::cors::Cors;
 pub use sse_core::runtime::cors::CorsError;
+use sse_core::runtime::redis::{CheckError, Redis, RedisConfigError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The Redis URL is invalid.
-    #[error("invalid redis url")]
-    RedisUrl(#[source] redis::RedisError),
+    /// The Redis flags cannot work, or Redis is not the kind they name.
+    #[error(transparent)]
+    Redis(#[from] RedisConfigError),
+    /// The redis crate refused to build a client.
+    #[error("cannot set up the redis client")]
+    RedisClient(#[source] redis::RedisError),
     /// The JWT key cannot be read or used.
     #[error("invalid JWT key")]
     Key(#[from] KeyError),
@@ -138,14 +142,15 @@ pub async fn run(
         "Last-Event-ID, Authorization, Content-Type, Cache-Control, Accept",
         metrics.cors_rejected.clone(),
     )?;
-    let client = redis::Client::open(config.redis_url.as_str()).map_err(StartError::RedisUrl)?;
-    let commands = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(config.redis_timeout))
-        .set_response_timeout(Some(config.redis_timeout))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_secs(1));
-    let commands = ConnectionManager::new_lazy_with_config(client.clone(), commands)
-        .map_err(StartError::RedisUrl)?;
+    let redis = Redis::from_flags(&config.redis)?;
+    let mut commands = redis.commands().map_err(StartError::RedisClient)?;
+    match redis.check_mode(&mut commands).await {
+        Err(CheckError::Mismatch(error)) => return Err(error.into()),
+        Err(CheckError::Unreachable(_)) => {
+            tracing::warn!("redis does not answer yet; the node starts and keeps trying");
+        }
+        Ok(()) => {}
+    }
     let history = history::History::new(
         commands,
         config.replay_page as usize,
@@ -156,13 +161,13 @@ pub async fn run(
 
     let link = tokio::spawn(
         pubsub::PubSubLink {
-            client,
+            redis: redis.clone(),
             hub: hub.clone(),
             history: history.clone(),
             commands: link_commands,
             metrics: metrics.clone(),
             connected: redis_connected.clone(),
-            timeout: config.redis_timeout,
+            timeout: redis.timeout(),
             shutdown: stopping.clone(),
         }
         .run(),

@@ -36,6 +36,9 @@ pub(crate) struct Metrics {
     /// `sse_redis_reconnects_total`: times the pub/sub connection was lost (each loss is followed
     /// by reconnection attempts until one succeeds).
     pub(crate) redis_reconnects: IntCounter,
+    /// `sse_redis_subscriptions_moved_total`: topic subscriptions Redis Cluster ended because
+    /// their slot moved or their master stepped down, each subscribed again and refilled.
+    pub(crate) subscriptions_moved: IntCounter,
     /// `sse_gap_filled_events_total`: events recovered from streams after a pub/sub outage.
     pub(crate) gap_filled_events: IntCounter,
     /// `sse_topics_active`: topics this node is subscribed to.
@@ -106,6 +109,10 @@ impl Metrics {
             redis_reconnects: registry.counter(
                 "sse_redis_reconnects_total",
                 "Times the pub/sub connection to Redis was lost (the node then reconnects).",
+            ),
+            subscriptions_moved: registry.counter(
+                "sse_redis_subscriptions_moved_total",
+                "Topic subscriptions Redis Cluster ended (slot moved, master stepped down); each is subscribed again on the new owner and refilled from its stream.",
             ),
             gap_filled_events: registry.counter(
                 "sse_gap_filled_events_total",

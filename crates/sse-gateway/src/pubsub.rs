@@ -1,5 +1,5 @@
-//! [`PubSubLink`]: the node's one Redis pub/sub connection, and the reason pub/sub's
-//! at-most-once delivery never loses an event here.
+//! [`PubSubLink`]: the node's one Redis pub/sub connection (on a Cluster, one per shard), and
+//! the reason pub/sub's at-most-once delivery never loses an event here.
 //!
 //! One task owns the connection and does everything in order: it subscribes and unsubscribes
 //! as the [`Hub`] asks (batching what queued up), reads each new topic's stream tip once Redis
@@ -33,10 +33,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
-use redis::aio::{MultiplexedConnection, PubSubSink};
-use redis::{Msg, RedisError};
+use futures_util::{StreamExt, TryStreamExt};
+use redis::aio::{PubSubSink, PubSubStream};
+use redis::cluster_async::ClusterConnection;
+use redis::{FromRedisValue, Msg, ProtocolVersion, PushInfo, PushKind, RedisError};
 use sse_core::Topic;
+use sse_core::runtime::redis::{CheckError, Commands, Mode, NotReady, Redis, RedisConfigError};
 use sse_core::schema::{PublishedEvent, live_channel, topic_of_channel};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -52,6 +54,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Channels per `SUBSCRIBE` command when resubscribing many topics.
 const SUBSCRIBE_CHUNK: usize = 1000;
+/// `SSUBSCRIBE` calls in flight at once on a Cluster (each names one channel).
+const SHARDED_IN_FLIGHT: usize = 64;
 /// How far past the node's view of Redis time a live id may be. Real ids are never ahead
 /// of it (the view errs ahead, by the `TIME` round trip, and pub/sub only makes ids older),
 /// so the bound only absorbs a forward step of Redis's clock between two reads; it is also
@@ -60,7 +64,7 @@ const AHEAD_BOUND: Duration = Duration::from_secs(2);
 
 /// The shared pub/sub connection; see the module docs.
 pub(crate) struct PubSubLink {
-    pub(crate) client: redis::Client,
+    pub(crate) redis: Redis,
     pub(crate) hub: Arc<Hub>,
     pub(crate) history: History,
     pub(crate) commands: mpsc::UnboundedReceiver<LinkCommand>,
@@ -80,6 +84,10 @@ enum Lost {
     History(#[from] HistoryError),
     #[error("the connection closed")]
     Closed,
+    #[error(transparent)]
+    NotReady(#[from] NotReady),
+    #[error(transparent)]
+    WrongMode(RedisConfigError),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
 }
@@ -115,18 +123,22 @@ impl PubSubLink {
 
     /// One connection's life: connect, subscribe and catch up, then serve until it breaks.
     async fn session(&mut self) -> Result<(), Lost> {
-        let pubsub = self.timed(self.client.get_async_pubsub()).await??;
-        let (mut sink, mut messages) = pubsub.split();
-        // A subscribed connection cannot send `TIME`: the clock has a connection of its own.
-        let mut time = self
-            .timed(self.client.get_multiplexed_async_connection())
-            .await??;
-        let mut clock = self.timed(RedisClock::read(&mut time)).await??;
+        // A subscribed connection cannot send `TIME`: the clock uses the command connection.
+        let mut commands = self.history.commands();
+        match self.timed(self.redis.check_mode(&mut commands)).await? {
+            Err(CheckError::Mismatch(error)) => return Err(Lost::WrongMode(error)),
+            Err(CheckError::Unreachable(Some(error))) => return Err(Lost::Redis(error)),
+            Err(CheckError::Unreachable(None)) => return Err(Lost::Timeout(self.timeout)),
+            Ok(()) => {}
+        }
+        self.timed(commands.ready()).await??;
+        let mut live = self.timed(Live::connect(&self.redis)).await??;
+        let mut clock = self.timed(RedisClock::read(&mut commands)).await??;
         let mut ahead = HashSet::new();
         let topics = self.hub.subscribed();
         let channels: Vec<String> = topics.iter().map(|s| live_channel(&s.topic)).collect();
         for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
-            self.timed(sink.subscribe(chunk)).await??;
+            self.timed(live.subscribe(chunk)).await??;
         }
         // Commands queued before this point are covered by the snapshot just subscribed;
         // later ones are checked against the hub as they come, so replaying them is harmless.
@@ -149,15 +161,17 @@ impl PubSubLink {
             tokio::select! {
                 command = self.commands.recv() => {
                     let Some(command) = command else { return Ok(()) };
-                    self.apply(command, &mut sink).await?;
+                    self.apply(command, &mut live).await?;
                 }
-                message = messages.next() => {
-                    let Some(message) = message else { return Err(Lost::Closed) };
-                    self.on_message(&message, &clock, &mut ahead);
-                }
+                notice = live.next() => match notice {
+                    Notice::Message(message) => self.on_message(&message, &clock, &mut ahead),
+                    Notice::Ended(channel) => self.resubscribe(&channel, &mut live).await?,
+                    Notice::Lost => return Err(Lost::Closed),
+                },
                 _ = ping.tick() => {
-                    self.timed(sink.ping::<redis::Value>()).await??;
-                    clock = self.timed(RedisClock::read(&mut time)).await??;
+                    self.timed(live.ping()).await??;
+                    self.timed(commands.ready()).await??;
+                    clock = self.timed(RedisClock::read(&mut commands)).await??;
                     self.recheck(std::mem::take(&mut ahead)).await?;
                 }
             }
@@ -166,7 +180,7 @@ impl PubSubLink {
 
     /// Applies `first` and every other command already queued, in as few round trips as
     /// possible.
-    async fn apply(&mut self, first: LinkCommand, sink: &mut PubSubSink) -> Result<(), Lost> {
+    async fn apply(&mut self, first: LinkCommand, live: &mut Live) -> Result<(), Lost> {
         let mut subscribe = Vec::new();
         let mut unsubscribe = Vec::new();
         let mut command = Some(first);
@@ -187,16 +201,36 @@ impl PubSubLink {
         subscribe.retain(|(topic, generation)| self.hub.wants_subscription(topic, *generation));
         if !unsubscribe.is_empty() {
             let channels: Vec<String> = unsubscribe.iter().map(live_channel).collect();
-            self.timed(sink.unsubscribe(&channels)).await??;
+            for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
+                self.timed(live.unsubscribe(chunk)).await??;
+            }
         }
         if !subscribe.is_empty() {
             let channels: Vec<String> = subscribe.iter().map(|(t, _)| live_channel(t)).collect();
             for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
-                self.timed(sink.subscribe(chunk)).await??;
+                self.timed(live.subscribe(chunk)).await??;
             }
             self.activate(subscribe).await?;
         }
         Ok(())
+    }
+
+    /// Subscribes again to a channel whose subscription Redis ended (its slot moved, or its
+    /// master stepped down), then fills the topic from its stream: whatever was published
+    /// while it was not subscribed reaches clients in order, and the hub drops duplicates.
+    /// A topic no longer wanted, or not yet live (its subscription is still to be made by a
+    /// queued command), needs nothing.
+    async fn resubscribe(&mut self, channel: &str, live: &mut Live) -> Result<(), Lost> {
+        let Some(topic) = topic_of_channel(channel) else {
+            return Ok(());
+        };
+        let Some(position) = self.hub.position(&topic) else {
+            return Ok(());
+        };
+        tracing::info!(%topic, "redis ended the subscription (slot moved or master changed); subscribing again");
+        self.metrics.subscriptions_moved.inc();
+        self.timed(live.subscribe(&[channel.to_owned()])).await??;
+        self.fill_gap(&topic, position).await
     }
 
     /// Reads the tip of each newly subscribed topic and makes the topic live from there.
@@ -276,6 +310,138 @@ impl PubSubLink {
     }
 }
 
+// === impl Live ===
+
+/// A session's subscribed connection: plain pub/sub on one Redis, sharded pub/sub over the
+/// cluster client on a Cluster (module docs).
+enum Live {
+    Single {
+        sink: PubSubSink,
+        messages: PubSubStream,
+    },
+    Cluster {
+        connection: ClusterConnection,
+        pushes: mpsc::UnboundedReceiver<PushInfo>,
+    },
+}
+
+/// What a subscribed connection reports.
+enum Notice {
+    /// A live message.
+    Message(Msg),
+    /// Redis ended the subscription of this channel (Cluster: its slot moved).
+    Ended(String),
+    /// The connection, or one node's connection, broke.
+    Lost,
+}
+
+impl Live {
+    async fn connect(redis: &Redis) -> Result<Self, RedisError> {
+        match redis.mode() {
+            Mode::Single => {
+                let (sink, messages) = redis.first_node()?.get_async_pubsub().await?.split();
+                Ok(Self::Single { sink, messages })
+            }
+            Mode::Cluster => {
+                let (sender, pushes) = mpsc::unbounded_channel();
+                let client = redis.cluster_client(|builder| {
+                    builder
+                        .use_protocol(ProtocolVersion::RESP3)
+                        .push_sender(sender)
+                })?;
+                let connection = client.get_async_connection().await?;
+                Ok(Self::Cluster { connection, pushes })
+            }
+        }
+    }
+
+    async fn subscribe(&mut self, channels: &[String]) -> Result<(), RedisError> {
+        match self {
+            Self::Single { sink, .. } => sink.subscribe(channels).await,
+            Self::Cluster { connection, .. } => {
+                sharded(connection, channels, Sharded::Subscribe).await
+            }
+        }
+    }
+
+    async fn unsubscribe(&mut self, channels: &[String]) -> Result<(), RedisError> {
+        match self {
+            Self::Single { sink, .. } => sink.unsubscribe(channels).await,
+            Self::Cluster { connection, .. } => {
+                sharded(connection, channels, Sharded::Unsubscribe).await
+            }
+        }
+    }
+
+    /// `PING` over the subscribed connection (on a Cluster: to every master).
+    async fn ping(&mut self) -> Result<(), RedisError> {
+        match self {
+            Self::Single { sink, .. } => sink.ping::<redis::Value>().await.map(drop),
+            Self::Cluster { connection, .. } => redis::cmd("PING").exec_async(connection).await,
+        }
+    }
+
+    async fn next(&mut self) -> Notice {
+        match self {
+            Self::Single { messages, .. } => {
+                messages.next().await.map_or(Notice::Lost, Notice::Message)
+            }
+            Self::Cluster { pushes, .. } => loop {
+                let Some(push) = pushes.recv().await else {
+                    return Notice::Lost;
+                };
+                match push.kind {
+                    PushKind::SMessage => {
+                        if let Some(message) = Msg::from_push_info(push) {
+                            return Notice::Message(message);
+                        }
+                    }
+                    PushKind::SUnsubscribe => {
+                        let channel = push.data.first().map(String::from_redis_value_ref);
+                        if let Some(Ok(channel)) = channel {
+                            return Notice::Ended(channel);
+                        }
+                    }
+                    PushKind::Disconnection => return Notice::Lost,
+                    _ => {}
+                }
+            },
+        }
+    }
+}
+
+/// `SSUBSCRIBE` (or `SUNSUBSCRIBE`) once per channel, [`SHARDED_IN_FLIGHT`] at a time: a
+/// sharded call names channels of one slot only.
+async fn sharded(
+    connection: &ClusterConnection,
+    channels: &[String],
+    action: Sharded,
+) -> Result<(), RedisError> {
+    let calls: Vec<_> = channels
+        .iter()
+        .map(|channel| {
+            let mut connection = connection.clone();
+            let channel = channel.clone();
+            async move {
+                match action {
+                    Sharded::Subscribe => connection.ssubscribe(channel).await,
+                    Sharded::Unsubscribe => connection.sunsubscribe(channel).await,
+                }
+            }
+        })
+        .collect();
+    futures_util::stream::iter(calls)
+        .buffer_unordered(SHARDED_IN_FLIGHT)
+        .try_collect()
+        .await
+}
+
+#[derive(Clone, Copy)]
+enum Sharded {
+    Subscribe,
+    Unsubscribe,
+}
+
 // === impl RedisClock ===
 
 /// The node's view of the Redis clock: what `TIME` answered, advanced by the node's monotonic
@@ -290,8 +456,9 @@ struct RedisClock {
 }
 
 impl RedisClock {
-    /// Reads Redis's clock with `TIME`.
-    async fn read(redis: &mut MultiplexedConnection) -> Result<Self, RedisError> {
+    /// Reads Redis's clock with `TIME` (on a Cluster, any node's: their clocks agree far
+    /// closer than [`AHEAD_BOUND`]).
+    async fn read(redis: &mut Commands) -> Result<Self, RedisError> {
         let asked = Instant::now();
         let (seconds, micros): (u64, u64) = redis::cmd("TIME").query_async(redis).await?;
         Ok(Self {

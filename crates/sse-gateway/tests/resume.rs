@@ -10,7 +10,7 @@ use std::time::Duration;
 use harness::{PATIENCE, TestGateway, publish, publisher, start_gateway};
 use sse_core::schema::Retention;
 use sse_core::{Cursor, Event, Topic};
-use sse_publisher::{Publisher, RedisOptions};
+use sse_publisher::{Publisher, RedisFlags};
 use sse_testkit::{RedisServer, SseClient, eventually};
 use tokio::task::JoinHandle;
 
@@ -73,9 +73,10 @@ async fn resume(node: &TestGateway, path: &str, last_event_id: &str) -> SseClien
 
 /// A publisher for `redis` whose streams keep `max_len` events.
 async fn publisher_keeping(redis: &RedisServer, max_len: u64) -> Publisher {
-    let options = RedisOptions {
-        url: redis.url(),
-        timeout: Duration::from_secs(5),
+    let options = RedisFlags {
+        redis_url: redis.url(),
+        redis_cluster: false,
+        redis_timeout: Duration::from_secs(5),
     };
     let retention = Retention {
         max_len,

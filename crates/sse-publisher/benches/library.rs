@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sse_core::schema::Retention;
 use sse_core::{Event, Topic};
-use sse_publisher::{Publisher, RedisOptions};
+use sse_publisher::{Publisher, RedisFlags};
 use sse_testkit::RedisServer;
 
 const EVENTS: usize = 200_000;
@@ -17,9 +17,10 @@ const EVENTS: usize = 200_000;
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let redis = RedisServer::start();
-    let options = RedisOptions {
-        url: redis.url(),
-        timeout: Duration::from_secs(5),
+    let options = RedisFlags {
+        redis_url: redis.url(),
+        redis_cluster: false,
+        redis_timeout: Duration::from_secs(5),
     };
     let publisher = Publisher::connect(&options, Retention::default())
         .await

@@ -8,6 +8,7 @@ use bytesize::ByteSize;
 use clap::Parser;
 pub use sse_core::runtime::LogFormat;
 use sse_core::runtime::jwt_flags::JwtFlags;
+use sse_core::runtime::redis::RedisFlags;
 
 /// Publishes events over HTTP into Redis streams and pub/sub, for sse-gateway to deliver.
 #[derive(Clone, Debug, Parser)]
@@ -17,18 +18,9 @@ pub struct Config {
     #[arg(long, env = "SSE_LISTEN", default_value = "0.0.0.0:8081")]
     pub listen: SocketAddr,
 
-    /// Redis to publish to: redis://[user:password@]host:port[/db].
-    #[arg(
-        long,
-        env = "REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        hide_env_values = true
-    )]
-    pub redis_url: String,
-
-    /// How long one Redis call may take before the publish fails with 503.
-    #[arg(long, env = "SSE_REDIS_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub redis_timeout: Duration,
+    /// Where Redis is: one server, or a Redis Cluster.
+    #[command(flatten)]
+    pub redis: RedisFlags,
 
     /// A bearer token that may publish; repeat the flag for several. In the environment, a
     /// comma-separated list.

@@ -25,9 +25,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 pub use config::{Config, ConfigError, LogFormat};
-pub use publisher::{PublishError, Publisher, RedisOptions};
+pub use publisher::{PublishError, Publisher};
 use sse_core::jwt;
 use sse_core::runtime::cors::Cors;
+pub use sse_core::runtime::redis::RedisFlags;
 use sse_core::schema::Retention;
 use tokio::net::TcpListener;
 
@@ -42,15 +43,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     config.validate()?;
-    let redis = RedisOptions {
-        url: config.redis_url.clone(),
-        timeout: config.redis_timeout,
-    };
     let retention = Retention {
         max_len: config.retention,
         max_age: config.retention_age,
     };
-    let publisher = Publisher::connect(&redis, retention)
+    let publisher = Publisher::connect(&config.redis, retention)
         .await
         .map_err(StartError::Redis)?;
     let metrics = metrics::Metrics::new();

@@ -3,11 +3,13 @@
 //! Every publish is one `FCALL sse_publish` (see `sse_core::schema`): the event is appended to
 //! its topic's stream and announced on its channel in the same call, so `Ok(id)` means the
 //! event is in the stream, and an error means it was not written (with one exception, below).
-//! A batch is one `MULTI … EXEC` of such calls: all of its events are written or none.
+//! A batch is one `MULTI … EXEC` of such calls: all of its events are written or none. On a
+//! Redis Cluster a transaction cannot span hash slots, and every topic is its own slot, so
+//! there a batch is refused unless all of its events share a slot ([`PublishError::CrossSlot`]).
 //!
-//! The connection is one multiplexed [`ConnectionManager`], cloned per call: concurrent
-//! publishes are pipelined on one socket, which is what Redis serves fastest, and the manager
-//! reconnects by itself after Redis goes away. The function library is loaded at connect time
+//! The connection is one multiplexed [`Commands`] connection, cloned per call: concurrent
+//! publishes are pipelined on one socket (on a Cluster, one per master), which is what Redis
+//! serves fastest, and it reconnects by itself after Redis goes away. The function library is loaded at connect time
 //! and again whenever Redis says it is missing (a restart without persistence), then the call
 //! is retried once: a missing function wrote nothing, so the retry cannot duplicate.
 //!
@@ -16,18 +18,18 @@
 //! for the answer). That is [`PublishError::NoReply`]; a caller that retries may then publish
 //! the event twice.
 
-use sse_core::ErrorChain;
-use std::time::Duration;
-
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_routing::Slot;
 use redis::{ErrorKind, RedisError, ServerErrorKind};
-use sse_core::schema::{FUNCTION, LIBRARY, PublishCall, Retention};
-use sse_core::{Event, EventId};
+use sse_core::ErrorChain;
+use sse_core::runtime::redis::{CheckError, Commands, Mode, Redis, RedisConfigError, RedisFlags};
+use sse_core::schema::{FUNCTION, LIBRARY, PublishCall, Retention, cluster_library, stream_key};
+use sse_core::{Event, EventId, Topic};
 
 /// Publishes events into Redis. Cheap to clone; clones share one connection.
 #[derive(Clone)]
 pub struct Publisher {
-    connection: ConnectionManager,
+    connection: Commands,
+    mode: Mode,
     retention: Retention,
 }
 
@@ -46,14 +48,19 @@ pub enum PublishError {
     /// Redis answered with an error: it refused the call.
     #[error("redis refused the publish")]
     Refused(#[source] RedisError),
-    /// The Redis URL cannot be used (`redis://[user:password@]host:port[/db]`).
-    #[error("invalid redis url {url:?}")]
-    InvalidUrl {
-        /// The URL, as given.
-        url: String,
-        /// Why redis-rs refused it.
-        #[source]
-        source: RedisError,
+    /// The Redis flags cannot be used, or Redis is not the kind they name.
+    #[error(transparent)]
+    Config(#[from] RedisConfigError),
+    /// On a Redis Cluster, a batch whose topics live in different hash slots: it cannot be
+    /// one transaction there, so nothing was written.
+    #[error(
+        "on a Redis Cluster a batch cannot be atomic across topics: {first:?} and {other:?} live in different hash slots; publish them in separate requests"
+    )]
+    CrossSlot {
+        /// The batch's first topic.
+        first: Topic,
+        /// A topic in another slot.
+        other: Topic,
     },
     /// Redis answered with something that is not a stream id.
     #[error("redis answered the publish with {reply:?}, which is not a stream id")]
@@ -86,15 +93,6 @@ impl PublishError {
     }
 }
 
-/// How to reach Redis.
-#[derive(Clone, Debug)]
-pub struct RedisOptions {
-    /// `redis://[user:password@]host:port[/db]`.
-    pub url: String,
-    /// How long one call may wait for its reply, and one connection attempt for the server.
-    pub timeout: Duration,
-}
-
 impl Publisher {
     /// A publisher for `redis`, keeping `retention` of history per topic.
     ///
@@ -103,22 +101,18 @@ impl Publisher {
     /// library at once, so a ready Redis is ready to publish to.
     ///
     /// # Errors
-    /// [`PublishError::InvalidUrl`] if the URL is invalid.
-    pub async fn connect(redis: &RedisOptions, retention: Retention) -> Result<Self, PublishError> {
-        let invalid_url = |source| PublishError::InvalidUrl {
-            url: redis.url.clone(),
-            source,
-        };
-        let client = redis::Client::open(redis.url.as_str()).map_err(invalid_url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(redis.timeout))
-            .set_response_timeout(Some(redis.timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(1));
-        let connection =
-            ConnectionManager::new_lazy_with_config(client, config).map_err(invalid_url)?;
+    /// [`PublishError::Config`] if the flags are invalid, or if Redis answers and is not the
+    /// kind they name (a cluster node without `--redis-cluster`, or the reverse).
+    pub async fn connect(redis: &RedisFlags, retention: Retention) -> Result<Self, PublishError> {
+        let redis = Redis::from_flags(redis)?;
+        let mut connection = redis.commands().map_err(PublishError::Unavailable)?;
+        match redis.check_mode(&mut connection).await {
+            Err(CheckError::Mismatch(error)) => return Err(error.into()),
+            Err(CheckError::Unreachable(_)) | Ok(()) => {}
+        }
         let publisher = Self {
             connection,
+            mode: redis.mode(),
             retention,
         };
         if let Err(error) = publisher.load_function().await {
@@ -132,10 +126,15 @@ impl Publisher {
     /// # Errors
     /// [`PublishError`] if Redis is unreachable or refuses the library.
     pub async fn load_function(&self) -> Result<(), PublishError> {
+        let library = match self.mode {
+            Mode::Single => LIBRARY.to_owned(),
+            // Sent to every master.
+            Mode::Cluster => cluster_library(),
+        };
         redis::cmd("FUNCTION")
             .arg("LOAD")
             .arg("REPLACE")
-            .arg(LIBRARY)
+            .arg(library)
             .exec_async(&mut self.connection.clone())
             .await
             .map_err(PublishError::from_redis)
@@ -158,8 +157,17 @@ impl Publisher {
     /// # Errors
     /// [`PublishError`]; none of the events was written (see the module docs).
     pub async fn publish_batch(&self, events: &[Event]) -> Result<Vec<EventId>, PublishError> {
-        if events.is_empty() {
+        let Some(first) = events.first() else {
             return Ok(Vec::new());
+        };
+        if self.mode == Mode::Cluster {
+            let slot = slot_of(&first.topic);
+            if let Some(other) = events.iter().find(|e| slot_of(&e.topic) != slot) {
+                return Err(PublishError::CrossSlot {
+                    first: first.topic.clone(),
+                    other: other.topic.clone(),
+                });
+            }
         }
         let replies: Vec<String> = self
             .with_function(|| {
@@ -174,12 +182,10 @@ impl Publisher {
         replies.into_iter().map(parse_id).collect()
     }
 
-    /// Whether Redis answers a `PING` now.
+    /// Whether Redis can take publishes now: it answers `PING` (a cluster: reports
+    /// `cluster_state:ok`).
     pub async fn ping(&self) -> bool {
-        redis::cmd("PING")
-            .exec_async(&mut self.connection.clone())
-            .await
-            .is_ok()
+        self.connection.clone().ready().await.is_ok()
     }
 
     /// Runs the request built by `build`; if Redis has lost the function, loads it and runs
@@ -208,14 +214,14 @@ impl Publisher {
 trait Request {
     async fn run<T: redis::FromRedisValue>(
         &self,
-        connection: &mut ConnectionManager,
+        connection: &mut Commands,
     ) -> redis::RedisResult<T>;
 }
 
 impl Request for redis::Cmd {
     async fn run<T: redis::FromRedisValue>(
         &self,
-        connection: &mut ConnectionManager,
+        connection: &mut Commands,
     ) -> redis::RedisResult<T> {
         self.query_async(connection).await
     }
@@ -224,7 +230,7 @@ impl Request for redis::Cmd {
 impl Request for redis::Pipeline {
     async fn run<T: redis::FromRedisValue>(
         &self,
-        connection: &mut ConnectionManager,
+        connection: &mut Commands,
     ) -> redis::RedisResult<T> {
         self.query_async(connection).await
     }
@@ -237,6 +243,11 @@ fn fcall(call: &PublishCall) -> redis::Cmd {
         cmd.arg(&arg[..]);
     }
     cmd
+}
+
+/// The hash slot of `topic`'s keys.
+fn slot_of(topic: &Topic) -> Slot {
+    Slot::for_key(stream_key(topic))
 }
 
 fn is_function_missing(error: &RedisError) -> bool {
@@ -252,16 +263,17 @@ fn parse_id(reply: String) -> Result<EventId, PublishError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{PublishError, Publisher, RedisOptions};
+    use super::{PublishError, Publisher};
     use sse_core::ErrorChain;
+    use sse_core::runtime::redis::{RedisConfigError, RedisFlags};
     use sse_core::schema::Retention;
     use std::time::Duration;
-
     #[tokio::test]
     async fn an_invalid_url_is_named_as_such_with_its_cause_once() {
-        let options = RedisOptions {
-            url: "http://not-redis".into(),
-            timeout: Duration::from_secs(1),
+        let options = RedisFlags {
+            redis_url: "http://not-redis".into(),
+            redis_cluster: false,
+            redis_timeout: Duration::from_secs(1),
         };
         let retention = Retention {
             max_len: 10,
@@ -271,7 +283,10 @@ mod tests {
             panic!("an http:// URL was accepted as a Redis URL");
         };
         assert!(
-            matches!(error, PublishError::InvalidUrl { .. }),
+            matches!(
+                error,
+                PublishError::Config(RedisConfigError::InvalidUrl { .. })
+            ),
             "{error:?}"
         );
         let text = ErrorChain(&error).to_string();

@@ -20,7 +20,7 @@ use harness::{PATIENCE, TOKEN, TestPublisher, entries, http_client, sse_keys, st
 use serde_json::{Map, Number, Value};
 use sse_core::schema::Retention;
 use sse_core::{Event, EventId, EventName, Topic};
-use sse_publisher::{Publisher, RedisOptions};
+use sse_publisher::{Publisher, RedisFlags};
 use sse_testkit::{H2_PREFACE, RedisServer, Rng, exchange, find};
 
 /// JSON values posted; each also yields one mutated byte body.
@@ -622,9 +622,10 @@ fn may_be_a_request(garbage: &[u8]) -> bool {
 async fn the_library_stores_any_payload_byte_for_byte() {
     let (mut rng, seed) = seeded_rng();
     let redis = RedisServer::start();
-    let options = RedisOptions {
-        url: redis.url(),
-        timeout: Duration::from_secs(5),
+    let options = RedisFlags {
+        redis_url: redis.url(),
+        redis_cluster: false,
+        redis_timeout: Duration::from_secs(5),
     };
     let publisher = Publisher::connect(&options, Retention::default())
         .await

@@ -12,7 +12,7 @@ use harness::{PATIENCE, TestPublisher, entries, ids, start_publisher, xlen};
 use serde_json::json;
 use sse_core::schema::Retention;
 use sse_core::{Event, Topic};
-use sse_publisher::{PublishError, Publisher, RedisOptions};
+use sse_publisher::{PublishError, Publisher, RedisFlags};
 use sse_testkit::{RedisServer, eventually};
 
 const FAST: &[&str] = &["--redis-timeout", "1s"];
@@ -197,9 +197,10 @@ async fn the_service_starts_while_redis_is_down_and_publishes_once_it_is_up() {
 #[tokio::test]
 async fn the_library_reports_an_outage_as_unavailable_and_recovers() {
     let mut redis = RedisServer::start();
-    let options = RedisOptions {
-        url: redis.url(),
-        timeout: Duration::from_secs(1),
+    let options = RedisFlags {
+        redis_url: redis.url(),
+        redis_cluster: false,
+        redis_timeout: Duration::from_secs(1),
     };
     let publisher = Publisher::connect(&options, Retention::default())
         .await

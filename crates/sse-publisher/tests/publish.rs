@@ -15,7 +15,7 @@ use harness::{
 use serde_json::{Value, json};
 use sse_core::schema::{PublishedEvent, Retention, live_channel};
 use sse_core::{Event, EventName, Topic};
-use sse_publisher::{Publisher, RedisOptions};
+use sse_publisher::{Publisher, RedisFlags};
 use sse_testkit::{RedisServer, eventually};
 
 #[tokio::test]
@@ -299,9 +299,10 @@ async fn a_batch_spans_topics() {
 #[tokio::test]
 async fn the_library_publishes_events_and_batches() {
     let redis = RedisServer::start();
-    let options = RedisOptions {
-        url: redis.url(),
-        timeout: Duration::from_secs(5),
+    let options = RedisFlags {
+        redis_url: redis.url(),
+        redis_cluster: false,
+        redis_timeout: Duration::from_secs(5),
     };
     let publisher = Publisher::connect(&options, Retention::default())
         .await
@@ -349,9 +350,10 @@ async fn the_library_publishes_events_and_batches() {
 async fn http_and_library_publishes_share_one_order() {
     let redis = RedisServer::start();
     let service = start_publisher(&redis, &[]);
-    let options = RedisOptions {
-        url: redis.url(),
-        timeout: Duration::from_secs(5),
+    let options = RedisFlags {
+        redis_url: redis.url(),
+        redis_cluster: false,
+        redis_timeout: Duration::from_secs(5),
     };
     let library = Publisher::connect(&options, Retention::default())
         .await

@@ -1,6 +1,7 @@
 //! Process plumbing both binaries share (feature `runtime`): log setup, the shutdown signal,
 //! serving a connection ([`connection`]), the CORS policy ([`cors`]), the client they call
-//! other services with ([`http_client`]), their metrics registry ([`metrics`]) and, with feature `jwt`, the token flags
+//! other services with ([`http_client`]), their metrics registry ([`metrics`]), the
+//! way they reach Redis, one server or a Cluster ([`redis`]), and, with feature `jwt`, the token flags
 //! (`jwt_flags`) and keys from a JWKS URL (`jwks`). Kept out of the default build, so the
 //! contract itself stays free of I/O.
 
@@ -12,6 +13,7 @@ pub mod jwks;
 #[cfg(feature = "jwt")]
 pub mod jwt_flags;
 pub mod metrics;
+pub mod redis;
 
 /// How log lines are written (`--log-format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

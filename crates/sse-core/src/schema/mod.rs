@@ -23,7 +23,8 @@
 //!
 //! It validates the topic and event name (the same rules as [`crate::Topic`] and
 //! [`crate::EventName`]), `XADD`s the entry with `MAXLEN ~ <maxlen>` (and `XTRIM MINID ~` for
-//! a max age), then `PUBLISH`es the live message, and returns the new id. Being one function
+//! a max age), then `PUBLISH`es the live message (`SPUBLISH` on a Redis Cluster: the library
+//! loaded there, [`script::cluster_library`], differs in that one word), and returns the new id. Being one function
 //! call, it runs atomically: no reader ever sees a live message whose entry is not in the
 //! stream, and a refused or failed call has written nothing.
 //!
@@ -37,7 +38,9 @@
 //! `FUNCTION LOAD REPLACE` with [`script::LIBRARY`] is idempotent; `sse-publisher` does it at
 //! startup and again when Redis reports the function missing (after a restart without
 //! persistence). From a shell:
-//! `redis-cli -x FUNCTION LOAD REPLACE < crates/sse-core/src/schema/publish.lua`.
+//! `redis-cli -x FUNCTION LOAD REPLACE < crates/sse-core/src/schema/publish.lua`. On a
+//! Cluster, `FUNCTION LOAD` goes to every master (replicas get it by replication), and the
+//! gateways subscribe with `SSUBSCRIBE`; the channel name is the same.
 
 pub mod keys;
 pub mod payload;
@@ -45,4 +48,4 @@ pub mod script;
 
 pub use keys::{live_channel, stream_key, topic_of_channel};
 pub use payload::{PayloadError, PublishedEvent};
-pub use script::{FUNCTION, LIBRARY, PublishCall, Retention};
+pub use script::{FUNCTION, LIBRARY, PublishCall, Retention, cluster_library};

@@ -10,6 +10,11 @@
 -- written, so a failed call has written nothing.
 --
 -- The rules below mirror sse-core's Topic and EventName; a change here is a schema change.
+--
+-- The announcement goes out with PUBLISH on one Redis. On a Redis Cluster it must be SPUBLISH
+-- (sharded pub/sub: only the shard that owns the topic's slot carries it): the library loaded
+-- there has the next line changed to 'SPUBLISH', nothing else.
+local ANNOUNCE = 'PUBLISH'
 
 local USAGE = 'usage: FCALL sse_publish 1 sse:{<topic>}:stream <data> <event or ""> <maxlen> <max-age-ms or 0>'
 
@@ -51,7 +56,7 @@ local function publish(keys, args)
       redis.call('XTRIM', stream, 'MINID', '~', string.format('%d', oldest))
     end
   end
-  redis.call('PUBLISH', 'sse:{' .. topic .. '}:live', id .. '\n' .. event .. '\n' .. data)
+  redis.call(ANNOUNCE, 'sse:{' .. topic .. '}:live', id .. '\n' .. event .. '\n' .. data)
   return id
 end
 

@@ -13,6 +13,16 @@ use crate::Event;
 /// answers that the function is missing.
 pub const LIBRARY: &str = include_str!("publish.lua");
 
+/// The library for a Redis Cluster: the same function, announcing with `SPUBLISH` on the
+/// topic's shard instead of `PUBLISH` to every node (see `publish.lua`).
+pub fn cluster_library() -> String {
+    LIBRARY.replacen(ANNOUNCE_LINE, CLUSTER_ANNOUNCE_LINE, 1)
+}
+
+/// The one line of [`LIBRARY`] that differs on a Redis Cluster.
+const ANNOUNCE_LINE: &str = "local ANNOUNCE = 'PUBLISH'\n";
+const CLUSTER_ANNOUNCE_LINE: &str = "local ANNOUNCE = 'SPUBLISH'\n";
+
 /// The function that publishes one event.
 pub const FUNCTION: &str = "sse_publish";
 
@@ -79,6 +89,22 @@ mod tests {
         assert_eq!(
             call.args.map(|a| String::from_utf8(a.to_vec()).unwrap()),
             ["{\"n\":1}", "created", "500", "60000"]
+        );
+    }
+
+    #[test]
+    fn the_cluster_library_differs_only_in_how_it_announces() {
+        let cluster = cluster_library();
+        assert!(LIBRARY.contains(ANNOUNCE_LINE));
+        assert!(cluster.contains(CLUSTER_ANNOUNCE_LINE));
+        assert_eq!(
+            cluster.replacen(CLUSTER_ANNOUNCE_LINE, ANNOUNCE_LINE, 1),
+            LIBRARY
+        );
+        assert_eq!(
+            LIBRARY.matches("'PUBLISH'").count(),
+            1,
+            "one announce line to change"
         );
     }
 

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use redis::aio::ConnectionManager;
 use sse_core::schema::PublishedEvent;
 use sse_core::{Cursor, Event, EventId, Item, MessageEvent, Parser, Topic};
 use tokio::sync::mpsc;
@@ -37,8 +36,14 @@ impl Node {
     /// A node reading history from `redis_url` (never contacted by streams that don't resume).
     fn new(redis_url: &str, page: usize) -> Self {
         let metrics = Arc::new(Metrics::new());
-        let client = redis::Client::open(redis_url).expect("a valid redis url");
-        let redis = ConnectionManager::new_lazy_with_config(client, Default::default())
+        let flags = sse_core::runtime::redis::RedisFlags {
+            redis_url: redis_url.to_owned(),
+            redis_cluster: false,
+            redis_timeout: Duration::from_secs(5),
+        };
+        let redis = sse_core::runtime::redis::Redis::from_flags(&flags)
+            .expect("a valid redis url")
+            .commands()
             .expect("a lazy connection");
         let history = History::new(redis, page, metrics.messages_invalid.clone());
         let (hub, commands) = Hub::new(metrics.clone());
@@ -250,9 +255,10 @@ async fn a_drain_ends_every_stream_spread_over_the_drain_period() {
 #[tokio::test]
 async fn a_resume_replays_catches_up_on_dropped_live_events_and_goes_live_exactly() {
     let redis = sse_testkit::RedisServer::start();
-    let options = sse_publisher::RedisOptions {
-        url: redis.url(),
-        timeout: Duration::from_secs(5),
+    let options = sse_publisher::RedisFlags {
+        redis_url: redis.url(),
+        redis_cluster: false,
+        redis_timeout: Duration::from_secs(5),
     };
     let publisher = sse_publisher::Publisher::connect(&options, Default::default())
         .await

@@ -18,7 +18,7 @@ use clap::Parser;
 use sse_core::schema::Retention;
 use sse_core::{Event, EventName, Topic};
 use sse_gateway::{Config, StartError};
-use sse_publisher::{Publisher, RedisOptions};
+use sse_publisher::{Publisher, RedisFlags};
 use sse_testkit::{RedisServer, ServerThread, SseClient};
 
 /// How long any single wait may take before it fails the test. It bounds a hang; it asserts
@@ -144,9 +144,10 @@ impl Drop for TestGateway {
 
 /// A publisher (the library) for `redis`.
 pub(crate) async fn publisher(redis: &RedisServer) -> Publisher {
-    let options = RedisOptions {
-        url: redis.url(),
-        timeout: Duration::from_secs(5),
+    let options = RedisFlags {
+        redis_url: redis.url(),
+        redis_cluster: false,
+        redis_timeout: Duration::from_secs(5),
     };
     Publisher::connect(&options, Retention::default())
         .await

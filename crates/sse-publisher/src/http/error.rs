@@ -84,6 +84,9 @@ pub(crate) enum ApiError {
     /// and the detail says so).
     #[error("{}", unavailable_detail(.0))]
     Unavailable(#[source] PublishError),
+    /// A batch across hash slots on a Redis Cluster: nothing was written.
+    #[error(transparent)]
+    CrossSlot(PublishError),
     /// Redis refused the write, or answered nonsense: nothing was written.
     #[error("the event was not published")]
     Internal(#[source] PublishError),
@@ -111,9 +114,10 @@ impl From<PublishError> for ApiError {
     fn from(error: PublishError) -> Self {
         match error {
             PublishError::Unavailable(_) | PublishError::NoReply(_) => Self::Unavailable(error),
-            PublishError::Refused(_)
-            | PublishError::InvalidUrl { .. }
-            | PublishError::BadReply { .. } => Self::Internal(error),
+            PublishError::CrossSlot { .. } => Self::CrossSlot(error),
+            PublishError::Refused(_) | PublishError::Config(_) | PublishError::BadReply { .. } => {
+                Self::Internal(error)
+            }
         }
     }
 }
@@ -138,6 +142,7 @@ impl ApiError {
             }
             Self::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::CrossSlot(_) => (StatusCode::UNPROCESSABLE_ENTITY, "cross_slot_batch"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "publish_failed"),
         }

@@ -1,0 +1,361 @@
+//! Reaching Redis as the flags say: one server (the default) or a Redis Cluster named by its
+//! seed nodes, behind one command connection, [`Commands`], so the rest of each binary does
+//! not care which.
+//!
+//! - **One server**: a [`ConnectionManager`]: one multiplexed socket that reconnects by
+//!   itself.
+//! - **Cluster** (`--redis-cluster`): the redis crate's async cluster client, which holds one
+//!   multiplexed socket per node, sends each command to the master of its key's slot and
+//!   follows `MOVED`/`ASK` while slots move. It is connected on first use, and again after an
+//!   attempt failed, so a binary may start before its cluster does.
+//!
+//! Pointing either mode at the other kind of Redis would fail later, call by call, with
+//! errors that do not say why. So [`Redis::check_mode`] asks the server (`INFO cluster`)
+//! and says it in one sentence; the binaries call it at startup and on every reconnect.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Value};
+use tokio::sync::OnceCell;
+
+/// The Redis flags both binaries share.
+#[derive(Clone, Debug, clap::Args)]
+pub struct RedisFlags {
+    /// Redis to use: redis://[user:password@]host:port[/db]. With --redis-cluster, one or
+    /// more seed nodes of the cluster, comma-separated (any live one is enough to start).
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
+    pub redis_url: String,
+
+    /// Redis is a Redis Cluster: keys and commands go to the master of each topic's slot,
+    /// and live messages use sharded pub/sub (SPUBLISH / SSUBSCRIBE).
+    #[arg(long, env = "REDIS_CLUSTER")]
+    pub redis_cluster: bool,
+
+    /// How long one Redis call (and one connection attempt) may take.
+    #[arg(long, env = "SSE_REDIS_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub redis_timeout: Duration,
+}
+
+/// Which kind of Redis the flags name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// One Redis server (with or without replicas behind it).
+    Single,
+    /// A Redis Cluster.
+    Cluster,
+}
+
+/// Why the Redis flags cannot be used, or the server is not what they say.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisConfigError {
+    /// A URL does not parse.
+    #[error("invalid redis url {url:?}")]
+    InvalidUrl {
+        /// The URL, as given.
+        url: String,
+        /// Why the redis crate refused it.
+        #[source]
+        source: RedisError,
+    },
+    /// No URL at all.
+    #[error("--redis-url is empty")]
+    NoUrl,
+    /// Several URLs, but not a cluster.
+    #[error(
+        "--redis-url names {0} servers; a list of seed nodes needs --redis-cluster, one Redis is named by one URL"
+    )]
+    SeveralWithoutCluster(usize),
+    /// The flags say cluster, the server is not one (or the reverse).
+    #[error("{0}")]
+    ModeMismatch(&'static str),
+}
+
+/// Where Redis is and how to reach it: what [`RedisFlags`] name. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Redis {
+    mode: Mode,
+    /// The first node named: the server, or the first seed.
+    first: ConnectionInfo,
+    /// Every node named (seeds, in cluster mode).
+    nodes: Vec<ConnectionInfo>,
+    timeout: Duration,
+}
+
+impl Redis {
+    /// Parses the flags.
+    ///
+    /// # Errors
+    /// [`RedisConfigError::InvalidUrl`] or [`RedisConfigError::SeveralWithoutCluster`].
+    pub fn from_flags(flags: &RedisFlags) -> Result<Self, RedisConfigError> {
+        let urls: Vec<&str> = flags
+            .redis_url
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .collect();
+        let mode = if flags.redis_cluster {
+            Mode::Cluster
+        } else {
+            Mode::Single
+        };
+        if mode == Mode::Single && urls.len() > 1 {
+            return Err(RedisConfigError::SeveralWithoutCluster(urls.len()));
+        }
+        let nodes = urls
+            .iter()
+            .map(|url| {
+                url.into_connection_info()
+                    .map_err(|source| RedisConfigError::InvalidUrl {
+                        url: (*url).to_owned(),
+                        source,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let first = nodes.first().cloned().ok_or(RedisConfigError::NoUrl)?;
+        Ok(Self {
+            mode,
+            first,
+            nodes,
+            timeout: flags.redis_timeout,
+        })
+    }
+
+    /// The mode the flags chose.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// How long one call may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// A client for the one server (in cluster mode: the first seed node).
+    ///
+    /// # Errors
+    /// When the redis crate refuses the URL (it checked it at parse time already).
+    pub fn first_node(&self) -> Result<redis::Client, RedisError> {
+        redis::Client::open(self.first.clone())
+    }
+
+    /// A cluster client for the seed nodes, set up by `build` (a push sender, say).
+    ///
+    /// # Errors
+    /// When the redis crate refuses the seed list (it checked it at parse time already).
+    pub fn cluster_client(
+        &self,
+        build: impl FnOnce(ClusterClientBuilder) -> ClusterClientBuilder,
+    ) -> Result<ClusterClient, RedisError> {
+        let builder = ClusterClientBuilder::new(self.nodes.clone())
+            .connection_timeout(self.timeout)
+            .response_timeout(self.timeout)
+            .retries(3);
+        build(builder).build()
+    }
+
+    /// The command connection for this deployment. It connects lazily: nothing is sent
+    /// until the first command.
+    ///
+    /// # Errors
+    /// When the redis crate refuses the URLs (they were checked at parse time already).
+    pub fn commands(&self) -> Result<Commands, RedisError> {
+        match self.mode {
+            Mode::Single => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_secs(1));
+                let manager = ConnectionManager::new_lazy_with_config(self.first_node()?, config)?;
+                Ok(Commands::Single(manager))
+            }
+            Mode::Cluster => Ok(Commands::Cluster(LazyCluster {
+                client: Arc::new(self.cluster_client(|builder| builder)?),
+                connection: Arc::new(OnceCell::new()),
+            })),
+        }
+    }
+
+    /// Asks the server (`INFO cluster`) whether it is what the flags say.
+    ///
+    /// # Errors
+    /// [`CheckError::Unreachable`] when no answer came (the mode is unknown, not wrong);
+    /// [`CheckError::Mismatch`] when the server is the other kind.
+    pub async fn check_mode(&self, commands: &mut Commands) -> Result<(), CheckError> {
+        let info: String = tokio::time::timeout(
+            self.timeout,
+            redis::cmd("INFO").arg("cluster").query_async(commands),
+        )
+        .await
+        .map_err(|_| CheckError::Unreachable(None))?
+        .map_err(|error| CheckError::Unreachable(Some(error)))?;
+        let cluster = info.lines().any(|line| line.trim() == "cluster_enabled:1");
+        match (self.mode, cluster) {
+            (Mode::Single, true) => Err(CheckError::Mismatch(RedisConfigError::ModeMismatch(
+                "this Redis is a cluster node (cluster_enabled:1): start with --redis-cluster and name its nodes in --redis-url",
+            ))),
+            (Mode::Cluster, false) => Err(CheckError::Mismatch(RedisConfigError::ModeMismatch(
+                "--redis-cluster is set, but this Redis is not a cluster node (cluster_enabled:0): drop --redis-cluster",
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What [`Redis::check_mode`] found.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// No answer: the mode could not be checked now.
+    #[error("redis did not answer INFO cluster")]
+    Unreachable(#[source] Option<RedisError>),
+    /// The server is the other kind of Redis.
+    #[error(transparent)]
+    Mismatch(RedisConfigError),
+}
+
+/// The connection every command goes through, in either mode. Cheap to clone; clones share
+/// the connection. Use it like any redis connection (`cmd.query_async(&mut commands)`).
+#[derive(Clone)]
+pub enum Commands {
+    /// One server.
+    Single(ConnectionManager),
+    /// A cluster, connected on first use.
+    Cluster(LazyCluster),
+}
+
+impl Commands {
+    /// Whether Redis can serve now: one server answers `PING`; a cluster answers
+    /// `CLUSTER INFO` with `cluster_state:ok` (every slot served).
+    ///
+    /// # Errors
+    /// The call's error, or [`NotReady`] naming the cluster state.
+    pub async fn ready(&mut self) -> Result<(), NotReady> {
+        match self {
+            Self::Single(_) => {
+                redis::cmd("PING").exec_async(self).await?;
+                Ok(())
+            }
+            Self::Cluster(_) => {
+                let info: String = redis::cmd("CLUSTER").arg("INFO").query_async(self).await?;
+                match info
+                    .lines()
+                    .find_map(|line| line.trim().strip_prefix("cluster_state:"))
+                {
+                    Some("ok") => Ok(()),
+                    state => Err(NotReady::ClusterState(
+                        state.unwrap_or("missing").to_owned(),
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// Why [`Commands::ready`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    /// The call failed.
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    /// The cluster is not serving every slot.
+    #[error("the redis cluster is not ok (cluster_state:{0})")]
+    ClusterState(String),
+}
+
+/// A cluster connection made on first use, and again on the next use after an attempt
+/// failed; concurrent first uses share one attempt.
+#[derive(Clone)]
+pub struct LazyCluster {
+    client: Arc<ClusterClient>,
+    connection: Arc<OnceCell<ClusterConnection>>,
+}
+
+impl LazyCluster {
+    async fn get(&self) -> Result<ClusterConnection, RedisError> {
+        self.connection
+            .get_or_try_init(|| self.client.get_async_connection())
+            .await
+            .cloned()
+    }
+}
+
+impl ConnectionLike for Commands {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(manager) => manager.req_packed_command(cmd),
+            Self::Cluster(lazy) => Box::pin(async move {
+                let mut connection = lazy.get().await?;
+                connection.req_packed_command(cmd).await
+            }),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(manager) => manager.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(lazy) => Box::pin(async move {
+                let mut connection = lazy.get().await?;
+                connection
+                    .req_packed_commands(pipeline, offset, count)
+                    .await
+            }),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(manager) => manager.get_db(),
+            Self::Cluster(_) => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(url: &str, cluster: bool) -> RedisFlags {
+        RedisFlags {
+            redis_url: url.to_owned(),
+            redis_cluster: cluster,
+            redis_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn several_urls_need_the_cluster_flag() {
+        let seeds = "redis://127.0.0.1:7000, redis://127.0.0.1:7001";
+        let error = Redis::from_flags(&flags(seeds, false)).unwrap_err();
+        assert!(
+            matches!(error, RedisConfigError::SeveralWithoutCluster(2)),
+            "{error}"
+        );
+        let redis = Redis::from_flags(&flags(seeds, true)).unwrap();
+        assert_eq!(redis.mode(), Mode::Cluster);
+        assert_eq!(redis.nodes.len(), 2);
+    }
+
+    #[test]
+    fn a_bad_seed_is_named() {
+        let error =
+            Redis::from_flags(&flags("redis://127.0.0.1:7000,http://nope", true)).unwrap_err();
+        assert!(
+            matches!(&error, RedisConfigError::InvalidUrl { url, .. } if url == "http://nope"),
+            "{error}"
+        );
+    }
+}
