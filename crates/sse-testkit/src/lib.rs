@@ -1,6 +1,8 @@
 //! Test support for the SSE gateway and publisher, shared by every crate's integration tests:
 //!
 //! - [`RedisServer`]: a real `redis-server` that one test owns, kills and restarts;
+//! - [`RedisCluster`]: a real Redis Cluster (three masters, three replicas) that one test owns, kills,
+//!   restarts, fails over and reshards;
 //! - [`ServerThread`]: a server in this process on `127.0.0.1:0`, on its own thread and runtime;
 //! - [`SseClient`]: an event-stream client that reads what a browser would;
 //! - [`wait_until`] and [`eventually`]: waiting for a condition, with one deadline rule;
@@ -17,10 +19,12 @@
 //! This crate is dev-only: it panics instead of returning errors, because every failure here is a
 //! failed test, and the panic message says what went wrong (including the tail of `redis.log`).
 //! The exception is [`SseClient::try_get`], for tests where a refused connection is expected.
-//! It does not manage clusters, replicas or TLS, and it needs `redis-server` on `PATH`.
+//! It manages clusters ([`RedisCluster`], whose replicas are its only ones) but not standalone
+//! replicas or TLS, and it needs `redis-server` on `PATH` (and `redis-cli` for a cluster).
 
 mod app_server;
 mod raw_http;
+mod redis_cluster;
 mod redis_server;
 mod rng;
 mod server_thread;
@@ -31,6 +35,7 @@ use std::net::TcpListener;
 
 pub use app_server::{Answer, AppServer, Seen};
 pub use raw_http::{H2_PREFACE, exchange, find, http_status, send_raw, status_of, whole_response};
+pub use redis_cluster::RedisCluster;
 pub use redis_server::RedisServer;
 pub use rng::Rng;
 pub use server_thread::{ServerThread, Shutdown};

@@ -11,6 +11,7 @@
 //! between `kill` and `restart` (the restart then panics and says so). If the test process itself is
 //! killed with SIGKILL, `Drop` does not run and the child survives it.
 
+use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::path::Path;
@@ -24,15 +25,15 @@ use tempfile::TempDir;
 use crate::free_port;
 
 /// How long a start or restart may take until the server answers `PING`.
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connect, read and write timeout of one readiness probe.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 /// Pause between two readiness probes.
 const PROBE_INTERVAL: Duration = Duration::from_millis(10);
 /// Connect timeout of [`RedisServer::connection`].
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many ports `start` tries when the server exits early (most likely: the port was taken).
-const START_ATTEMPTS: usize = 5;
+pub(crate) const START_ATTEMPTS: usize = 5;
 /// The log file inside the temporary directory.
 const LOG_FILE: &str = "redis.log";
 /// How many lines of `redis.log` a panic message quotes.
@@ -53,7 +54,7 @@ pub struct RedisServer {
 }
 
 /// Why a launched `redis-server` did not become ready.
-enum LaunchError {
+pub(crate) enum LaunchError {
     /// The process exited before answering, most likely because the port was taken.
     Exited(ExitStatus),
     /// The process still runs but did not answer `PING` in time; holds the last probe's failure.
@@ -91,7 +92,7 @@ impl RedisServer {
         let mut early_exits = Vec::new();
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
-            match launch(port, dir.path(), aof) {
+            match launch(port, dir.path(), &persistence_args(aof)) {
                 Ok(child) => {
                     return RedisServer {
                         child: Mutex::new(Some(child)),
@@ -173,7 +174,7 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.kill();
         let port = self.port;
-        match launch(port, self.dir.path(), self.aof) {
+        match launch(port, self.dir.path(), &persistence_args(self.aof)) {
             Ok(child) => {
                 *self.child.get_mut().unwrap_or_else(PoisonError::into_inner) = Some(child);
             }
@@ -236,8 +237,21 @@ fn url(port: u16) -> String {
     format!("redis://127.0.0.1:{port}/")
 }
 
-/// Spawns `redis-server` and waits until it answers; on a timeout the child is killed.
-fn launch(port: u16, dir: &Path, aof: bool) -> Result<Child, LaunchError> {
+/// The persistence arguments of [`RedisServer::start`] (`aof == false`) and
+/// [`RedisServer::start_with_aof`].
+fn persistence_args(aof: bool) -> Vec<OsString> {
+    let args: &[&str] = if aof {
+        &["--appendonly", "yes", "--appendfsync", "always"]
+    } else {
+        &["--appendonly", "no"]
+    };
+    args.iter().map(OsString::from).collect()
+}
+
+/// Spawns `redis-server` on `port`, with its working directory and `redis.log` in `dir`, RDB
+/// snapshots off and `extra` appended to the command line, and waits until it answers; on a
+/// timeout the child is killed.
+pub(crate) fn launch(port: u16, dir: &Path, extra: &[OsString]) -> Result<Child, LaunchError> {
     let mut command = Command::new("redis-server");
     command
         .arg("--port")
@@ -247,12 +261,8 @@ fn launch(port: u16, dir: &Path, aof: bool) -> Result<Child, LaunchError> {
         .arg(dir)
         .arg("--logfile")
         .arg(dir.join(LOG_FILE))
-        .args(["--daemonize", "no", "--save", ""]);
-    if aof {
-        command.args(["--appendonly", "yes", "--appendfsync", "always"]);
-    } else {
-        command.args(["--appendonly", "no"]);
-    }
+        .args(["--daemonize", "no", "--save", ""])
+        .args(extra);
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -317,8 +327,8 @@ fn probe(client: &redis::Client) -> Result<u32, String> {
         .ok_or_else(|| "INFO server has no process_id".to_owned())
 }
 
-/// The last lines of `redis.log`, for panic messages.
-fn log_tail(dir: &Path) -> String {
+/// The last lines of `redis.log` in `dir`, for panic messages.
+pub(crate) fn log_tail(dir: &Path) -> String {
     let path = dir.join(LOG_FILE);
     match fs::read(&path) {
         Ok(bytes) => {
