@@ -143,8 +143,8 @@ pub async fn run(
         metrics.cors_rejected.clone(),
     )?;
     let redis = Redis::from_flags(&config.redis)?;
-    let mut commands = redis.commands().map_err(StartError::RedisClient)?;
-    match redis.check_mode(&mut commands).await {
+    let commands = redis.commands().map_err(StartError::RedisClient)?;
+    match redis.check_mode().await {
         Err(CheckError::Mismatch(error)) => return Err(error.into()),
         Err(CheckError::Unreachable(_)) => {
             tracing::warn!("redis does not answer yet; the node starts and keeps trying");

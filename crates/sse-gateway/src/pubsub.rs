@@ -27,7 +27,7 @@
 //! dropped on this node (at most [`AHEAD_BOUND`] of them per forged message).
 
 use sse_core::ErrorChain;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -39,7 +39,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{FromRedisValue, Msg, ProtocolVersion, PushInfo, PushKind, RedisError};
 use sse_core::Topic;
 use sse_core::runtime::redis::{CheckError, Commands, Mode, NotReady, Redis, RedisConfigError};
-use sse_core::schema::{PublishedEvent, live_channel, topic_of_channel};
+use sse_core::schema::{PROBE_MESSAGE, PublishedEvent, live_channel, stream_key, topic_of_channel};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -56,6 +56,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const SUBSCRIBE_CHUNK: usize = 1000;
 /// `SSUBSCRIBE` calls in flight at once on a Cluster (each names one channel).
 const SHARDED_IN_FLIGHT: usize = 64;
+/// How long a topic whose subscription Redis ended is served from its stream before live
+/// delivery resumes, and how often its stream is read meanwhile (`PubSubLink::resubscribe`).
+const HOLD: Duration = Duration::from_secs(1);
+const HOLD_POLL: Duration = Duration::from_millis(100);
+/// How long a Cluster subscription's probe may take to come back (`PubSubLink::subscribe`).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How far past the node's view of Redis time a live id may be. Real ids are never ahead
 /// of it (the view errs ahead, by the `TIME` round trip, and pub/sub only makes ids older),
 /// so the bound only absorbs a forward step of Redis's clock between two reads; it is also
@@ -75,6 +81,18 @@ pub(crate) struct PubSubLink {
     pub(crate) shutdown: CancellationToken,
 }
 
+/// What one session with Redis holds besides the link's own state.
+struct Session {
+    live: Live,
+    /// The command connection, for `TIME` and readiness.
+    commands: Commands,
+    clock: RedisClock,
+    /// Topics that refused a live id as ahead since the last `PING`.
+    ahead: HashSet<Topic>,
+    /// Topics served from their stream until the time given (`PubSubLink::resubscribe`).
+    held: HashMap<Topic, Instant>,
+}
+
 /// Why a session with Redis ended.
 #[derive(Debug, thiserror::Error)]
 enum Lost {
@@ -88,6 +106,8 @@ enum Lost {
     NotReady(#[from] NotReady),
     #[error(transparent)]
     WrongMode(RedisConfigError),
+    #[error("{0} sharded subscriptions were not confirmed by their probe within {PROBE_TIMEOUT:?}")]
+    Unconfirmed(usize),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
 }
@@ -123,23 +143,27 @@ impl PubSubLink {
 
     /// One connection's life: connect, subscribe and catch up, then serve until it breaks.
     async fn session(&mut self) -> Result<(), Lost> {
-        // A subscribed connection cannot send `TIME`: the clock uses the command connection.
-        let mut commands = self.history.commands();
-        match self.timed(self.redis.check_mode(&mut commands)).await? {
+        match self.timed(self.redis.check_mode()).await? {
             Err(CheckError::Mismatch(error)) => return Err(Lost::WrongMode(error)),
             Err(CheckError::Unreachable(Some(error))) => return Err(Lost::Redis(error)),
             Err(CheckError::Unreachable(None)) => return Err(Lost::Timeout(self.timeout)),
             Ok(()) => {}
         }
+        // A subscribed connection cannot send `TIME`: the clock uses the command connection.
+        let mut commands = self.history.commands();
         self.timed(commands.ready()).await??;
-        let mut live = self.timed(Live::connect(&self.redis)).await??;
-        let mut clock = self.timed(RedisClock::read(&mut commands)).await??;
-        let mut ahead = HashSet::new();
+        let live = self.timed(Live::connect(&self.redis)).await??;
+        let clock = self.timed(RedisClock::read(&mut commands)).await??;
+        let mut session = Session {
+            live,
+            commands,
+            clock,
+            ahead: HashSet::new(),
+            held: HashMap::new(),
+        };
         let topics = self.hub.subscribed();
-        let channels: Vec<String> = topics.iter().map(|s| live_channel(&s.topic)).collect();
-        for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
-            self.timed(live.subscribe(chunk)).await??;
-        }
+        let names: Vec<Topic> = topics.iter().map(|s| s.topic.clone()).collect();
+        self.subscribe(&mut session, &names).await?;
         // Commands queued before this point are covered by the snapshot just subscribed;
         // later ones are checked against the hub as they come, so replaying them is harmless.
         let mut pending = Vec::new();
@@ -157,30 +181,81 @@ impl PubSubLink {
 
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.reset();
+        let mut poll = tokio::time::interval(HOLD_POLL);
         loop {
             tokio::select! {
                 command = self.commands.recv() => {
                     let Some(command) = command else { return Ok(()) };
-                    self.apply(command, &mut live).await?;
+                    self.apply(command, &mut session).await?;
                 }
-                notice = live.next() => match notice {
-                    Notice::Message(message) => self.on_message(&message, &clock, &mut ahead),
-                    Notice::Ended(channel) => self.resubscribe(&channel, &mut live).await?,
+                notice = session.live.next() => match notice {
+                    Notice::Message(message) => self.on_message(&message, &mut session),
+                    Notice::Ended(channel) => self.resubscribe(&channel, &mut session).await?,
+                    Notice::Probe(_) => {}
                     Notice::Lost => return Err(Lost::Closed),
                 },
+                _ = poll.tick(), if !session.held.is_empty() => self.poll_held(&mut session).await?,
                 _ = ping.tick() => {
-                    self.timed(live.ping()).await??;
-                    self.timed(commands.ready()).await??;
-                    clock = self.timed(RedisClock::read(&mut commands)).await??;
-                    self.recheck(std::mem::take(&mut ahead)).await?;
+                    self.timed(session.live.ping()).await??;
+                    self.timed(session.commands.ready()).await??;
+                    session.clock = self.timed(RedisClock::read(&mut session.commands)).await??;
+                    self.recheck(std::mem::take(&mut session.ahead)).await?;
                 }
             }
         }
     }
 
+    /// Subscribes to `topics` and returns once the subscriptions are known to carry every
+    /// message published from now on.
+    ///
+    /// On one Redis, the `SUBSCRIBE` reply proves that. On a Cluster it does not: a replica
+    /// accepts `SSUBSCRIBE` too, and a master that just stepped down receives nothing of its
+    /// shard's messages for a moment, so a client routing by a stale slot map may subscribe
+    /// where messages are lost. So the link publishes a probe on each channel (to the slot's
+    /// master, following `MOVED`) and waits until every probe came back over its
+    /// subscription: from then on, every event published after the probe arrives too, and
+    /// every one before it is in the stream. Live messages of these topics that arrive
+    /// before their probe are dropped (the caller reads the stream next); a probe that does
+    /// not come back within [`PROBE_TIMEOUT`] ends the session, and the next one starts
+    /// from a fresh view of the slots.
+    async fn subscribe(&mut self, session: &mut Session, topics: &[Topic]) -> Result<(), Lost> {
+        let channels: Vec<String> = topics.iter().map(live_channel).collect();
+        for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
+            self.timed(session.live.subscribe(chunk)).await??;
+        }
+        if !session.live.needs_probes() || topics.is_empty() {
+            return Ok(());
+        }
+        let mut unconfirmed: HashSet<String> = channels.iter().cloned().collect();
+        for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
+            self.timed(session.live.probe(chunk)).await??;
+        }
+        let deadline = tokio::time::sleep(PROBE_TIMEOUT);
+        tokio::pin!(deadline);
+        while !unconfirmed.is_empty() {
+            tokio::select! {
+                () = &mut deadline => return Err(Lost::Unconfirmed(unconfirmed.len())),
+                notice = session.live.next() => match notice {
+                    Notice::Probe(channel) => {
+                        unconfirmed.remove(&channel);
+                    }
+                    Notice::Message(message) => {
+                        if !unconfirmed.contains(message.get_channel_name()) {
+                            self.on_message(&message, session);
+                        }
+                    }
+                    // Ended again while being confirmed: start over with a fresh view.
+                    Notice::Ended(_) => return Err(Lost::Unconfirmed(unconfirmed.len())),
+                    Notice::Lost => return Err(Lost::Closed),
+                },
+            }
+        }
+        Ok(())
+    }
+
     /// Applies `first` and every other command already queued, in as few round trips as
     /// possible.
-    async fn apply(&mut self, first: LinkCommand, live: &mut Live) -> Result<(), Lost> {
+    async fn apply(&mut self, first: LinkCommand, session: &mut Session) -> Result<(), Lost> {
         let mut subscribe = Vec::new();
         let mut unsubscribe = Vec::new();
         let mut command = Some(first);
@@ -202,35 +277,65 @@ impl PubSubLink {
         if !unsubscribe.is_empty() {
             let channels: Vec<String> = unsubscribe.iter().map(live_channel).collect();
             for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
-                self.timed(live.unsubscribe(chunk)).await??;
+                self.timed(session.live.unsubscribe(chunk)).await??;
             }
         }
         if !subscribe.is_empty() {
-            let channels: Vec<String> = subscribe.iter().map(|(t, _)| live_channel(t)).collect();
-            for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
-                self.timed(live.subscribe(chunk)).await??;
-            }
+            let topics: Vec<Topic> = subscribe.iter().map(|(t, _)| t.clone()).collect();
+            self.subscribe(session, &topics).await?;
             self.activate(subscribe).await?;
         }
         Ok(())
     }
 
     /// Subscribes again to a channel whose subscription Redis ended (its slot moved, or its
-    /// master stepped down), then fills the topic from its stream: whatever was published
-    /// while it was not subscribed reaches clients in order, and the hub drops duplicates.
-    /// A topic no longer wanted, or not yet live (its subscription is still to be made by a
-    /// queued command), needs nothing.
-    async fn resubscribe(&mut self, channel: &str, live: &mut Live) -> Result<(), Lost> {
+    /// master stepped down), and serves the topic from its stream for [`HOLD`] before live
+    /// delivery resumes: whatever was published meanwhile reaches clients in order, and the
+    /// hub drops duplicates. A topic no longer wanted, or not yet live (its subscription is
+    /// still to be made by a queued command), needs nothing.
+    ///
+    /// Why the hold: the cluster client's slot map may still name the node that ended the
+    /// subscription, and a master that just stepped down accepts `SSUBSCRIBE` as a replica
+    /// but, measured on Redis 7.0, misses some of its shard's messages for up to a few
+    /// hundred milliseconds after it did, even after a probe came back. While held, live
+    /// messages of the topic are dropped and its stream is read every [`HOLD_POLL`]; the
+    /// read of the topic's key sent first meets `MOVED` at a node that no longer serves the
+    /// slot, which makes the client refresh its map, so the new subscription usually lands
+    /// on the new master at once.
+    async fn resubscribe(&mut self, channel: &str, session: &mut Session) -> Result<(), Lost> {
         let Some(topic) = topic_of_channel(channel) else {
             return Ok(());
         };
-        let Some(position) = self.hub.position(&topic) else {
+        if self.hub.position(&topic).is_none() {
             return Ok(());
-        };
+        }
         tracing::info!(%topic, "redis ended the subscription (slot moved or master changed); subscribing again");
         self.metrics.subscriptions_moved.inc();
-        self.timed(live.subscribe(&[channel.to_owned()])).await??;
-        self.fill_gap(&topic, position).await
+        session.held.insert(topic.clone(), Instant::now() + HOLD);
+        self.timed(session.live.locate(&topic)).await??;
+        self.subscribe(session, std::slice::from_ref(&topic))
+            .await?;
+        self.poll_held(session).await
+    }
+
+    /// Reads each held topic from its stream after its position, and releases those whose
+    /// hold is over (`resubscribe`).
+    async fn poll_held(&self, session: &mut Session) -> Result<(), Lost> {
+        let now = Instant::now();
+        let topics: Vec<(Topic, Instant)> = session
+            .held
+            .iter()
+            .map(|(topic, until)| (topic.clone(), *until))
+            .collect();
+        for (topic, until) in topics {
+            if let Some(position) = self.hub.position(&topic) {
+                self.fill_gap(&topic, position).await?;
+            }
+            if until <= now {
+                session.held.remove(&topic);
+            }
+        }
+        Ok(())
     }
 
     /// Reads the tip of each newly subscribed topic and makes the topic live from there.
@@ -272,20 +377,23 @@ impl PubSubLink {
         Ok(())
     }
 
-    /// Hands a live message to the hub; `ahead` collects the topics that refused one as
-    /// ahead of `clock` since the last `PING`.
-    fn on_message(&self, message: &Msg, clock: &RedisClock, ahead: &mut HashSet<Topic>) {
+    /// Hands a live message to the hub; the session's `ahead` collects the topics that
+    /// refused one as ahead of its clock since the last `PING`.
+    fn on_message(&self, message: &Msg, session: &mut Session) {
         let Some(topic) = topic_of_channel(message.get_channel_name()) else {
             return;
         };
+        if session.held.contains_key(&topic) {
+            return; // read from the stream instead
+        }
         let payload = Bytes::copy_from_slice(message.get_payload_bytes());
         match PublishedEvent::from_live_message(payload) {
             Ok(event) => {
                 self.metrics.events_received.inc();
-                let horizon_ms = clock.horizon_ms();
+                let horizon_ms = session.clock.horizon_ms();
                 if self.hub.deliver_live(&topic, &event, horizon_ms) == Delivered::Ahead {
                     self.metrics.messages_ahead.inc();
-                    if ahead.is_empty() {
+                    if session.ahead.is_empty() {
                         tracing::warn!(
                             %topic,
                             id = %event.id,
@@ -293,7 +401,7 @@ impl PubSubLink {
                             "refusing a pub/sub message whose id is ahead of redis time (not in the stream); further ones until the next check are only counted"
                         );
                     }
-                    ahead.insert(topic);
+                    session.ahead.insert(topic);
                 }
             }
             Err(error) => {
@@ -331,6 +439,8 @@ enum Notice {
     Message(Msg),
     /// Redis ended the subscription of this channel (Cluster: its slot moved).
     Ended(String),
+    /// A probe came back on this channel (see `PubSubLink::subscribe`).
+    Probe(String),
     /// The connection, or one node's connection, broke.
     Lost,
 }
@@ -373,6 +483,33 @@ impl Live {
         }
     }
 
+    /// Whether a subscription must be confirmed by a probe (`PubSubLink::subscribe`).
+    fn needs_probes(&self) -> bool {
+        matches!(self, Self::Cluster { .. })
+    }
+
+    /// Sends a read of `topic`'s stream key over the subscribing connection: a node that no
+    /// longer serves the slot answers `MOVED`, and the cluster client refreshes its slot map.
+    async fn locate(&mut self, topic: &Topic) -> Result<(), RedisError> {
+        match self {
+            Self::Single { .. } => Ok(()),
+            Self::Cluster { connection, .. } => {
+                redis::cmd("XLEN")
+                    .arg(stream_key(topic))
+                    .exec_async(connection)
+                    .await
+            }
+        }
+    }
+
+    /// Publishes a probe on each channel, to the master of its slot.
+    async fn probe(&mut self, channels: &[String]) -> Result<(), RedisError> {
+        match self {
+            Self::Single { .. } => Ok(()),
+            Self::Cluster { connection, .. } => sharded(connection, channels, Sharded::Probe).await,
+        }
+    }
+
     /// `PING` over the subscribed connection (on a Cluster: to every master).
     async fn ping(&mut self) -> Result<(), RedisError> {
         match self {
@@ -393,6 +530,9 @@ impl Live {
                 match push.kind {
                     PushKind::SMessage => {
                         if let Some(message) = Msg::from_push_info(push) {
+                            if message.get_payload_bytes() == PROBE_MESSAGE {
+                                return Notice::Probe(message.get_channel_name().to_owned());
+                            }
                             return Notice::Message(message);
                         }
                     }
@@ -410,8 +550,8 @@ impl Live {
     }
 }
 
-/// `SSUBSCRIBE` (or `SUNSUBSCRIBE`) once per channel, [`SHARDED_IN_FLIGHT`] at a time: a
-/// sharded call names channels of one slot only.
+/// `SSUBSCRIBE`, `SUNSUBSCRIBE` or a probe's `SPUBLISH` once per channel,
+/// [`SHARDED_IN_FLIGHT`] at a time: a sharded call names channels of one slot only.
 async fn sharded(
     connection: &ClusterConnection,
     channels: &[String],
@@ -426,6 +566,13 @@ async fn sharded(
                 match action {
                     Sharded::Subscribe => connection.ssubscribe(channel).await,
                     Sharded::Unsubscribe => connection.sunsubscribe(channel).await,
+                    Sharded::Probe => {
+                        redis::cmd("SPUBLISH")
+                            .arg(channel)
+                            .arg(PROBE_MESSAGE)
+                            .exec_async(&mut connection)
+                            .await
+                    }
                 }
             }
         })
@@ -440,6 +587,7 @@ async fn sharded(
 enum Sharded {
     Subscribe,
     Unsubscribe,
+    Probe,
 }
 
 // === impl RedisClock ===

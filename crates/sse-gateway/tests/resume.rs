@@ -3,66 +3,14 @@
 
 mod harness;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use harness::feed::Feed;
 use harness::{PATIENCE, TestGateway, publish, publisher, start_gateway};
 use sse_core::schema::Retention;
 use sse_core::{Cursor, Event, Topic};
 use sse_publisher::{Publisher, RedisFlags};
 use sse_testkit::{RedisServer, SseClient, eventually};
-use tokio::task::JoinHandle;
-
-/// A publisher task that publishes `<topic>:0`, `<topic>:1`, … on each of its topics in
-/// turn until stopped, and returns every id, per topic, in order.
-struct Feed {
-    stop: Arc<AtomicBool>,
-    published: Arc<AtomicUsize>,
-    task: JoinHandle<Vec<Vec<String>>>,
-}
-
-impl Feed {
-    fn start(publisher: Publisher, topics: &'static [&'static str]) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let published = Arc::new(AtomicUsize::new(0));
-        let task = tokio::spawn({
-            let (stop, published) = (stop.clone(), published.clone());
-            async move {
-                let mut ids = vec![Vec::new(); topics.len()];
-                while !stop.load(Ordering::Relaxed) {
-                    for (i, topic) in topics.iter().enumerate() {
-                        let data = format!("{topic}:{}", ids[i].len());
-                        ids[i].push(publish(&publisher, topic, None, &data).await);
-                        published.fetch_add(1, Ordering::Relaxed);
-                    }
-                    // Pacing, so that the streams keep moving while the client reconnects.
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                ids
-            }
-        });
-        Self {
-            stop,
-            published,
-            task,
-        }
-    }
-
-    /// Waits until `more` further events are published.
-    async fn wait_for(&self, more: usize) {
-        let since = self.published.load(Ordering::Relaxed);
-        eventually("the publisher moves on", PATIENCE, || async {
-            (self.published.load(Ordering::Relaxed) >= since + more).then_some(())
-        })
-        .await;
-    }
-
-    async fn stop(self) -> Vec<Vec<String>> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await.expect("the publisher task does not panic")
-    }
-}
 
 /// Opens `path` on `node`, resuming from `last_event_id`, and checks it is a stream.
 async fn resume(node: &TestGateway, path: &str, last_event_id: &str) -> SseClient {

@@ -105,8 +105,8 @@ impl Publisher {
     /// kind they name (a cluster node without `--redis-cluster`, or the reverse).
     pub async fn connect(redis: &RedisFlags, retention: Retention) -> Result<Self, PublishError> {
         let redis = Redis::from_flags(redis)?;
-        let mut connection = redis.commands().map_err(PublishError::Unavailable)?;
-        match redis.check_mode(&mut connection).await {
+        let connection = redis.commands().map_err(PublishError::Unavailable)?;
+        match redis.check_mode().await {
             Err(CheckError::Mismatch(error)) => return Err(error.into()),
             Err(CheckError::Unreachable(_)) | Ok(()) => {}
         }

@@ -185,20 +185,25 @@ impl Redis {
         }
     }
 
-    /// Asks the server (`INFO cluster`) whether it is what the flags say.
+    /// Asks the server (`INFO cluster`, on a connection of its own to each named node in
+    /// turn, until one answers) whether it is what the flags say.
     ///
     /// # Errors
-    /// [`CheckError::Unreachable`] when no answer came (the mode is unknown, not wrong);
+    /// [`CheckError::Unreachable`] when no node answered (the mode is unknown, not wrong);
     /// [`CheckError::Mismatch`] when the server is the other kind.
-    pub async fn check_mode(&self, commands: &mut Commands) -> Result<(), CheckError> {
-        let info: String = tokio::time::timeout(
-            self.timeout,
-            redis::cmd("INFO").arg("cluster").query_async(commands),
-        )
-        .await
-        .map_err(|_| CheckError::Unreachable(None))?
-        .map_err(|error| CheckError::Unreachable(Some(error)))?;
-        let cluster = info.lines().any(|line| line.trim() == "cluster_enabled:1");
+    pub async fn check_mode(&self) -> Result<(), CheckError> {
+        let mut last = None;
+        for node in &self.nodes {
+            match tokio::time::timeout(self.timeout, cluster_enabled(node.clone())).await {
+                Ok(Ok(cluster)) => return self.compare(cluster),
+                Ok(Err(error)) => last = Some(error),
+                Err(_) => {}
+            }
+        }
+        Err(CheckError::Unreachable(last))
+    }
+
+    fn compare(&self, cluster: bool) -> Result<(), CheckError> {
         match (self.mode, cluster) {
             (Mode::Single, true) => Err(CheckError::Mismatch(RedisConfigError::ModeMismatch(
                 "this Redis is a cluster node (cluster_enabled:1): start with --redis-cluster and name its nodes in --redis-url",
@@ -209,6 +214,18 @@ impl Redis {
             _ => Ok(()),
         }
     }
+}
+
+/// Whether `node` says `cluster_enabled:1`.
+async fn cluster_enabled(node: ConnectionInfo) -> Result<bool, RedisError> {
+    let mut connection = redis::Client::open(node)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let info: String = redis::cmd("INFO")
+        .arg("cluster")
+        .query_async(&mut connection)
+        .await?;
+    Ok(info.lines().any(|line| line.trim() == "cluster_enabled:1"))
 }
 
 /// What [`Redis::check_mode`] found.

@@ -15,6 +15,11 @@ pub fn live_channel(topic: &Topic) -> String {
     format!("sse:{{{topic}}}:live")
 }
 
+/// A live message that is not an event: a gateway on a Redis Cluster publishes it on a
+/// channel to learn when its subscription carries the channel's messages. Readers skip it;
+/// it cannot be mistaken for an event, whose message begins with its id (a digit).
+pub const PROBE_MESSAGE: &[u8] = b"sse.probe";
+
 /// The topic a live channel name belongs to, if it is one of ours.
 pub fn topic_of_channel(channel: &str) -> Option<Topic> {
     let inner = channel.strip_prefix("sse:{")?.strip_suffix("}:live")?;

@@ -8,7 +8,7 @@
 //! | what | name | holds |
 //! |---|---|---|
 //! | history | `sse:{<topic>}:stream` | a Redis stream; entry fields `data` and, if named, `event` |
-//! | live | `sse:{<topic>}:live` | pub/sub messages `<id>\n<event>\n<data>` |
+//! | live | `sse:{<topic>}:live` | pub/sub messages `<id>\n<event>\n<data>`; on a Cluster also `sse.probe` ([`PROBE_MESSAGE`], skipped by readers) |
 //!
 //! The topic is the Redis Cluster hash tag, so both live in one hash slot ([`keys`]).
 //!
@@ -46,6 +46,6 @@ pub mod keys;
 pub mod payload;
 pub mod script;
 
-pub use keys::{live_channel, stream_key, topic_of_channel};
+pub use keys::{PROBE_MESSAGE, live_channel, stream_key, topic_of_channel};
 pub use payload::{PayloadError, PublishedEvent};
 pub use script::{FUNCTION, LIBRARY, PublishCall, Retention, cluster_library};

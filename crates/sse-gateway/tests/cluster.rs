@@ -1,0 +1,319 @@
+//! Redis Cluster: gateways and the publisher with `--redis-cluster` on a real cluster of 3
+//! masters and 3 replicas. Topics on every shard are delivered and resumed exactly, and a
+//! busy topic keeps every event, once and in order, while its slot moves to another master,
+//! while its master hands over to its replica, and after its master is killed.
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::feed::Feed;
+use harness::{PATIENCE, TestGateway, publish, start_gateway_with};
+use sse_core::parser::Item;
+use sse_core::schema::{Retention, stream_key};
+use sse_core::{Event, Topic};
+use sse_publisher::{PublishError, Publisher, RedisFlags};
+use sse_testkit::{Next, RedisCluster, RedisServer, SseClient};
+
+fn topic(name: &str) -> Topic {
+    Topic::parse(name).expect("tests use valid topics")
+}
+
+/// The port of the master that serves `name`'s keys now.
+fn master_of(cluster: &RedisCluster, name: &str) -> u16 {
+    cluster.master_of(&stream_key(&topic(name)))
+}
+
+/// A gateway node on `cluster`, plus `extra` flags.
+fn gateway(cluster: &RedisCluster, extra: &[&str]) -> TestGateway {
+    let seeds = cluster.seeds();
+    let mut args = vec!["--redis-cluster", "--redis-url", seeds.as_str()];
+    args.extend_from_slice(extra);
+    start_gateway_with(&args)
+}
+
+fn flags(url: String, cluster: bool) -> RedisFlags {
+    RedisFlags {
+        redis_url: url,
+        redis_cluster: cluster,
+        redis_timeout: Duration::from_secs(5),
+    }
+}
+
+async fn publisher(cluster: &RedisCluster) -> Publisher {
+    Publisher::connect(&flags(cluster.seeds(), true), Retention::default())
+        .await
+        .expect("the seed list is valid")
+}
+
+/// Three topics whose slots are served by three different masters.
+fn one_topic_per_shard(cluster: &RedisCluster) -> Vec<String> {
+    let mut chosen: Vec<(u16, String)> = Vec::new();
+    for n in 0.. {
+        let name = format!("shard-{n}");
+        let master = master_of(cluster, &name);
+        if chosen.iter().all(|(m, _)| *m != master) {
+            chosen.push((master, name));
+        }
+        if chosen.len() == 3 {
+            break;
+        }
+    }
+    chosen.into_iter().map(|(_, name)| name).collect()
+}
+
+/// Checks that `client` received exactly `ids` (what the feed published), in order.
+async fn receives_exactly(client: &mut SseClient, name: &str, ids: &[String]) {
+    let events = client.events(ids.len(), PATIENCE).await;
+    for (n, (event, id)) in events.iter().zip(ids).enumerate() {
+        assert_eq!(
+            event.data,
+            format!("{name}:{n}"),
+            "every event once, in order"
+        );
+        assert_eq!(&event.last_event_id, id);
+    }
+    // Nothing after the last one: a duplicate would come next.
+    loop {
+        match client.next(Duration::from_millis(500)).await {
+            Next::Item(Item::Event(event)) => panic!("an event more than published: {event:?}"),
+            Next::Item(_) => {}
+            Next::Timeout | Next::Closed => break,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_on_every_shard_are_delivered_and_resumed_on_another_node() {
+    let cluster = RedisCluster::start();
+    let topics = one_topic_per_shard(&cluster);
+    let masters: Vec<u16> = topics.iter().map(|t| master_of(&cluster, t)).collect();
+    assert_eq!(masters.len(), 3);
+    assert!(
+        masters[0] != masters[1] && masters[1] != masters[2] && masters[0] != masters[2],
+        "three shards: {masters:?}"
+    );
+    let node_a = gateway(&cluster, &[]);
+    let node_b = gateway(&cluster, &[]);
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let mut client = node_a.subscribe(&names).await;
+    let publisher = publisher(&cluster).await;
+
+    let mut sent = Vec::new();
+    for round in 0..4 {
+        for name in &names {
+            let id = publish(&publisher, name, None, &format!("{name}:{round}")).await;
+            sent.push((name.to_string(), id));
+        }
+    }
+    let events = client.events(sent.len(), PATIENCE).await;
+    let seen: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.data.split(':').next().unwrap_or("").to_owned(),
+                e.data.clone(),
+            )
+        })
+        .collect();
+    for (name, _) in &sent {
+        let rounds: Vec<&str> = seen
+            .iter()
+            .filter(|(t, _)| t == name)
+            .map(|(_, d)| d.as_str())
+            .collect();
+        let expected: Vec<String> = (0..4).map(|r| format!("{name}:{r}")).collect();
+        assert_eq!(rounds, expected, "each topic's events once, in order");
+    }
+
+    // Gone while one more event per topic is published; back on the other node.
+    let cursor = client.last_event_id().to_owned();
+    drop(client);
+    for name in &names {
+        publish(&publisher, name, None, &format!("{name}:4")).await;
+    }
+    let query: Vec<String> = names.iter().map(|t| format!("topic={t}")).collect();
+    let mut resumed = node_b
+        .get(
+            &format!("/events?{}", query.join("&")),
+            &[("Last-Event-ID", &cursor)],
+        )
+        .await;
+    assert_eq!(resumed.status(), 200);
+    let missed = resumed.events(3, PATIENCE).await;
+    let mut data: Vec<String> = missed.into_iter().map(|e| e.data).collect();
+    data.sort();
+    let mut expected: Vec<String> = names.iter().map(|t| format!("{t}:4")).collect();
+    expected.sort();
+    assert_eq!(data, expected, "exactly what was missed, from every shard");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_topic_loses_and_repeats_nothing_while_its_slot_moves() {
+    let cluster = RedisCluster::start();
+    let node = gateway(&cluster, &[]);
+    let mut client = node.subscribe(&["moving"]).await;
+    let feed = Feed::start(publisher(&cluster).await, &["moving"]);
+    feed.wait_for(50).await;
+
+    let from = master_of(&cluster, "moving");
+    let to = cluster
+        .masters()
+        .into_iter()
+        .find(|m| *m != from)
+        .expect("another master");
+    cluster.move_slot(RedisCluster::slot_of(&stream_key(&topic("moving"))), to);
+    assert_eq!(master_of(&cluster, "moving"), to, "the slot moved");
+    feed.wait_for(100).await;
+    let ids = feed.stop().await.remove(0);
+
+    receives_exactly(&mut client, "moving", &ids).await;
+    assert!(
+        node.metric("sse_redis_subscriptions_moved_total").await >= 1,
+        "the node followed the slot"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_topic_loses_and_repeats_nothing_through_a_manual_failover() {
+    let cluster = RedisCluster::start();
+    let node = gateway(&cluster, &[]);
+    let mut client = node.subscribe(&["handover"]).await;
+    let feed = Feed::start(publisher(&cluster).await, &["handover"]);
+    feed.wait_for(50).await;
+
+    let master = master_of(&cluster, "handover");
+    let replica = cluster.replicas_of(master)[0];
+    cluster.failover(replica);
+    assert_eq!(
+        master_of(&cluster, "handover"),
+        replica,
+        "the replica took over"
+    );
+    feed.wait_for(100).await;
+    let ids = feed.stop().await.remove(0);
+
+    receives_exactly(&mut client, "handover", &ids).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_its_master_is_killed_a_topic_resumes_from_what_the_promoted_replica_holds() {
+    let mut cluster = RedisCluster::start();
+    let node = gateway(&cluster, &[]);
+    let mut client = node.subscribe(&["killed"]).await;
+    let publisher = publisher(&cluster).await;
+    for n in 0..20 {
+        publish(&publisher, "killed", None, &format!("killed:{n}")).await;
+    }
+    let before = client.events(20, PATIENCE).await;
+    assert_eq!(before.len(), 20);
+
+    let master = master_of(&cluster, "killed");
+    cluster.kill(master);
+    let promoted = cluster.wait_for_failover(master);
+    assert_eq!(master_of(&cluster, "killed"), promoted);
+    for n in 20..40 {
+        loop {
+            let event = Event::new(topic("killed"), format!("killed:{n}"));
+            match publisher.publish(&event).await {
+                Ok(_) => break,
+                Err(PublishError::Unavailable(_)) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => panic!("publish after the failover: {error:?}"),
+            }
+        }
+    }
+    // What the promoted replica holds is the record; the node delivers exactly that.
+    let mut redis = cluster.connection(promoted);
+    let stream: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(stream_key(&topic("killed")))
+        .arg("-")
+        .arg("+")
+        .query(&mut redis)
+        .expect("XRANGE on the new master");
+    let after: Vec<&str> = stream
+        .iter()
+        .map(|(id, _)| id.as_str())
+        .skip_while(|id| *id != before[19].last_event_id)
+        .skip(1)
+        .collect();
+    assert_eq!(
+        after.len(),
+        20,
+        "the 20 events published after the failover"
+    );
+    let events = client.events(after.len(), PATIENCE).await;
+    let ids: Vec<&str> = events.iter().map(|e| e.last_event_id.as_str()).collect();
+    assert_eq!(
+        ids, after,
+        "every event the new master holds, once, in order"
+    );
+}
+
+#[tokio::test]
+async fn a_seed_list_with_a_dead_node_still_starts() {
+    let cluster = RedisCluster::start();
+    let dead = format!("redis://127.0.0.1:{}", sse_testkit::free_port());
+    let seeds = format!("{dead},{}", cluster.seeds());
+    let node = start_gateway_with(&["--redis-cluster", "--redis-url", &seeds]);
+    let mut client = node.subscribe(&["seeded"]).await;
+    let publisher = Publisher::connect(&flags(seeds.clone(), true), Retention::default())
+        .await
+        .expect("starts");
+    let id = publish(&publisher, "seeded", None, "hello").await;
+    let event = client.next_event(PATIENCE).await;
+    assert_eq!((event.data.as_str(), event.last_event_id), ("hello", id));
+}
+
+#[tokio::test]
+async fn the_wrong_mode_fails_at_startup_and_says_which_flag_to_change() {
+    let cluster = RedisCluster::start();
+    let single = RedisServer::start();
+
+    let cluster_node = format!("redis://127.0.0.1:{}", cluster.masters()[0]);
+    let without_flag = harness::start_gateway_with(&["--redis-url", &cluster_node]).stop();
+    let message = sse_core::ErrorChain(&without_flag.expect_err("refused")).to_string();
+    assert!(message.contains("--redis-cluster"), "{message}");
+    let Err(error) =
+        Publisher::connect(&flags(cluster_node.clone(), false), Retention::default()).await
+    else {
+        panic!("a publisher without --redis-cluster started on a cluster node");
+    };
+    assert!(error.to_string().contains("--redis-cluster"), "{error}");
+
+    let with_flag =
+        harness::start_gateway_with(&["--redis-cluster", "--redis-url", &single.url()]).stop();
+    let message = sse_core::ErrorChain(&with_flag.expect_err("refused")).to_string();
+    assert!(message.contains("not a cluster node"), "{message}");
+}
+
+#[tokio::test]
+async fn a_batch_across_slots_is_refused_and_writes_nothing_a_batch_on_one_topic_is_atomic() {
+    let cluster = RedisCluster::start();
+    let publisher = publisher(&cluster).await;
+    let topics = one_topic_per_shard(&cluster);
+    let across: Vec<Event> = topics.iter().map(|t| Event::new(topic(t), "x")).collect();
+    let error = publisher
+        .publish_batch(&across)
+        .await
+        .expect_err("a batch across slots");
+    assert!(matches!(error, PublishError::CrossSlot { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("different hash slots"),
+        "{error}"
+    );
+    let mut redis = cluster.connection(master_of(&cluster, &topics[0]));
+    let written: u64 = redis::cmd("XLEN")
+        .arg(stream_key(&topic(&topics[0])))
+        .query(&mut redis)
+        .expect("XLEN");
+    assert_eq!(written, 0, "nothing was written");
+
+    let one_topic: Vec<Event> = (0..3)
+        .map(|n| Event::new(topic("solo"), n.to_string()))
+        .collect();
+    let ids = publisher.publish_batch(&one_topic).await.expect("one slot");
+    assert_eq!(ids.len(), 3);
+    assert!(ids[0] < ids[1] && ids[1] < ids[2]);
+}
