@@ -10,7 +10,7 @@ use std::process::Command;
 
 use harness::{entries, start_publisher};
 use serde_json::Value;
-use sse_testkit::RedisServer;
+use sse_testkit::{RedisCluster, RedisServer};
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -100,4 +100,36 @@ fn the_readme_redis_cli_example_publishes() {
     assert_eq!(orders[0].id, id.trim());
     assert_eq!(orders[0].event.as_deref(), Some("created"));
     assert_eq!(orders[0].data, br#"{"id":43}"#);
+}
+
+#[test]
+fn the_readme_redis_cli_cluster_example_publishes_with_spublish() {
+    let cluster = RedisCluster::start();
+    let node = format!("127.0.0.1:{}", cluster.masters()[0]);
+    let commands = readme_commands("redis-cli-cluster");
+    assert_eq!(commands.len(), 2, "{commands:#?}");
+    let on_cluster = |command: &str| run(&command.replace("127.0.0.1:7000", &node), "", "");
+    on_cluster(&commands[0]);
+    let key = "sse:{orders}:stream";
+    let owner = cluster.master_of(key);
+    let mut redis = cluster.connection(owner);
+    let library: String = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .arg("WITHCODE")
+        .query::<redis::Value>(&mut redis)
+        .map(|value| format!("{value:?}"))
+        .expect("FUNCTION LIST");
+    assert!(
+        library.contains("local ANNOUNCE = 'SPUBLISH'"),
+        "the cluster variant is loaded on the topic's master"
+    );
+    let id = on_cluster(&commands[1]);
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
+        .query(&mut redis)
+        .expect("XRANGE on the topic's master");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].0, id.trim());
 }
