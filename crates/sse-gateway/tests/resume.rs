@@ -25,6 +25,7 @@ async fn publisher_keeping(redis: &RedisServer, max_len: u64) -> Publisher {
         redis_url: redis.url(),
         redis_cluster: false,
         redis_timeout: Duration::from_secs(5),
+        ..RedisFlags::default()
     };
     let retention = Retention {
         max_len,

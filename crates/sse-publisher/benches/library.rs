@@ -1,6 +1,7 @@
 //! Publishing throughput through the library, against a real `redis-server` this benchmark
 //! starts: single events from many concurrent tasks (pipelined on the one multiplexed
-//! connection), and batches.
+//! connection), batches, and single events acknowledged by a replica (`WAIT 1` after each
+//! publish, `--min-replicas-ack 1`) with a second `redis-server` replicating the first.
 //!
 //! `cargo bench -p sse-publisher --bench library` (pin it with `taskset -c 0` to see one
 //! core's worth: Redis then shares that core, as it would on a one-core box).
@@ -13,6 +14,7 @@ use sse_publisher::{Publisher, RedisFlags};
 use sse_testkit::RedisServer;
 
 const EVENTS: usize = 200_000;
+const REPLICATED_EVENTS: usize = 20_000;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -21,6 +23,7 @@ async fn main() {
         redis_url: redis.url(),
         redis_cluster: false,
         redis_timeout: Duration::from_secs(5),
+        ..RedisFlags::default()
     };
     let publisher = Publisher::connect(&options, Retention::default())
         .await
@@ -65,9 +68,51 @@ async fn main() {
             started,
         );
     }
+    replicated(&redis, &options, &event).await;
+}
+
+/// Single events through a publisher that waits for one replica, at each concurrency.
+async fn replicated(redis: &RedisServer, options: &RedisFlags, event: &Event) {
+    let replica = RedisServer::start();
+    let mut connection = replica.connection();
+    redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(redis.port())
+        .exec(&mut connection)
+        .expect("REPLICAOF");
+    let publisher = Publisher::connect(options, Retention::default())
+        .await
+        .expect("redis is up")
+        .acknowledged_by(1, Duration::from_secs(5));
+    // Acknowledged once the replica is in sync.
+    while publisher.publish(event).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for concurrency in [1, 16, 64] {
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..concurrency {
+            let (publisher, event) = (publisher.clone(), event.clone());
+            tasks.spawn(async move {
+                for _ in 0..REPLICATED_EVENTS / concurrency {
+                    publisher.publish(&event).await.expect("publish succeeds");
+                }
+            });
+        }
+        tasks.join_all().await;
+        report_n(
+            REPLICATED_EVENTS,
+            &format!("replica ack, {concurrency} concurrent"),
+            started,
+        );
+    }
 }
 
 fn report(what: &str, started: Instant) {
-    let rate = EVENTS as f64 / started.elapsed().as_secs_f64();
+    report_n(EVENTS, what, started);
+}
+
+fn report_n(events: usize, what: &str, started: Instant) {
+    let rate = events as f64 / started.elapsed().as_secs_f64();
     println!("{what:<28} {rate:>10.0} events/s");
 }

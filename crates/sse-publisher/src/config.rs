@@ -67,6 +67,17 @@ pub struct Config {
     #[arg(long, env = "SSE_RETENTION_AGE", value_parser = humantime::parse_duration)]
     pub retention_age: Option<Duration>,
 
+    /// Answer 2xx only once this many replicas hold the event (`WAIT` after the publish on
+    /// the same connection), so that a failover cannot lose an acknowledged event; 0 answers
+    /// as soon as the master wrote it (Redis replicates asynchronously).
+    #[arg(long, env = "SSE_MIN_REPLICAS_ACK", default_value_t = 0)]
+    pub min_replicas_ack: u32,
+
+    /// How long a publish waits for --min-replicas-ack replicas before it answers 503 (the
+    /// event was written on the master but may not survive a failover).
+    #[arg(long, env = "SSE_MIN_REPLICAS_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub min_replicas_timeout: Duration,
+
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before exit.
     #[arg(long, env = "SSE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,

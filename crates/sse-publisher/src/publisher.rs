@@ -13,10 +13,18 @@
 //! and again whenever Redis says it is missing (a restart without persistence), then the call
 //! is retried once: a missing function wrote nothing, so the retry cannot duplicate.
 //!
+//! With [`Publisher::acknowledged_by`], each publish (or batch) is followed on the same
+//! connection, in the same pipeline, by `WAIT <replicas> <timeout>`: `Ok` then also means that
+//! many replicas hold the event, so a failover cannot lose it; fewer within the timeout is
+//! [`PublishError::NotReplicated`]. Without it, Redis replicates asynchronously and a master
+//! that dies can take its last acknowledged events with it.
+//!
 //! The exception: when a reply times out or the connection drops after the call was sent, the
 //! event may or may not be in the stream (Redis runs a call it received even if nobody waits
 //! for the answer). That is [`PublishError::NoReply`]; a caller that retries may then publish
 //! the event twice.
+
+use std::time::Duration;
 
 use redis::cluster_routing::Slot;
 use redis::{ErrorKind, RedisError, ServerErrorKind};
@@ -31,6 +39,14 @@ pub struct Publisher {
     connection: Commands,
     mode: Mode,
     retention: Retention,
+    replicas: Option<ReplicaAck>,
+}
+
+/// How many replicas must confirm a publish, and for how long to wait.
+#[derive(Clone, Copy, Debug)]
+struct ReplicaAck {
+    replicas: u32,
+    timeout: Duration,
 }
 
 /// Why a publish failed. In every case the event was not written, except as the module docs
@@ -61,6 +77,21 @@ pub enum PublishError {
         first: Topic,
         /// A topic in another slot.
         other: Topic,
+    },
+    /// The event was written on the master, but fewer replicas than asked confirmed it in
+    /// time: it is in the stream now, and a failover may still lose it.
+    #[error(
+        "the event was written, but only {acked} of {wanted} replicas confirmed it within {timeout:?}; a failover may lose it, and retrying may publish it twice"
+    )]
+    NotReplicated {
+        /// The ids Redis gave (one, or a batch's).
+        ids: Vec<EventId>,
+        /// Replicas that confirmed.
+        acked: u32,
+        /// Replicas asked for.
+        wanted: u32,
+        /// How long the publish waited.
+        timeout: Duration,
     },
     /// Redis answered with something that is not a stream id.
     #[error("redis answered the publish with {reply:?}, which is not a stream id")]
@@ -114,11 +145,21 @@ impl Publisher {
             connection,
             mode: redis.mode(),
             retention,
+            replicas: None,
         };
         if let Err(error) = publisher.load_function().await {
             tracing::warn!(error = %ErrorChain(&error), "could not load the publish function yet; will retry on use");
         }
         Ok(publisher)
+    }
+
+    /// This publisher, answering `Ok` only once `replicas` replicas hold each publish, waiting
+    /// up to `timeout` for them (module docs); `0` replicas answers as soon as the master
+    /// wrote it.
+    #[must_use]
+    pub fn acknowledged_by(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.replicas = (replicas > 0).then_some(ReplicaAck { replicas, timeout });
+        self
     }
 
     /// Loads (or reloads) the publish function library. Idempotent.
@@ -145,10 +186,21 @@ impl Publisher {
     /// # Errors
     /// [`PublishError`]; the event was not written (see the module docs for the exception).
     pub async fn publish(&self, event: &Event) -> Result<EventId, PublishError> {
-        let reply: String = self
-            .with_function(|| fcall(&PublishCall::new(event, self.retention)))
+        let call = || fcall(&PublishCall::new(event, self.retention));
+        let Some(ack) = self.replicas else {
+            let reply: String = self.with_function(call).await?;
+            return parse_id(reply);
+        };
+        let (reply, acked): (String, u32) = self
+            .with_function(|| {
+                let mut pipe = redis::pipe();
+                pipe.add_command(call());
+                pipe.add_command(ack.command());
+                pipe
+            })
             .await?;
-        parse_id(reply)
+        ack.check(vec![parse_id(reply)?], acked)
+            .map(|mut ids| ids.remove(0))
     }
 
     /// Publishes several events, possibly on different topics, all or nothing, and returns
@@ -169,17 +221,43 @@ impl Publisher {
                 });
             }
         }
-        let replies: Vec<String> = self
+        let calls = || {
+            events
+                .iter()
+                .map(|e| fcall(&PublishCall::new(e, self.retention)))
+        };
+        let Some(ack) = self.replicas else {
+            let replies: Vec<String> = self
+                .with_function(|| {
+                    let mut pipe = redis::pipe();
+                    pipe.atomic();
+                    for call in calls() {
+                        pipe.add_command(call);
+                    }
+                    pipe
+                })
+                .await?;
+            return replies.into_iter().map(parse_id).collect();
+        };
+        // The transaction spelled out, so that `WAIT` follows it in the same pipeline (it
+        // cannot run inside one).
+        let (replies, acked): (Vec<String>, u32) = self
             .with_function(|| {
                 let mut pipe = redis::pipe();
-                pipe.atomic();
-                for event in events {
-                    pipe.add_command(fcall(&PublishCall::new(event, self.retention)));
+                pipe.cmd("MULTI").ignore();
+                for call in calls() {
+                    pipe.add_command(call).ignore();
                 }
+                pipe.cmd("EXEC");
+                pipe.add_command(ack.command());
                 pipe
             })
             .await?;
-        replies.into_iter().map(parse_id).collect()
+        let ids = replies
+            .into_iter()
+            .map(parse_id)
+            .collect::<Result<_, _>>()?;
+        ack.check(ids, acked)
     }
 
     /// Whether Redis can take publishes now: it answers `PING` (a cluster: reports
@@ -207,6 +285,29 @@ impl Publisher {
             }
             result => result.map_err(PublishError::from_redis),
         }
+    }
+}
+
+impl ReplicaAck {
+    /// `WAIT <replicas> <timeout-ms>`.
+    fn command(self) -> redis::Cmd {
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(self.replicas)
+            .arg(u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX));
+        cmd
+    }
+
+    /// `ids` if `acked` replicas are enough.
+    fn check(self, ids: Vec<EventId>, acked: u32) -> Result<Vec<EventId>, PublishError> {
+        if acked >= self.replicas {
+            return Ok(ids);
+        }
+        Err(PublishError::NotReplicated {
+            ids,
+            acked,
+            wanted: self.replicas,
+            timeout: self.timeout,
+        })
     }
 }
 
@@ -274,6 +375,7 @@ mod tests {
             redis_url: "http://not-redis".into(),
             redis_cluster: false,
             redis_timeout: Duration::from_secs(1),
+            ..RedisFlags::default()
         };
         let retention = Retention {
             max_len: 10,

@@ -626,6 +626,7 @@ async fn the_library_stores_any_payload_byte_for_byte() {
         redis_url: redis.url(),
         redis_cluster: false,
         redis_timeout: Duration::from_secs(5),
+        ..RedisFlags::default()
     };
     let publisher = Publisher::connect(&options, Retention::default())
         .await

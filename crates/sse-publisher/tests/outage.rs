@@ -201,6 +201,7 @@ async fn the_library_reports_an_outage_as_unavailable_and_recovers() {
         redis_url: redis.url(),
         redis_cluster: false,
         redis_timeout: Duration::from_secs(1),
+        ..RedisFlags::default()
     };
     let publisher = Publisher::connect(&options, Retention::default())
         .await

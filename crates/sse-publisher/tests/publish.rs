@@ -303,6 +303,7 @@ async fn the_library_publishes_events_and_batches() {
         redis_url: redis.url(),
         redis_cluster: false,
         redis_timeout: Duration::from_secs(5),
+        ..RedisFlags::default()
     };
     let publisher = Publisher::connect(&options, Retention::default())
         .await
@@ -354,6 +355,7 @@ async fn http_and_library_publishes_share_one_order() {
         redis_url: redis.url(),
         redis_cluster: false,
         redis_timeout: Duration::from_secs(5),
+        ..RedisFlags::default()
     };
     let library = Publisher::connect(&options, Retention::default())
         .await

@@ -48,7 +48,8 @@ pub struct RedisServer {
     /// `&self`.
     child: Mutex<Option<Child>>,
     port: u16,
-    aof: bool,
+    /// What `launch` adds to the command line: persistence, and the test's own arguments.
+    args: Vec<OsString>,
     /// Dropped after `Drop::drop` killed the child, so the directory outlives the process.
     dir: TempDir,
 }
@@ -71,7 +72,7 @@ impl RedisServer {
     /// If `redis-server` is not on `PATH`, or does not answer `PING` within 10 s, or exits early on
     /// 5 different ports in a row. The message quotes the tail of `redis.log`.
     pub fn start() -> RedisServer {
-        Self::start_with(false)
+        Self::launch_with(persistence_args(false))
     }
 
     /// Starts a server with `--appendonly yes --appendfsync always`: every acknowledged write is in
@@ -81,10 +82,23 @@ impl RedisServer {
     ///
     /// As [`RedisServer::start`].
     pub fn start_with_aof() -> RedisServer {
-        Self::start_with(true)
+        Self::launch_with(persistence_args(true))
     }
 
-    fn start_with(aof: bool) -> RedisServer {
+    /// Starts a server as [`RedisServer::start`] does, with `args` added to its command line
+    /// (for example `--tls-port` and its certificate files: the plain port stays, for the
+    /// readiness probe). [`RedisServer::restart`] uses them again.
+    ///
+    /// # Panics
+    ///
+    /// As [`RedisServer::start`].
+    pub fn start_with_args(args: &[OsString]) -> RedisServer {
+        let mut all = persistence_args(false);
+        all.extend_from_slice(args);
+        Self::launch_with(all)
+    }
+
+    fn launch_with(args: Vec<OsString>) -> RedisServer {
         let dir = tempfile::Builder::new()
             .prefix("sse-testkit-redis-")
             .tempdir()
@@ -92,12 +106,12 @@ impl RedisServer {
         let mut early_exits = Vec::new();
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
-            match launch(port, dir.path(), &persistence_args(aof)) {
+            match launch(port, dir.path(), &args) {
                 Ok(child) => {
                     return RedisServer {
                         child: Mutex::new(Some(child)),
                         port,
-                        aof,
+                        args,
                         dir,
                     };
                 }
@@ -174,7 +188,7 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.kill();
         let port = self.port;
-        match launch(port, self.dir.path(), &persistence_args(self.aof)) {
+        match launch(port, self.dir.path(), &self.args) {
             Ok(child) => {
                 *self.child.get_mut().unwrap_or_else(PoisonError::into_inner) = Some(child);
             }

@@ -9,8 +9,7 @@ use std::time::Duration;
 /// # Errors
 /// What reqwest says when the client cannot be built (no usable TLS roots).
 pub fn build(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    // The process-wide TLS provider; when something installed one already, that one stays.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    super::install_tls_provider();
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)

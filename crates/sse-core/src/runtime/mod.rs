@@ -15,6 +15,13 @@ pub mod jwt_flags;
 pub mod metrics;
 pub mod redis;
 
+/// Installs rustls's `ring` provider as the process-wide TLS provider, which both the HTTP
+/// client and `rediss://` connections use; when something installed one already, that one
+/// stays.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// How log lines are written (`--log-format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {

@@ -9,17 +9,26 @@
 //!   follows `MOVED`/`ASK` while slots move. It is connected on first use, and again after an
 //!   attempt failed, so a binary may start before its cluster does.
 //!
+//! **Managed Redis**: `rediss://` URLs connect over TLS (rustls), verifying the server against
+//! the system's roots or `--redis-ca-file`, with a client certificate for mutual TLS if given;
+//! an ACL user and password come from the URL or, the password, from `--redis-password-file`.
+//! Passwords never reach logs or error messages: URLs are shown with the password masked.
+//!
 //! Pointing either mode at the other kind of Redis would fail later, call by call, with
 //! errors that do not say why. So [`Redis::check_mode`] asks the server (`INFO cluster`)
 //! and says it in one sentence; the binaries call it at startup and on every reconnect.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Value};
+use redis::{
+    ClientTlsConfig, Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisError, RedisFuture,
+    TlsCertificates, Value,
+};
 use tokio::sync::OnceCell;
 
 /// The Redis flags both binaries share.
@@ -43,6 +52,58 @@ pub struct RedisFlags {
     /// How long one Redis call (and one connection attempt) may take.
     #[arg(long, env = "SSE_REDIS_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub redis_timeout: Duration,
+
+    /// PEM file of the certificate authorities to trust for `rediss://` (default: the
+    /// system's roots).
+    #[arg(long, env = "SSE_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+
+    /// PEM client certificate for mutual TLS with `rediss://` (with --redis-client-key).
+    #[arg(long, env = "SSE_REDIS_CLIENT_CERT", requires = "redis_client_key")]
+    pub redis_client_cert: Option<PathBuf>,
+
+    /// PEM private key of --redis-client-cert.
+    #[arg(long, env = "SSE_REDIS_CLIENT_KEY", requires = "redis_client_cert")]
+    pub redis_client_key: Option<PathBuf>,
+
+    /// File holding the Redis password (for the ACL user named in --redis-url, or `default`),
+    /// so that it need not be in the URL. Trailing whitespace is ignored.
+    #[arg(long, env = "SSE_REDIS_PASSWORD_FILE")]
+    pub redis_password_file: Option<PathBuf>,
+}
+
+impl RedisFlags {
+    /// The defaults, for one Redis at `url`.
+    pub fn single(url: impl Into<String>) -> Self {
+        Self {
+            redis_url: url.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The defaults, for a Redis Cluster with these comma-separated seed URLs.
+    pub fn cluster(seeds: impl Into<String>) -> Self {
+        Self {
+            redis_url: seeds.into(),
+            redis_cluster: true,
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for RedisFlags {
+    /// The flags' defaults: `redis://127.0.0.1:6379`, one server, 5 s, no TLS files.
+    fn default() -> Self {
+        Self {
+            redis_url: "redis://127.0.0.1:6379".to_owned(),
+            redis_cluster: false,
+            redis_timeout: Duration::from_secs(5),
+            redis_ca_file: None,
+            redis_client_cert: None,
+            redis_client_key: None,
+            redis_password_file: None,
+        }
+    }
 }
 
 /// Which kind of Redis the flags name.
@@ -60,7 +121,7 @@ pub enum RedisConfigError {
     /// A URL does not parse.
     #[error("invalid redis url {url:?}")]
     InvalidUrl {
-        /// The URL, as given.
+        /// The URL, as given, its password masked.
         url: String,
         /// Why the redis crate refused it.
         #[source]
@@ -77,6 +138,30 @@ pub enum RedisConfigError {
     /// The flags say cluster, the server is not one (or the reverse).
     #[error("{0}")]
     ModeMismatch(&'static str),
+    /// A file named by a flag cannot be read.
+    #[error("cannot read {flag} {path:?}")]
+    File {
+        /// The flag.
+        flag: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS files cannot be used (a key or certificate that does not parse).
+    #[error("cannot set up TLS for redis")]
+    Tls(#[source] RedisError),
+    /// Redis refused the TLS handshake's certificate, or ours: no retry will help.
+    #[error(
+        "the TLS connection to redis failed; check --redis-ca-file, the server's certificate (its host name and dates) and the client certificate"
+    )]
+    Handshake(#[source] RedisError),
+    /// Redis refused the user or password.
+    #[error(
+        "redis refused the credentials (the ACL user and password of --redis-url or --redis-password-file)"
+    )]
+    Credentials(#[source] RedisError),
 }
 
 /// Where Redis is and how to reach it: what [`RedisFlags`] name. Cheap to clone.
@@ -87,6 +172,8 @@ pub struct Redis {
     first: ConnectionInfo,
     /// Every node named (seeds, in cluster mode).
     nodes: Vec<ConnectionInfo>,
+    /// A CA file or client certificate, when given.
+    tls: Option<TlsCertificates>,
     timeout: Duration,
 }
 
@@ -115,18 +202,43 @@ impl Redis {
             .map(|url| {
                 url.into_connection_info()
                     .map_err(|source| RedisConfigError::InvalidUrl {
-                        url: (*url).to_owned(),
+                        url: masked(url),
                         source,
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let nodes = match &flags.redis_password_file {
+            None => nodes,
+            Some(path) => {
+                let password = read(path, "--redis-password-file")?;
+                let password = String::from_utf8_lossy(&password).trim_end().to_owned();
+                nodes
+                    .into_iter()
+                    .map(|info| {
+                        let settings = info.redis_settings().clone().set_password(&password);
+                        info.set_redis_settings(settings)
+                    })
+                    .collect()
+            }
+        };
         let first = nodes.first().cloned().ok_or(RedisConfigError::NoUrl)?;
+        let tls = tls_files(flags)?;
+        super::install_tls_provider();
         Ok(Self {
             mode,
             first,
             nodes,
+            tls,
             timeout: flags.redis_timeout,
         })
+    }
+
+    /// A client for `node`, with the TLS files if any.
+    fn client(&self, node: ConnectionInfo) -> Result<redis::Client, RedisError> {
+        match &self.tls {
+            None => redis::Client::open(node),
+            Some(certificates) => redis::Client::build_with_tls(node, certificates.clone()),
+        }
     }
 
     /// The mode the flags chose.
@@ -144,7 +256,7 @@ impl Redis {
     /// # Errors
     /// When the redis crate refuses the URL (it checked it at parse time already).
     pub fn first_node(&self) -> Result<redis::Client, RedisError> {
-        redis::Client::open(self.first.clone())
+        self.client(self.first.clone())
     }
 
     /// A cluster client for the seed nodes, set up by `build` (a push sender, say).
@@ -155,10 +267,13 @@ impl Redis {
         &self,
         build: impl FnOnce(ClusterClientBuilder) -> ClusterClientBuilder,
     ) -> Result<ClusterClient, RedisError> {
-        let builder = ClusterClientBuilder::new(self.nodes.clone())
+        let mut builder = ClusterClientBuilder::new(self.nodes.clone())
             .connection_timeout(self.timeout)
             .response_timeout(self.timeout)
             .retries(3);
+        if let Some(certificates) = &self.tls {
+            builder = builder.certs(certificates.clone());
+        }
         build(builder).build()
     }
 
@@ -194,9 +309,15 @@ impl Redis {
     pub async fn check_mode(&self) -> Result<(), CheckError> {
         let mut last = None;
         for node in &self.nodes {
-            match tokio::time::timeout(self.timeout, cluster_enabled(node.clone())).await {
+            let client = self
+                .client(node.clone())
+                .map_err(|error| CheckError::Mismatch(RedisConfigError::Tls(error)))?;
+            match tokio::time::timeout(self.timeout, cluster_enabled(client)).await {
                 Ok(Ok(cluster)) => return self.compare(cluster),
-                Ok(Err(error)) => last = Some(error),
+                Ok(Err(error)) => match fatal(error) {
+                    Ok(error) => return Err(CheckError::Mismatch(error)),
+                    Err(error) => last = Some(error),
+                },
                 Err(_) => {}
             }
         }
@@ -216,16 +337,77 @@ impl Redis {
     }
 }
 
-/// Whether `node` says `cluster_enabled:1`.
-async fn cluster_enabled(node: ConnectionInfo) -> Result<bool, RedisError> {
-    let mut connection = redis::Client::open(node)?
-        .get_multiplexed_async_connection()
-        .await?;
+/// Whether the node of `client` says `cluster_enabled:1`.
+async fn cluster_enabled(client: redis::Client) -> Result<bool, RedisError> {
+    let mut connection = client.get_multiplexed_async_connection().await?;
     let info: String = redis::cmd("INFO")
         .arg("cluster")
         .query_async(&mut connection)
         .await?;
     Ok(info.lines().any(|line| line.trim() == "cluster_enabled:1"))
+}
+
+/// Sorts a failed first contact: a certificate or credentials refused will fail every
+/// attempt alike, so it is a configuration error (`Ok`); anything else may pass (`Err`).
+fn fatal(error: RedisError) -> Result<RedisConfigError, RedisError> {
+    let text = format!("{error} {:?}", std::error::Error::source(&error));
+    if error.kind() == redis::ErrorKind::AuthenticationFailed
+        || text.contains("WRONGPASS")
+        || text.contains("NOAUTH")
+    {
+        return Ok(RedisConfigError::Credentials(error));
+    }
+    if text.contains("certificate")
+        || text.contains("Certificate")
+        || text.contains("InvalidCertificate")
+    {
+        return Ok(RedisConfigError::Handshake(error));
+    }
+    Err(error)
+}
+
+/// `url` with its password, if any, replaced by `***`.
+pub fn masked(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => format!("{scheme}://***@{host}"),
+        },
+        None => url.to_owned(),
+    }
+}
+
+fn read(path: &Path, flag: &'static str) -> Result<Vec<u8>, RedisConfigError> {
+    std::fs::read(path).map_err(|source| RedisConfigError::File {
+        flag,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The CA file and client certificate the flags name, if any.
+fn tls_files(flags: &RedisFlags) -> Result<Option<TlsCertificates>, RedisConfigError> {
+    let root_cert = flags
+        .redis_ca_file
+        .as_deref()
+        .map(|path| read(path, "--redis-ca-file"))
+        .transpose()?;
+    let client_tls = match (&flags.redis_client_cert, &flags.redis_client_key) {
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+            client_cert: read(cert, "--redis-client-cert")?,
+            client_key: read(key, "--redis-client-key")?,
+        }),
+        _ => None,
+    };
+    Ok(
+        (root_cert.is_some() || client_tls.is_some()).then_some(TlsCertificates {
+            client_tls,
+            root_cert,
+        }),
+    )
 }
 
 /// What [`Redis::check_mode`] found.
@@ -234,7 +416,8 @@ pub enum CheckError {
     /// No answer: the mode could not be checked now.
     #[error("redis did not answer INFO cluster")]
     Unreachable(#[source] Option<RedisError>),
-    /// The server is the other kind of Redis.
+    /// The server is the other kind of Redis, or refuses this configuration (its TLS
+    /// certificate or credentials) in a way no retry will change.
     #[error(transparent)]
     Mismatch(RedisConfigError),
 }
@@ -349,8 +532,21 @@ mod tests {
         RedisFlags {
             redis_url: url.to_owned(),
             redis_cluster: cluster,
-            redis_timeout: Duration::from_secs(1),
+            ..RedisFlags::default()
         }
+    }
+
+    #[test]
+    fn a_password_is_masked_wherever_a_url_is_shown() {
+        assert_eq!(
+            masked("redis://app:s3cret@h:6379/0"),
+            "redis://app:***@h:6379/0"
+        );
+        assert_eq!(masked("rediss://:s3cret@h:6380"), "rediss://:***@h:6380");
+        assert_eq!(masked("redis://h:6379"), "redis://h:6379");
+        let error = Redis::from_flags(&flags("redis://u:s3cret@h:notaport", false)).unwrap_err();
+        let text = format!("{error} {error:?}");
+        assert!(!text.contains("s3cret"), "{text}");
     }
 
     #[test]

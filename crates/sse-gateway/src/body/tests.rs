@@ -40,6 +40,7 @@ impl Node {
             redis_url: redis_url.to_owned(),
             redis_cluster: false,
             redis_timeout: Duration::from_secs(5),
+            ..sse_core::runtime::redis::RedisFlags::default()
         };
         let redis = sse_core::runtime::redis::Redis::from_flags(&flags)
             .expect("a valid redis url")
@@ -259,6 +260,7 @@ async fn a_resume_replays_catches_up_on_dropped_live_events_and_goes_live_exactl
         redis_url: redis.url(),
         redis_cluster: false,
         redis_timeout: Duration::from_secs(5),
+        ..sse_publisher::RedisFlags::default()
     };
     let publisher = sse_publisher::Publisher::connect(&options, Default::default())
         .await

@@ -149,6 +149,7 @@ pub(crate) async fn publisher(redis: &RedisServer) -> Publisher {
         redis_url: redis.url(),
         redis_cluster: false,
         redis_timeout: Duration::from_secs(5),
+        ..RedisFlags::default()
     };
     Publisher::connect(&options, Retention::default())
         .await

@@ -97,6 +97,9 @@ fn unavailable_detail(error: &PublishError) -> &'static str {
         PublishError::NoReply(_) => {
             "the event may or may not have been published (retrying may publish it twice)"
         }
+        PublishError::NotReplicated { .. } => {
+            "the event was written but not confirmed by enough replicas (--min-replicas-ack): a failover may lose it, and retrying may publish it twice"
+        }
         _ => "the event was not published",
     }
 }
@@ -113,7 +116,9 @@ impl From<RequestError> for ApiError {
 impl From<PublishError> for ApiError {
     fn from(error: PublishError) -> Self {
         match error {
-            PublishError::Unavailable(_) | PublishError::NoReply(_) => Self::Unavailable(error),
+            PublishError::Unavailable(_)
+            | PublishError::NoReply(_)
+            | PublishError::NotReplicated { .. } => Self::Unavailable(error),
             PublishError::CrossSlot { .. } => Self::CrossSlot(error),
             PublishError::Refused(_) | PublishError::Config(_) | PublishError::BadReply { .. } => {
                 Self::Internal(error)
