@@ -326,7 +326,8 @@ async fn with_min_replicas_ack_a_killed_master_loses_no_acknowledged_event() {
     let mut client = node.subscribe(&["durable"]).await;
     let publisher = publisher(&cluster)
         .await
-        .acknowledged_by(1, Duration::from_secs(1));
+        .acknowledged_by(1, Duration::from_secs(1))
+        .expect("lanes");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let feed = tokio::spawn({
         let stop = stop.clone();

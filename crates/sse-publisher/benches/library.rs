@@ -83,7 +83,8 @@ async fn replicated(redis: &RedisServer, options: &RedisFlags, event: &Event) {
     let publisher = Publisher::connect(options, Retention::default())
         .await
         .expect("redis is up")
-        .acknowledged_by(1, Duration::from_secs(5));
+        .acknowledged_by(1, Duration::from_secs(5))
+        .expect("lanes");
     // Acknowledged once the replica is in sync.
     while publisher.publish(event).await.is_err() {
         tokio::time::sleep(Duration::from_millis(50)).await;

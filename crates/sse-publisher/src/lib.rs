@@ -50,7 +50,8 @@ pub async fn run(
     let publisher = Publisher::connect(&config.redis, retention)
         .await
         .map_err(StartError::Redis)?
-        .acknowledged_by(config.min_replicas_ack, config.min_replicas_timeout);
+        .acknowledged_by(config.min_replicas_ack, config.min_replicas_timeout)
+        .map_err(StartError::Redis)?;
     let metrics = metrics::Metrics::new();
     // Runs as long as the process: the publisher's JWKS keys stay fresh until it exits.
     let jwks_stop = tokio_util::sync::CancellationToken::new();

@@ -24,6 +24,8 @@
 //! for the answer). That is [`PublishError::NoReply`]; a caller that retries may then publish
 //! the event twice.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::cluster_routing::Slot;
@@ -37,17 +39,26 @@ use sse_core::{Event, EventId, Topic};
 #[derive(Clone)]
 pub struct Publisher {
     connection: Commands,
-    mode: Mode,
+    redis: Redis,
     retention: Retention,
     replicas: Option<ReplicaAck>,
 }
 
-/// How many replicas must confirm a publish, and for how long to wait.
-#[derive(Clone, Copy, Debug)]
+/// How many replicas must confirm a publish, for how long to wait, and the connections
+/// acknowledged publishes take turns on.
+#[derive(Clone)]
 struct ReplicaAck {
     replicas: u32,
     timeout: Duration,
+    lanes: Arc<[Commands]>,
+    next: Arc<AtomicUsize>,
 }
+
+/// Connections acknowledged publishes are spread over. `WAIT` blocks the connection it is
+/// sent on until the replicas answer, so on one connection every acknowledged publish waits
+/// for the one before it; with several, that many wait at once. Measured with one local
+/// replica (`benches/library.rs`): see the README's Performance section.
+const ACK_LANES: usize = 16;
 
 /// Why a publish failed. In every case the event was not written, except as the module docs
 /// say for a reply lost in an outage.
@@ -143,7 +154,7 @@ impl Publisher {
         }
         let publisher = Self {
             connection,
-            mode: redis.mode(),
+            redis,
             retention,
             replicas: None,
         };
@@ -157,9 +168,30 @@ impl Publisher {
     /// up to `timeout` for them (module docs); `0` replicas answers as soon as the master
     /// wrote it.
     #[must_use]
-    pub fn acknowledged_by(mut self, replicas: u32, timeout: Duration) -> Self {
-        self.replicas = (replicas > 0).then_some(ReplicaAck { replicas, timeout });
-        self
+    ///
+    /// # Errors
+    /// When the redis crate refuses to set up the extra connections (the URLs were checked
+    /// already, so in practice never).
+    pub fn acknowledged_by(
+        mut self,
+        replicas: u32,
+        timeout: Duration,
+    ) -> Result<Self, PublishError> {
+        self.replicas = if replicas == 0 {
+            None
+        } else {
+            let lanes = (0..ACK_LANES)
+                .map(|_| self.redis.commands())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(PublishError::Unavailable)?;
+            Some(ReplicaAck {
+                replicas,
+                timeout,
+                lanes: lanes.into(),
+                next: Arc::new(AtomicUsize::new(0)),
+            })
+        };
+        Ok(self)
     }
 
     /// Loads (or reloads) the publish function library. Idempotent.
@@ -167,7 +199,7 @@ impl Publisher {
     /// # Errors
     /// [`PublishError`] if Redis is unreachable or refuses the library.
     pub async fn load_function(&self) -> Result<(), PublishError> {
-        let library = match self.mode {
+        let library = match self.redis.mode() {
             Mode::Single => LIBRARY.to_owned(),
             // Sent to every master.
             Mode::Cluster => cluster_library(),
@@ -187,12 +219,12 @@ impl Publisher {
     /// [`PublishError`]; the event was not written (see the module docs for the exception).
     pub async fn publish(&self, event: &Event) -> Result<EventId, PublishError> {
         let call = || fcall(&PublishCall::new(event, self.retention));
-        let Some(ack) = self.replicas else {
-            let reply: String = self.with_function(call).await?;
+        let Some(ack) = &self.replicas else {
+            let reply: String = self.with_function(&self.connection, call).await?;
             return parse_id(reply);
         };
         let (reply, acked): (String, u32) = self
-            .with_function(|| {
+            .with_function(ack.lane(), || {
                 let mut pipe = redis::pipe();
                 pipe.add_command(call());
                 pipe.add_command(ack.command());
@@ -212,7 +244,7 @@ impl Publisher {
         let Some(first) = events.first() else {
             return Ok(Vec::new());
         };
-        if self.mode == Mode::Cluster {
+        if self.redis.mode() == Mode::Cluster {
             let slot = slot_of(&first.topic);
             if let Some(other) = events.iter().find(|e| slot_of(&e.topic) != slot) {
                 return Err(PublishError::CrossSlot {
@@ -226,9 +258,9 @@ impl Publisher {
                 .iter()
                 .map(|e| fcall(&PublishCall::new(e, self.retention)))
         };
-        let Some(ack) = self.replicas else {
+        let Some(ack) = &self.replicas else {
             let replies: Vec<String> = self
-                .with_function(|| {
+                .with_function(&self.connection, || {
                     let mut pipe = redis::pipe();
                     pipe.atomic();
                     for call in calls() {
@@ -242,7 +274,7 @@ impl Publisher {
         // The transaction spelled out, so that `WAIT` follows it in the same pipeline (it
         // cannot run inside one).
         let (replies, acked): (Vec<String>, u32) = self
-            .with_function(|| {
+            .with_function(ack.lane(), || {
                 let mut pipe = redis::pipe();
                 pipe.cmd("MULTI").ignore();
                 for call in calls() {
@@ -268,12 +300,16 @@ impl Publisher {
 
     /// Runs the request built by `build`; if Redis has lost the function, loads it and runs
     /// the request once more.
-    async fn with_function<R, T>(&self, build: impl Fn() -> R) -> Result<T, PublishError>
+    async fn with_function<R, T>(
+        &self,
+        connection: &Commands,
+        build: impl Fn() -> R,
+    ) -> Result<T, PublishError>
     where
         R: Request,
         T: redis::FromRedisValue,
     {
-        let mut connection = self.connection.clone();
+        let mut connection = connection.clone();
         match build().run(&mut connection).await {
             Err(error) if is_function_missing(&error) => {
                 tracing::info!("publish function missing in redis; loading it");
@@ -289,8 +325,14 @@ impl Publisher {
 }
 
 impl ReplicaAck {
+    /// The connection for the next acknowledged publish, in turn.
+    fn lane(&self) -> &Commands {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        &self.lanes[n % self.lanes.len()]
+    }
+
     /// `WAIT <replicas> <timeout-ms>`.
-    fn command(self) -> redis::Cmd {
+    fn command(&self) -> redis::Cmd {
         let mut cmd = redis::cmd("WAIT");
         cmd.arg(self.replicas)
             .arg(u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX));
@@ -298,7 +340,7 @@ impl ReplicaAck {
     }
 
     /// `ids` if `acked` replicas are enough.
-    fn check(self, ids: Vec<EventId>, acked: u32) -> Result<Vec<EventId>, PublishError> {
+    fn check(&self, ids: Vec<EventId>, acked: u32) -> Result<Vec<EventId>, PublishError> {
         if acked >= self.replicas {
             return Ok(ids);
         }

@@ -23,7 +23,8 @@ async fn without_enough_replicas_the_event_is_written_and_the_publish_says_it_is
     let publisher = Publisher::connect(&RedisFlags::single(redis.url()), Retention::default())
         .await
         .expect("connects")
-        .acknowledged_by(1, Duration::from_millis(100));
+        .acknowledged_by(1, Duration::from_millis(100))
+        .expect("lanes");
 
     let error = publisher
         .publish(&event("orders", "one"))
