@@ -167,7 +167,6 @@ impl Publisher {
     /// This publisher, answering `Ok` only once `replicas` replicas hold each publish, waiting
     /// up to `timeout` for them (module docs); `0` replicas answers as soon as the master
     /// wrote it.
-    #[must_use]
     ///
     /// # Errors
     /// When the redis crate refuses to set up the extra connections (the URLs were checked
