@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Runs the system on this machine, in the foreground, without Docker:
-#   - redis-server on $REDIS_PORT (default 6379), unless a Redis already answers there;
+#   - redis-server on $REDIS_PORT (default 6379), unless a Redis already answers there; with
+#     --redis-cluster (or REDIS_CLUSTER=on), a Redis Cluster instead: 3 masters and 3 replicas
+#     on $CLUSTER_PORTS (default "7000 7001 7002 7003 7004 7005"; cluster bus ports
+#     $CLUSTER_BUS_PORTS, default each port + 10000), with AOF, and both binaries run with
+#     --redis-cluster;
 #   - sse-publisher on $PUBLISHER_PORT (default 8081), accepting the token $SSE_TOKEN
 #     (default "dev-token": for local use only);
 #   - one sse-gateway per port in $GATEWAY_PORTS (default "8080 8082"): two nodes, so a client
@@ -25,6 +29,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 REDIS_PORT=${REDIS_PORT:-6379}
+REDIS_CLUSTER=${REDIS_CLUSTER:-off}
+if [ "${1:-}" = --redis-cluster ]; then REDIS_CLUSTER=on; fi
+CLUSTER_PORTS=${CLUSTER_PORTS:-"7000 7001 7002 7003 7004 7005"}
+CLUSTER_BUS_PORTS=${CLUSTER_BUS_PORTS:-}
 PUBLISHER_PORT=${PUBLISHER_PORT:-8081}
 GATEWAY_PORTS=${GATEWAY_PORTS:-"8080 8082"}
 NGINX_PORT=${NGINX_PORT:-8000}
@@ -41,15 +49,47 @@ trap stop EXIT INT TERM
 
 wait_http() { until curl -fsS "$1" >/dev/null 2>&1; do sleep 0.1; done; }
 
-if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
-  echo "using the Redis already running on port $REDIS_PORT"
-else
+need_redis_server() {
   command -v redis-server >/dev/null || { echo "redis-server not found: apt-get install -y redis-server" >&2; exit 1; }
+}
+redis_flags=()
+if [ "$REDIS_CLUSTER" = on ]; then
+  need_redis_server
+  read -r -a ports <<<"$CLUSTER_PORTS"
+  read -r -a bus_ports <<<"$CLUSTER_BUS_PORTS"
+  [ "${#ports[@]}" -eq 6 ] || { echo "CLUSTER_PORTS must name 6 ports (3 masters, 3 replicas)" >&2; exit 1; }
+  nodes=()
+  for i in "${!ports[@]}"; do
+    port=${ports[$i]}
+    mkdir -p "$STATE_DIR/$port"
+    redis-server --port "$port" --cluster-port "${bus_ports[$i]:-$((port + 10000))}" \
+      --cluster-enabled yes --cluster-config-file "$STATE_DIR/$port/nodes.conf" \
+      --cluster-node-timeout 2000 --bind 127.0.0.1 --dir "$STATE_DIR/$port" --appendonly yes \
+      --save "" --logfile "$STATE_DIR/$port/redis.log" &
+    started+=($!)
+    nodes+=("127.0.0.1:$port")
+  done
+  for port in "${ports[@]}"; do
+    until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
+  done
+  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >/dev/null
+  for port in "${ports[@]}"; do
+    until redis-cli -p "$port" cluster info | grep -q '^cluster_state:ok'; do sleep 0.1; done
+  done
+  REDIS_URL="redis://${nodes[0]},redis://${nodes[1]},redis://${nodes[2]}"
+  redis_flags=(--redis-cluster)
+  echo "redis cluster: 3 masters and 3 replicas on ports ${ports[*]} (AOF in $STATE_DIR)"
+elif redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+  echo "using the Redis already running on port $REDIS_PORT"
+  REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+else
+  need_redis_server
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$STATE_DIR" --appendonly yes \
     --save "" --logfile "$STATE_DIR/redis.log" &
   started+=($!)
   until redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; do sleep 0.1; done
   echo "redis-server on port $REDIS_PORT (AOF in $STATE_DIR)"
+  REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
 fi
 
 if [ -z "${SSE_PUBLISHER_BIN:-}" ] || [ -z "${SSE_GATEWAY_BIN:-}" ]; then
@@ -57,14 +97,14 @@ if [ -z "${SSE_PUBLISHER_BIN:-}" ] || [ -z "${SSE_GATEWAY_BIN:-}" ]; then
 fi
 SSE_PUBLISHER_BIN=${SSE_PUBLISHER_BIN:-target/release/sse-publisher}
 SSE_GATEWAY_BIN=${SSE_GATEWAY_BIN:-target/release/sse-gateway}
-REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
 
 SSE_PUBLISH_TOKENS="$SSE_TOKEN" "$SSE_PUBLISHER_BIN" --listen "127.0.0.1:$PUBLISHER_PORT" \
-  --redis-url "$REDIS_URL" &
+  --redis-url "$REDIS_URL" "${redis_flags[@]}" &
 started+=($!)
 for port in $GATEWAY_PORTS; do
   # nginx runs on this machine: its X-Forwarded-For names the client.
-  "$SSE_GATEWAY_BIN" --listen "127.0.0.1:$port" --redis-url "$REDIS_URL" --trusted-proxy 127.0.0.1 &
+  "$SSE_GATEWAY_BIN" --listen "127.0.0.1:$port" --redis-url "$REDIS_URL" "${redis_flags[@]}" \
+    --trusted-proxy 127.0.0.1 &
   started+=($!)
 done
 

@@ -101,3 +101,70 @@ async fn without_nginx_the_script_says_so_and_runs_the_rest() {
     );
     cluster.stop();
 }
+
+#[tokio::test]
+async fn with_redis_cluster_the_script_runs_a_cluster_and_serves_and_resumes_on_it() {
+    let ports: Vec<String> = (0..12)
+        .map(|_| sse_testkit::free_port().to_string())
+        .collect();
+    let mut cluster = harness::LocalCluster::start_with(&[
+        ("REDIS_CLUSTER", "on"),
+        ("CLUSTER_PORTS", &ports[..6].join(" ")),
+        ("CLUSTER_BUS_PORTS", &ports[6..].join(" ")),
+        ("NGINX", "off"),
+    ]);
+    assert!(
+        cluster
+            .said
+            .contains("redis cluster: 3 masters and 3 replicas"),
+        "{}",
+        cluster.said
+    );
+    let mut node = redis::Client::open(format!("redis://127.0.0.1:{}", ports[0]))
+        .expect("a valid url")
+        .get_connection()
+        .expect("a cluster node answers");
+    let info: String = redis::cmd("CLUSTER")
+        .arg("INFO")
+        .query(&mut node)
+        .expect("CLUSTER INFO");
+    assert!(info.contains("cluster_state:ok"), "{info}");
+
+    let gateways = cluster.gateway_ports;
+    let first: SocketAddr = ([127, 0, 0, 1], gateways[0]).into();
+    let second: SocketAddr = ([127, 0, 0, 1], gateways[1]).into();
+    let mut client = SseClient::get(first, "/events?topic=orders", &[]).await;
+    client.position(PATIENCE).await;
+    let publish = |n: u32| {
+        Command::new("curl")
+            .args([
+                "-sS",
+                "-f",
+                "-X",
+                "POST",
+                "-H",
+                "Authorization: Bearer dev-token",
+            ])
+            .args(["-H", "Content-Type: application/json"])
+            .args(["-d", &format!(r#"{{"topic":"orders","data":{{"n":{n}}}}}"#)])
+            .arg(format!(
+                "http://127.0.0.1:{}/v1/publish",
+                cluster.publisher_port
+            ))
+            .output()
+            .expect("run curl")
+    };
+    assert!(publish(1).status.success());
+    assert_eq!(client.next_event(PATIENCE).await.data, r#"{"n":1}"#);
+    let last_id = client.last_event_id().to_owned();
+    drop(client);
+    assert!(publish(2).status.success());
+    let mut resumed = SseClient::get(
+        second,
+        "/events?topic=orders",
+        &[("Last-Event-ID", &last_id)],
+    )
+    .await;
+    assert_eq!(resumed.next_event(PATIENCE).await.data, r#"{"n":2}"#);
+    cluster.stop();
+}
