@@ -1,13 +1,13 @@
 //! [`RedisCluster`]: a real Redis Cluster of three masters and three replicas that one test owns,
 //! kills, restarts, fails over and reshards.
 //!
-//! Guarantees: every node is a `redis-server` (a `valkey-server` on Valkey, see
-//! [`Engine`](crate::Engine)) launched as [`RedisServer`](crate::RedisServer) launches its server
-//! (`127.0.0.1` only, a port free at start, its own temporary directory with its log, `redis.log`
-//! or `valkey.log`, no config file, persistence off), plus `--cluster-enabled yes`, its `nodes.conf`
-//! in that directory, its cluster bus on a second free port and `--cluster-node-timeout 1000`, so
-//! that a killed master is replaced within a few seconds. The cluster is created with
-//! `redis-cli --cluster create ... --cluster-replicas 1` (`valkey-cli` on Valkey). `start`, `restart`, `failover`,
+//! Guarantees: every node is a `redis-server` (a `valkey-server` on Valkey, see [`Engine`])
+//! launched as [`RedisServer`](crate::RedisServer) launches its server (`127.0.0.1` only, a port
+//! free at start, its own temporary directory with its log, `redis.log` or `valkey.log`, no config
+//! file, persistence off), plus `--cluster-enabled yes`, its `nodes.conf` in that directory, its
+//! cluster bus on a second free port and `--cluster-node-timeout 1000`, so that a killed master is
+//! replaced within a few seconds. The cluster is created with `redis-cli --cluster create ...
+//! --cluster-replicas 1` (`valkey-cli` on Valkey). `start`, `restart`, `failover`,
 //! `wait_for_failover`, `move_slot` and `wait_ok` return only once the cluster is *settled*: every
 //! live node reports `cluster_state:ok`, every live node's `CLUSTER SLOTS` names the same master for
 //! every slot range, and every live replica of a live master reports `master_link_status:up` and
