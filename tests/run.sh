@@ -91,9 +91,11 @@ fi
 valkey_bin=$(cd "$valkey_bin" && pwd)
 valkey_version=$("$valkey_bin/valkey-server" --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')
 
-# One `--workspace` command, so that features resolve as in the run above and nothing is built
-# again. A `--test` name picks that file in every crate that has one: sse-core's `fuzz` (no
-# Redis, about 12 s) and the gateway's `process` come along.
+# One `--workspace` command, so that features resolve as in the run above (`-p` runs would build
+# most dependencies again, with other features). Only `ring` and what depends on it are built
+# again (about 45 s): the chaos test's nested `cargo build` ran ring's build script with the
+# test's CARGO_PKG_* variables, which ring tracks. A `--test` name picks that file in every crate
+# that has one: sse-core's `fuzz` (no Redis, about 12 s) and the gateway's `process` come along.
 valkey_suites=(--lib)
 for name in stream resume outage cluster slow_consumer drain node_loss errors; do
   valkey_suites+=(--test "$name")
