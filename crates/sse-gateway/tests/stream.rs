@@ -8,7 +8,7 @@ use std::process::Command;
 
 use harness::{PATIENCE, TestGateway, numsub, publish, publisher, start_gateway};
 use sse_core::{Cursor, EventId, Topic};
-use sse_testkit::{Protocol, RedisServer, SseClient, eventually, find};
+use sse_testkit::{Engine, Protocol, RedisServer, SseClient, eventually, find};
 
 /// The value of the sample `series` (a metric name with its labels, as exported) on `gateway`'s
 /// `/metrics`, or 0 when it is absent.
@@ -20,10 +20,11 @@ async fn metric(gateway: &TestGateway, series: &str) -> f64 {
         .map_or(0.0, |value| value.trim().parse().expect("a numeric sample"))
 }
 
-/// Runs `redis-cli` against `redis` with `args` (and `stdin`, if any), and returns its output.
+/// Runs `redis-cli` (`valkey-cli` on Valkey) against `redis` with `args` (and `stdin`, if any),
+/// and returns its output.
 fn redis_cli(redis: &RedisServer, args: &[&str], stdin: Option<&str>) -> String {
     let port = redis.port().to_string();
-    let mut command = Command::new("redis-cli");
+    let mut command = Command::new(Engine::from_env().cli_binary());
     command.args(["-p", port.as_str()]).args(args);
     let output = match stdin {
         Some(path) => command

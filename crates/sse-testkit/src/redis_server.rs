@@ -1,11 +1,13 @@
-//! [`RedisServer`]: a `redis-server` child process that one test owns, kills and restarts.
+//! [`RedisServer`]: a `redis-server` (or `valkey-server`, see [`Engine`]) child process that one
+//! test owns, kills and restarts.
 //!
 //! Guarantees: the server listens on `127.0.0.1` only, on a port free at start, with its working
-//! directory and `redis.log` in a fresh temporary directory, and no config file, so nothing leaks
-//! between tests or from the machine's own Redis. `start` returns only once *this* process answers
-//! `PING` (the `process_id` in `INFO server` is checked, so a server another test started on a
-//! recycled port is never mistaken for ours). `restart` reuses the same port and directory, so with
-//! AOF the data written before `kill` is back.
+//! directory and its log (`redis.log`, or `valkey.log` on Valkey) in a fresh temporary directory,
+//! and no config file, so nothing leaks between tests or from the machine's own Redis. `start`
+//! returns only once *this* process answers `PING` (the `process_id` in `INFO server` is checked, so
+//! a server another test started on a recycled port is never mistaken for ours; on Valkey, so is
+//! the `valkey_version`, so a `redis-server` is never mistaken for Valkey). `restart` reuses the
+//! same port and directory, so with AOF the data written before `kill` is back.
 //!
 //! Not guaranteed: the port is not held while the server is down, so another process may take it
 //! between `kill` and `restart` (the restart then panics and says so). If the test process itself is
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::free_port;
+use crate::{Engine, free_port};
 
 /// How long a start or restart may take until the server answers `PING`.
 pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,12 +36,11 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(10);
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many ports `start` tries when the server exits early (most likely: the port was taken).
 pub(crate) const START_ATTEMPTS: usize = 5;
-/// The log file inside the temporary directory.
-const LOG_FILE: &str = "redis.log";
-/// How many lines of `redis.log` a panic message quotes.
+/// How many lines of the server log a panic message quotes.
 const LOG_TAIL_LINES: usize = 30;
 
-/// A real `redis-server` on `127.0.0.1`, owned by one test.
+/// A real `redis-server` on `127.0.0.1`, owned by one test; a `valkey-server` when
+/// `SSE_TEST_ENGINE=valkey` (see [`Engine`]).
 ///
 /// Dropping it kills the process (SIGKILL), waits for it and removes its temporary directory.
 #[derive(Debug)]
@@ -50,11 +51,13 @@ pub struct RedisServer {
     port: u16,
     /// What `launch` adds to the command line: persistence, and the test's own arguments.
     args: Vec<OsString>,
+    /// Chosen at start; a restart runs the same binary.
+    engine: Engine,
     /// Dropped after `Drop::drop` killed the child, so the directory outlives the process.
     dir: TempDir,
 }
 
-/// Why a launched `redis-server` did not become ready.
+/// Why a launched server did not become ready.
 pub(crate) enum LaunchError {
     /// The process exited before answering, most likely because the port was taken.
     Exited(ExitStatus),
@@ -69,8 +72,9 @@ impl RedisServer {
     ///
     /// # Panics
     ///
-    /// If `redis-server` is not on `PATH`, or does not answer `PING` within 10 s, or exits early on
-    /// 5 different ports in a row. The message quotes the tail of `redis.log`.
+    /// If `redis-server` is not on `PATH` (with `SSE_TEST_ENGINE=valkey`: if no `valkey-server` is
+    /// found), or the server does not answer `PING` within 10 s, or exits early on 5 different ports
+    /// in a row. The message names the engine and quotes the tail of the server log.
     pub fn start() -> RedisServer {
         Self::launch_with(persistence_args(false))
     }
@@ -99,19 +103,22 @@ impl RedisServer {
     }
 
     fn launch_with(args: Vec<OsString>) -> RedisServer {
+        let engine = Engine::from_env();
+        let server = engine.server_program();
         let dir = tempfile::Builder::new()
             .prefix("sse-testkit-redis-")
             .tempdir()
-            .expect("create a temporary directory for redis-server");
+            .unwrap_or_else(|err| panic!("create a temporary directory for {server}: {err}"));
         let mut early_exits = Vec::new();
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
-            match launch(port, dir.path(), &args) {
+            match launch(engine, port, dir.path(), &args) {
                 Ok(child) => {
                     return RedisServer {
                         child: Mutex::new(Some(child)),
                         port,
                         args,
+                        engine,
                         dir,
                     };
                 }
@@ -120,16 +127,16 @@ impl RedisServer {
                     early_exits.push(format!("port {port}: {status}"));
                 }
                 Err(LaunchError::Timeout(last)) => panic!(
-                    "redis-server on port {port} did not answer PING within {READY_TIMEOUT:?} \
+                    "{server} on port {port} did not answer PING within {READY_TIMEOUT:?} \
                      (last attempt: {last}); {}",
-                    log_tail(dir.path())
+                    log_tail(engine, dir.path())
                 ),
             }
         }
         panic!(
-            "redis-server exited before answering PING {START_ATTEMPTS} times ({}); {}",
+            "{server} exited before answering PING {START_ATTEMPTS} times ({}); {}",
             early_exits.join(", "),
-            log_tail(dir.path())
+            log_tail(engine, dir.path())
         )
     }
 
@@ -162,7 +169,10 @@ impl RedisServer {
     pub fn connection(&self) -> redis::Connection {
         self.client()
             .get_connection_with_timeout(CONNECT_TIMEOUT)
-            .unwrap_or_else(|err| panic!("connect to redis-server at {}: {err}", self.url()))
+            .unwrap_or_else(|err| {
+                let server = self.engine.server_program();
+                panic!("connect to {server} at {}: {err}", self.url())
+            })
     }
 
     /// Kills the server with SIGKILL and waits for it to exit. Does nothing if it is already killed.
@@ -174,7 +184,9 @@ impl RedisServer {
     ///
     /// If the process cannot be waited for.
     pub fn kill(&mut self) {
-        self.stop().expect("kill redis-server and wait for it");
+        let server = self.engine.server_program();
+        self.stop()
+            .unwrap_or_else(|err| panic!("kill {server} and wait for it: {err}"));
     }
 
     /// Starts the server again on the same port and directory, and waits until it answers `PING`
@@ -183,24 +195,25 @@ impl RedisServer {
     /// # Panics
     ///
     /// If the server exits early (most likely another process took the port while it was down) or does
-    /// not answer within 10 s. The message quotes the tail of `redis.log`. Unlike
+    /// not answer within 10 s. The message quotes the tail of the server log. Unlike
     /// [`RedisServer::start`], it does not retry: the port must stay the same.
     pub fn restart(&mut self) {
         self.kill();
-        let port = self.port;
-        match launch(port, self.dir.path(), &self.args) {
+        let (port, engine) = (self.port, self.engine);
+        let server = engine.server_program();
+        match launch(engine, port, self.dir.path(), &self.args) {
             Ok(child) => {
                 *self.child.get_mut().unwrap_or_else(PoisonError::into_inner) = Some(child);
             }
             Err(LaunchError::Exited(status)) => panic!(
-                "redis-server exited on restart on port {port} with {status} (did another process \
+                "{server} exited on restart on port {port} with {status} (did another process \
                  take the port while it was down?); {}",
-                log_tail(self.dir.path())
+                log_tail(engine, self.dir.path())
             ),
             Err(LaunchError::Timeout(last)) => panic!(
-                "restarted redis-server on port {port} did not answer PING within {READY_TIMEOUT:?} \
+                "restarted {server} on port {port} did not answer PING within {READY_TIMEOUT:?} \
                  (last attempt: {last}); {}",
-                log_tail(self.dir.path())
+                log_tail(engine, self.dir.path())
             ),
         }
     }
@@ -217,7 +230,9 @@ impl RedisServer {
             None => false,
             Some(child) => child
                 .try_wait()
-                .expect("read the status of redis-server")
+                .unwrap_or_else(|err| {
+                    panic!("read the status of {}: {err}", self.engine.server_program())
+                })
                 .is_none(),
         }
     }
@@ -262,11 +277,17 @@ fn persistence_args(aof: bool) -> Vec<OsString> {
     args.iter().map(OsString::from).collect()
 }
 
-/// Spawns `redis-server` on `port`, with its working directory and `redis.log` in `dir`, RDB
+/// Spawns the `engine`'s server on `port`, with its working directory and log in `dir`, RDB
 /// snapshots off and `extra` appended to the command line, and waits until it answers; on a
 /// timeout the child is killed.
-pub(crate) fn launch(port: u16, dir: &Path, extra: &[OsString]) -> Result<Child, LaunchError> {
-    let mut command = Command::new("redis-server");
+pub(crate) fn launch(
+    engine: Engine,
+    port: u16,
+    dir: &Path,
+    extra: &[OsString],
+) -> Result<Child, LaunchError> {
+    let program = engine.server_binary();
+    let mut command = Command::new(&program);
     command
         .arg("--port")
         .arg(port.to_string())
@@ -274,7 +295,7 @@ pub(crate) fn launch(port: u16, dir: &Path, extra: &[OsString]) -> Result<Child,
         .arg("--dir")
         .arg(dir)
         .arg("--logfile")
-        .arg(dir.join(LOG_FILE))
+        .arg(dir.join(engine.log_file()))
         .args(["--daemonize", "no", "--save", ""])
         .args(extra);
     let mut child = command
@@ -282,14 +303,8 @@ pub(crate) fn launch(port: u16, dir: &Path, extra: &[OsString]) -> Result<Child,
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|err| match err.kind() {
-            io::ErrorKind::NotFound => panic!(
-                "redis-server not found on PATH: install it (apt-get install -y redis-server) — \
-                 the tests run a real Redis"
-            ),
-            _ => panic!("spawn redis-server: {err}"),
-        });
-    match wait_ready(&mut child, port) {
+        .unwrap_or_else(|err| panic!("{}", engine.spawn_failed(&program, &err)));
+    match wait_ready(engine, &mut child, port) {
         Ok(()) => Ok(child),
         Err(err) => {
             let _ = child.kill();
@@ -300,17 +315,36 @@ pub(crate) fn launch(port: u16, dir: &Path, extra: &[OsString]) -> Result<Child,
 }
 
 /// Polls until `child` itself answers `PING` on `port`, or exits, or [`READY_TIMEOUT`] passes.
-fn wait_ready(child: &mut Child, port: u16) -> Result<(), LaunchError> {
+///
+/// # Panics
+///
+/// If `child` answers but is not the `engine` (on Valkey: `INFO server` has no `valkey_version`).
+fn wait_ready(engine: Engine, child: &mut Child, port: u16) -> Result<(), LaunchError> {
+    let server = engine.server_program();
     let client =
         redis::Client::open(url(port)).expect("redis://127.0.0.1:PORT/ is a valid redis URL");
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
-        if let Some(status) = child.try_wait().expect("read the status of redis-server") {
+        let status = child
+            .try_wait()
+            .unwrap_or_else(|err| panic!("read the status of {server}: {err}"));
+        if let Some(status) = status {
             return Err(LaunchError::Exited(status));
         }
         let last = match probe(&client) {
-            Ok(pid) if pid == child.id() => return Ok(()),
-            Ok(pid) => format!("port {port} is served by another redis-server, pid {pid}"),
+            Ok((pid, info)) if pid == child.id() => {
+                if engine.version_in(&info).is_none() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "{} is not {engine}: its INFO server has no {}:\n{info}",
+                        engine.server_binary().display(),
+                        engine.version_field()
+                    );
+                }
+                return Ok(());
+            }
+            Ok((pid, _)) => format!("port {port} is served by another server, pid {pid}"),
             Err(err) => err,
         };
         if Instant::now() >= deadline {
@@ -320,8 +354,9 @@ fn wait_ready(child: &mut Child, port: u16) -> Result<(), LaunchError> {
     }
 }
 
-/// Sends `PING` (an error while Redis loads its AOF: `LOADING`) and returns the server's pid.
-fn probe(client: &redis::Client) -> Result<u32, String> {
+/// Sends `PING` (an error while the server loads its AOF: `LOADING`) and returns the server's pid
+/// and its `INFO server`.
+fn probe(client: &redis::Client) -> Result<(u32, String), String> {
     let mut conn = client
         .get_connection_with_timeout(PROBE_TIMEOUT)
         .map_err(|err| err.to_string())?;
@@ -335,22 +370,24 @@ fn probe(client: &redis::Client) -> Result<u32, String> {
         .arg("server")
         .query(&mut conn)
         .map_err(|err| err.to_string())?;
-    info.lines()
+    let pid = info
+        .lines()
         .find_map(|line| line.strip_prefix("process_id:"))
         .and_then(|pid| pid.trim().parse().ok())
-        .ok_or_else(|| "INFO server has no process_id".to_owned())
+        .ok_or_else(|| "INFO server has no process_id".to_owned())?;
+    Ok((pid, info))
 }
 
-/// The last lines of `redis.log` in `dir`, for panic messages.
-pub(crate) fn log_tail(dir: &Path) -> String {
-    let path = dir.join(LOG_FILE);
+/// The last lines of the `engine`'s log in `dir`, for panic messages.
+pub(crate) fn log_tail(engine: Engine, dir: &Path) -> String {
+    let path = dir.join(engine.log_file());
     match fs::read(&path) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
             let lines: Vec<&str> = text.lines().collect();
             let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
-            format!("tail of {}:\n{tail}", path.display())
+            format!("tail of the {engine} log {}:\n{tail}", path.display())
         }
-        Err(err) => format!("no log: read {}: {err}", path.display()),
+        Err(err) => format!("no {engine} log: read {}: {err}", path.display()),
     }
 }

@@ -1,11 +1,12 @@
-//! Tests of the test kit itself: `RedisServer` really owns, kills and restarts its `redis-server`,
-//! AOF data survives a restart and non-AOF data does not, and `Drop` leaves no process or directory.
+//! Tests of the test kit itself: `RedisServer` really owns, kills and restarts its `redis-server`
+//! (or `valkey-server`), AOF data survives a restart and non-AOF data does not, and `Drop` leaves no
+//! process or directory.
 
 use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
 
-use sse_testkit::{RedisServer, free_port};
+use sse_testkit::{Engine, RedisServer, free_port};
 
 /// The pid and working directory of the server behind `conn`, as Redis reports them.
 fn pid_and_dir(conn: &mut redis::Connection) -> (u32, String) {
@@ -103,7 +104,11 @@ fn drop_kills_the_process_and_removes_the_directory() {
     let (pid, dir) = pid_and_dir(&mut server.connection());
     let proc_dir = format!("/proc/{pid}");
     assert!(Path::new(&proc_dir).exists());
-    assert!(Path::new(&dir).join("redis.log").exists());
+    let log = match Engine::from_env() {
+        Engine::Redis => "redis.log",
+        Engine::Valkey => "valkey.log",
+    };
+    assert!(Path::new(&dir).join(log).exists(), "no {log} in {dir}");
 
     drop(server);
     assert!(
