@@ -15,37 +15,37 @@ use sse_testkit::SseClient;
 
 const PATIENCE: Duration = Duration::from_secs(15);
 
-#[tokio::test]
-async fn run_script_serves_resumes_across_gateways_and_stops_what_it_started() {
-    let mut cluster = harness::LocalCluster::start();
-    let (publisher_port, nginx_port) = (cluster.publisher_port, cluster.nginx_port);
+/// Publishes `{"n":<n>}` on `orders` with curl through `port`, as the README shows.
+fn publish_to(port: u16, n: u32) -> std::process::Output {
+    Command::new("curl")
+        .args([
+            "-sS",
+            "-f",
+            "-X",
+            "POST",
+            "-H",
+            "Authorization: Bearer dev-token",
+        ])
+        .args(["-H", "Content-Type: application/json"])
+        .args(["-d", &format!(r#"{{"topic":"orders","data":{{"n":{n}}}}}"#)])
+        .arg(format!("http://127.0.0.1:{port}/v1/publish"))
+        .output()
+        .expect("run curl")
+}
+
+/// A stream on the script's first gateway receives an event published over HTTP; gone, it
+/// resumes on the second and gets the one published meanwhile. Returns that stream.
+async fn resumes_on_the_other_gateway(cluster: &harness::LocalCluster) -> SseClient {
     let gateways = cluster.gateway_ports;
     let first: SocketAddr = ([127, 0, 0, 1], gateways[0]).into();
     let second: SocketAddr = ([127, 0, 0, 1], gateways[1]).into();
     let mut client = SseClient::get(first, "/events?topic=orders", &[]).await;
     client.position(PATIENCE).await;
-    let publish_to = |port: u16, n: u32| {
-        Command::new("curl")
-            .args([
-                "-sS",
-                "-f",
-                "-X",
-                "POST",
-                "-H",
-                "Authorization: Bearer dev-token",
-            ])
-            .args(["-H", "Content-Type: application/json"])
-            .args(["-d", &format!(r#"{{"topic":"orders","data":{{"n":{n}}}}}"#)])
-            .arg(format!("http://127.0.0.1:{port}/v1/publish"))
-            .output()
-            .expect("run curl")
-    };
-    let publish = |n: u32| publish_to(publisher_port, n);
-    assert!(publish(1).status.success());
+    assert!(publish_to(cluster.publisher_port, 1).status.success());
     assert_eq!(client.next_event(PATIENCE).await.data, r#"{"n":1}"#);
     let last_id = client.last_event_id().to_owned();
     drop(client);
-    assert!(publish(2).status.success());
+    assert!(publish_to(cluster.publisher_port, 2).status.success());
     let mut resumed = SseClient::get(
         second,
         "/events?topic=orders",
@@ -53,6 +53,14 @@ async fn run_script_serves_resumes_across_gateways_and_stops_what_it_started() {
     )
     .await;
     assert_eq!(resumed.next_event(PATIENCE).await.data, r#"{"n":2}"#);
+    resumed
+}
+
+#[tokio::test]
+async fn run_script_serves_resumes_across_gateways_and_stops_what_it_started() {
+    let mut cluster = harness::LocalCluster::start();
+    let nginx_port = cluster.nginx_port;
+    let mut resumed = resumes_on_the_other_gateway(&cluster).await;
 
     let proxy: SocketAddr = ([127, 0, 0, 1], nginx_port).into();
     let mut proxied = SseClient::get(proxy, "/events?topic=orders", &[]).await;
@@ -130,41 +138,6 @@ async fn with_redis_cluster_the_script_runs_a_cluster_and_serves_and_resumes_on_
         .expect("CLUSTER INFO");
     assert!(info.contains("cluster_state:ok"), "{info}");
 
-    let gateways = cluster.gateway_ports;
-    let first: SocketAddr = ([127, 0, 0, 1], gateways[0]).into();
-    let second: SocketAddr = ([127, 0, 0, 1], gateways[1]).into();
-    let mut client = SseClient::get(first, "/events?topic=orders", &[]).await;
-    client.position(PATIENCE).await;
-    let publish = |n: u32| {
-        Command::new("curl")
-            .args([
-                "-sS",
-                "-f",
-                "-X",
-                "POST",
-                "-H",
-                "Authorization: Bearer dev-token",
-            ])
-            .args(["-H", "Content-Type: application/json"])
-            .args(["-d", &format!(r#"{{"topic":"orders","data":{{"n":{n}}}}}"#)])
-            .arg(format!(
-                "http://127.0.0.1:{}/v1/publish",
-                cluster.publisher_port
-            ))
-            .output()
-            .expect("run curl")
-    };
-    assert!(publish(1).status.success());
-    assert_eq!(client.next_event(PATIENCE).await.data, r#"{"n":1}"#);
-    let last_id = client.last_event_id().to_owned();
-    drop(client);
-    assert!(publish(2).status.success());
-    let mut resumed = SseClient::get(
-        second,
-        "/events?topic=orders",
-        &[("Last-Event-ID", &last_id)],
-    )
-    .await;
-    assert_eq!(resumed.next_event(PATIENCE).await.data, r#"{"n":2}"#);
+    resumes_on_the_other_gateway(&cluster).await;
     cluster.stop();
 }
