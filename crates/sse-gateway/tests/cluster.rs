@@ -13,7 +13,7 @@ use sse_core::parser::Item;
 use sse_core::schema::{Retention, stream_key};
 use sse_core::{Event, Topic};
 use sse_publisher::{PublishError, Publisher, RedisFlags};
-use sse_testkit::{Next, RedisCluster, RedisServer, SseClient};
+use sse_testkit::{Next, RedisCluster, RedisServer, SseClient, eventually};
 
 fn topic(name: &str) -> Topic {
     Topic::parse(name).expect("tests use valid topics")
@@ -378,4 +378,57 @@ async fn with_min_replicas_ack_a_killed_master_loses_no_acknowledged_event() {
         ids, held,
         "every event the new master holds, once, in order"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_a_slot_has_no_master_both_binaries_are_not_ready_and_recover_by_themselves() {
+    let mut cluster = RedisCluster::start();
+    let node = gateway(&cluster, &[]);
+    let publisher = publisher(&cluster).await;
+    let ready = || async { node.fetch("/readyz").await.0 };
+    eventually("the node is ready", PATIENCE, || async {
+        (ready().await == 200).then_some(())
+    })
+    .await;
+    assert!(publisher.ping().await);
+
+    // A shard with neither master nor replica: the cluster reports cluster_state:fail.
+    let master = master_of(&cluster, "down");
+    let replicas = cluster.replicas_of(master);
+    for port in &replicas {
+        cluster.kill(*port);
+    }
+    cluster.kill(master);
+    eventually("the node reports not ready", PATIENCE, || async {
+        (ready().await == 503).then_some(())
+    })
+    .await;
+    eventually("the publisher reports not ready", PATIENCE, || async {
+        (!publisher.ping().await).then_some(())
+    })
+    .await;
+    let refused = publisher.publish(&Event::new(topic("down"), "x")).await;
+    assert!(
+        matches!(
+            refused,
+            Err(PublishError::Unavailable(_) | PublishError::NoReply(_))
+        ),
+        "{refused:?}"
+    );
+
+    cluster.restart(master);
+    for port in replicas {
+        cluster.restart(port);
+    }
+    eventually("the node is ready again", PATIENCE, || async {
+        (ready().await == 200).then_some(())
+    })
+    .await;
+    eventually("the publisher publishes again", PATIENCE, || async {
+        publisher
+            .publish(&Event::new(topic("down"), "back"))
+            .await
+            .ok()
+    })
+    .await;
 }
