@@ -157,6 +157,11 @@ pub enum RedisConfigError {
         "the TLS connection to redis failed; check --redis-ca-file, the server's certificate (its host name and dates) and the client certificate"
     )]
     Handshake(#[source] RedisError),
+    /// The ACL user may not run a command this binary needs (Redis's message names it).
+    #[error(
+        "the redis user lacks a permission this binary needs (the README's Security section lists them)"
+    )]
+    Permission(#[source] RedisError),
     /// Redis refused the user or password.
     #[error(
         "redis refused the credentials (the ACL user and password of --redis-url or --redis-password-file)"
@@ -347,8 +352,8 @@ async fn cluster_enabled(client: redis::Client) -> Result<bool, RedisError> {
     Ok(info.lines().any(|line| line.trim() == "cluster_enabled:1"))
 }
 
-/// Sorts a failed first contact: a certificate or credentials refused will fail every
-/// attempt alike, so it is a configuration error (`Ok`); anything else may pass (`Err`).
+/// Sorts a failed first contact: a certificate, credentials or a permission refused will fail
+/// every attempt alike, so it is a configuration error (`Ok`); anything else may pass (`Err`).
 fn fatal(error: RedisError) -> Result<RedisConfigError, RedisError> {
     let text = format!("{error} {:?}", std::error::Error::source(&error));
     if error.kind() == redis::ErrorKind::AuthenticationFailed
@@ -362,6 +367,9 @@ fn fatal(error: RedisError) -> Result<RedisConfigError, RedisError> {
         || text.contains("InvalidCertificate")
     {
         return Ok(RedisConfigError::Handshake(error));
+    }
+    if error.code() == Some("NOPERM") || text.contains("NOPERM") {
+        return Ok(RedisConfigError::Permission(error));
     }
     Err(error)
 }
