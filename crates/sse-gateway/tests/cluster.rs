@@ -7,6 +7,7 @@ mod harness;
 
 use std::time::Duration;
 
+use harness::cluster::{master_of, one_topic_per_shard};
 use harness::feed::Feed;
 use harness::{PATIENCE, TestGateway, publish, start_gateway_with};
 use sse_core::parser::Item;
@@ -17,11 +18,6 @@ use sse_testkit::{Next, RedisCluster, RedisServer, SseClient, eventually};
 
 fn topic(name: &str) -> Topic {
     Topic::parse(name).expect("tests use valid topics")
-}
-
-/// The port of the master that serves `name`'s keys now.
-fn master_of(cluster: &RedisCluster, name: &str) -> u16 {
-    cluster.master_of(&stream_key(&topic(name)))
 }
 
 /// The ids in `name`'s stream on the node at `port`, oldest first.
@@ -48,22 +44,6 @@ async fn publisher(cluster: &RedisCluster) -> Publisher {
     Publisher::connect(&RedisFlags::cluster(cluster.seeds()), Retention::default())
         .await
         .expect("the seed list is valid")
-}
-
-/// Three topics whose slots are served by three different masters.
-fn one_topic_per_shard(cluster: &RedisCluster) -> Vec<String> {
-    let mut chosen: Vec<(u16, String)> = Vec::new();
-    for n in 0.. {
-        let name = format!("shard-{n}");
-        let master = master_of(cluster, &name);
-        if chosen.iter().all(|(m, _)| *m != master) {
-            chosen.push((master, name));
-        }
-        if chosen.len() == 3 {
-            break;
-        }
-    }
-    chosen.into_iter().map(|(_, name)| name).collect()
 }
 
 /// Checks that `client` received exactly `ids` (what the feed published), in order.

@@ -1,20 +1,23 @@
-//! Managed Redis: `rediss://` with a CA file and a client certificate (mutual TLS), an ACL
-//! user whose password comes from a file, and the clear startup errors when the certificate,
-//! the host name or the password is wrong. The certificates are made here with `openssl`.
+//! Managed Redis: `rediss://` with a CA file and a client certificate (mutual TLS), on one
+//! Redis and on a Redis Cluster, an ACL user whose password comes from a file, and the clear
+//! startup errors when the CA, the host name, the certificate's dates or the password are
+//! wrong. The certificates are made here with `openssl`.
 
 mod harness;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use harness::cluster::one_topic_per_shard;
 use harness::{PATIENCE, publish, start_gateway_with};
 use sse_core::schema::Retention;
 use sse_publisher::{Publisher, RedisFlags};
-use sse_testkit::{RedisServer, free_port};
+use sse_testkit::{ClusterTls, RedisCluster, RedisServer, free_port};
 use tempfile::TempDir;
 
-/// A CA, a server certificate for 127.0.0.1 and one for another host, a client certificate,
-/// and an unrelated CA, as PEM files in a temporary directory.
+/// A CA, a server certificate for 127.0.0.1, one for another host and one for 127.0.0.1 that
+/// expired yesterday, a client certificate, and an unrelated CA, as PEM files in a temporary
+/// directory.
 struct Certificates {
     dir: TempDir,
 }
@@ -40,24 +43,25 @@ impl Certificates {
                 "openssl req -x509 -newkey rsa:2048 -nodes -keyout {name}.key -out {name}.crt -days 2 -subj /CN={name}"
             )
         };
-        let signed = |name: &str, extensions: &str| {
+        // Valid from now for `days` days: -1 makes one that expired a day ago.
+        let signed = |name: &str, extensions: &str, days: i32| {
             format!(
                 "openssl req -newkey rsa:2048 -nodes -keyout {name}.key -out {name}.csr -subj /CN={name}
                  printf '{extensions}\\n' > {name}.ext
-                 openssl x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out {name}.crt -days 2 -extfile {name}.ext"
+                 openssl x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out {name}.crt -days {days} -extfile {name}.ext"
             )
         };
         sh(&ca("ca"));
         sh(&ca("other-ca"));
-        sh(&signed(
-            "server",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ));
+        let local = "subjectAltName=IP:127.0.0.1,DNS:localhost";
+        sh(&signed("server", local, 2));
+        sh(&signed("expired", local, -1));
         sh(&signed(
             "elsewhere",
             "subjectAltName=DNS:redis.elsewhere.example",
+            2,
         ));
-        sh(&signed("client", "extendedKeyUsage=clientAuth"));
+        sh(&signed("client", "extendedKeyUsage=clientAuth", 2));
         Self { dir }
     }
 
@@ -138,12 +142,80 @@ async fn over_mutual_tls_events_are_published_and_received() {
     assert_eq!((event.data.as_str(), event.last_event_id), ("over tls", id));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_over_mutual_tls_delivers_topics_on_every_shard_and_never_uses_a_plain_port() {
+    let certificates = Certificates::make();
+    let cluster = RedisCluster::start_with_tls(ClusterTls {
+        cert: certificates.path("server.crt"),
+        key: certificates.path("server.key"),
+        ca: certificates.path("ca.crt"),
+    });
+    let seeds = cluster.tls_seeds();
+    let mut args = vec![
+        "--redis-cluster".to_owned(),
+        "--redis-url".to_owned(),
+        seeds.clone(),
+    ];
+    args.extend(tls_flags(&certificates, "ca.crt"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let gateway = start_gateway_with(&args);
+    let topics = one_topic_per_shard(&cluster);
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let mut client = gateway.subscribe(&names).await;
+    let flags = RedisFlags {
+        redis_cluster: true,
+        ..publisher_flags(seeds, &certificates, "ca.crt")
+    };
+    let publisher = Publisher::connect(&flags, Retention::default())
+        .await
+        .expect("connects to the cluster over TLS");
+    for name in &names {
+        publish(&publisher, name, None, name).await;
+    }
+    let received: Vec<String> = client
+        .events(names.len(), PATIENCE)
+        .await
+        .into_iter()
+        .map(|event| event.data)
+        .collect();
+    assert_eq!(
+        received, names,
+        "one event from each shard, in publish order"
+    );
+
+    // Redis lists each connection with the address it arrived on (`laddr`): on every master,
+    // the gateway's and the publisher's arrived on the TLS port; only this one on the plain port.
+    for master in cluster.masters() {
+        let mut redis = cluster.connection(master);
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut redis)
+            .expect("CLIENT LIST");
+        let plain = format!("laddr=127.0.0.1:{master} ");
+        let on_plain = clients.lines().filter(|line| line.contains(&plain)).count();
+        assert_eq!(on_plain, 1, "master {master}, clients:\n{clients}");
+        let pubsub = clients
+            .lines()
+            .filter(|line| line.contains(" flags=P ") && !line.contains(&plain))
+            .count();
+        assert!(
+            pubsub >= 1,
+            "master {master} serves the gateway's sharded subscriptions over TLS:\n{clients}"
+        );
+    }
+}
+
 #[tokio::test]
-async fn a_wrong_ca_or_a_certificate_for_another_host_fails_at_startup_and_says_so() {
+async fn a_wrong_ca_another_hosts_or_an_expired_certificate_fails_at_startup_and_says_so() {
     let certificates = Certificates::make();
     let (_redis, port) = tls_redis(&certificates, "server");
     let (_elsewhere, elsewhere_port) = tls_redis(&certificates, "elsewhere");
-    for (port, ca) in [(port, "other-ca.crt"), (elsewhere_port, "ca.crt")] {
+    let (_expired, expired_port) = tls_redis(&certificates, "expired");
+    for (port, ca, reason) in [
+        (port, "other-ca.crt", "UnknownIssuer"),
+        (elsewhere_port, "ca.crt", "not valid for name"),
+        (expired_port, "ca.crt", "Expired"),
+    ] {
         let url = format!("rediss://127.0.0.1:{port}");
         let mut args = vec!["--redis-url".to_owned(), url.clone()];
         args.extend(tls_flags(&certificates, ca));
@@ -154,7 +226,8 @@ async fn a_wrong_ca_or_a_certificate_for_another_host_fails_at_startup_and_says_
         let message = sse_core::ErrorChain(&error).to_string();
         assert!(
             message.contains("the TLS connection to redis failed")
-                && message.contains("invalid peer certificate"),
+                && message.contains("invalid peer certificate")
+                && message.contains(reason),
             "{message}"
         );
         let Err(error) = Publisher::connect(
@@ -167,7 +240,7 @@ async fn a_wrong_ca_or_a_certificate_for_another_host_fails_at_startup_and_says_
         };
         let message = sse_core::ErrorChain(&error).to_string();
         assert!(
-            message.contains("the TLS connection to redis failed"),
+            message.contains("the TLS connection to redis failed") && message.contains(reason),
             "{message}"
         );
     }

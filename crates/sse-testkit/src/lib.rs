@@ -54,7 +54,7 @@ use std::net::TcpListener;
 pub use app_server::{Answer, AppServer, Seen};
 pub use engine::Engine;
 pub use raw_http::{H2_PREFACE, exchange, find, http_status, send_raw, status_of, whole_response};
-pub use redis_cluster::RedisCluster;
+pub use redis_cluster::{ClusterTls, RedisCluster};
 pub use redis_server::RedisServer;
 pub use rng::Rng;
 pub use server_thread::{ServerThread, Shutdown};

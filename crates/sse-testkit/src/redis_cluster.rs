@@ -21,12 +21,18 @@
 //! master that was not failed over comes back empty. A node that dies on its own still counts as
 //! live, so the next wait panics. Ports are not held while a node is down (a `restart` then panics
 //! and says so), and if the test process itself is killed with SIGKILL the nodes survive it.
+//!
+//! **TLS**: [`start_with_tls`](RedisCluster::start_with_tls) gives every node a TLS port as well
+//! (`--tls-port`, `--tls-cluster yes`, `--tls-replication yes`, clients must show a certificate of
+//! the CA). Redis answers `CLUSTER SLOTS` with the port of the connection's kind, so a client that
+//! starts from [`tls_seeds`](RedisCluster::tls_seeds) only ever sees TLS ports, while the fixture
+//! keeps managing the nodes on their plain ports.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, PoisonError};
 use std::thread;
@@ -97,6 +103,16 @@ struct Election {
     at: Instant,
 }
 
+/// The PEM files of a cluster whose nodes serve TLS too (see
+/// [`RedisCluster::start_with_tls`]): each node presents `cert` (with `key`) to clients, to the
+/// other nodes and to its master, and trusts `ca` for the certificates shown to it.
+#[derive(Debug, Clone)]
+pub struct ClusterTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
 /// One `redis-server` (or `valkey-server`) of the cluster.
 #[derive(Debug)]
 struct Node {
@@ -104,6 +120,8 @@ struct Node {
     port: u16,
     /// The cluster bus port (`--cluster-port`); the same across restarts, as `nodes.conf` records it.
     bus_port: u16,
+    /// The TLS port and files, for a cluster started with TLS; the same across restarts.
+    tls: Option<(u16, ClusterTls)>,
     /// `None` while killed.
     child: Option<Child>,
     /// Dropped after `Drop::drop` killed the child, so the directory outlives the process.
@@ -155,12 +173,27 @@ impl RedisCluster {
     /// cluster does not settle within 30 s. The message names the engine and quotes the tails of the
     /// nodes' logs.
     pub fn start() -> RedisCluster {
+        Self::launch(None)
+    }
+
+    /// Starts a cluster as [`start`](RedisCluster::start) does, whose nodes also serve TLS with
+    /// `tls`'s files on ports of their own (see the module docs).
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](RedisCluster::start); a node that cannot read the files exits early, and the
+    /// message quotes its log.
+    pub fn start_with_tls(tls: ClusterTls) -> RedisCluster {
+        Self::launch(Some(tls))
+    }
+
+    fn launch(tls: Option<ClusterTls>) -> RedisCluster {
         let engine = Engine::from_env();
         let count = MASTERS * (1 + REPLICAS_PER_MASTER);
         let mut nodes = Vec::with_capacity(count);
         for _ in 0..count {
             // A panic here drops the nodes already started, which kills them.
-            nodes.push(Node::start(engine));
+            nodes.push(Node::start(engine, tls.clone()));
         }
         let cluster = RedisCluster {
             engine,
@@ -190,6 +223,24 @@ impl RedisCluster {
         self.masters()
             .iter()
             .map(|port| format!("redis://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The `rediss://` URLs of the TLS ports of the live masters that own slots now,
+    /// comma-separated, as [`seeds`](RedisCluster::seeds) names their plain ports.
+    ///
+    /// # Panics
+    ///
+    /// If the cluster was not started with [`start_with_tls`](RedisCluster::start_with_tls), or
+    /// as [`RedisCluster::masters`].
+    pub fn tls_seeds(&self) -> String {
+        self.masters()
+            .iter()
+            .map(|&port| match &self.node(port).tls {
+                Some((tls_port, _)) => format!("rediss://127.0.0.1:{tls_port}"),
+                None => panic!("tls_seeds: the cluster was started without TLS"),
+            })
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -783,7 +834,7 @@ impl RedisCluster {
 
 impl Node {
     /// Launches a node on free ports, retrying on new ports when it exits early.
-    fn start(engine: Engine) -> Node {
+    fn start(engine: Engine, tls: Option<ClusterTls>) -> Node {
         let dir = tempfile::Builder::new()
             .prefix("sse-testkit-redis-cluster-")
             .tempdir()
@@ -791,15 +842,22 @@ impl Node {
         let mut early_exits = Vec::new();
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
-            let bus_port = std::iter::repeat_with(free_port)
-                .find(|&bus_port| bus_port != port)
-                .expect("free_port keeps returning ports");
-            match launch(engine, port, dir.path(), &node_args(dir.path(), bus_port)) {
+            let mut others = std::iter::repeat_with(free_port).filter(|&other| other != port);
+            let bus_port = others.next().expect("free_port keeps returning ports");
+            let tls = tls.clone().map(|files| {
+                let tls_port = others
+                    .find(|&other| other != bus_port)
+                    .expect("free_port keeps returning ports");
+                (tls_port, files)
+            });
+            let args = node_args(dir.path(), bus_port, tls.as_ref());
+            match launch(engine, port, dir.path(), &args) {
                 Ok(child) => {
                     return Node {
                         engine,
                         port,
                         bus_port,
+                        tls,
                         child: Some(child),
                         dir,
                     };
@@ -829,7 +887,12 @@ impl Node {
         self.stop()
             .unwrap_or_else(|err| panic!("kill cluster node {} and wait for it: {err}", self.port));
         let (engine, port, dir) = (self.engine, self.port, self.dir.path());
-        match launch(engine, port, dir, &node_args(dir, self.bus_port)) {
+        match launch(
+            engine,
+            port,
+            dir,
+            &node_args(dir, self.bus_port, self.tls.as_ref()),
+        ) {
             Ok(child) => self.child = Some(child),
             Err(LaunchError::Exited(status)) => panic!(
                 "{engine} cluster node exited on restart on port {port} (bus port {}) with \
@@ -885,7 +948,7 @@ impl Drop for Node {
 // === talking to nodes ===
 
 /// The server arguments of a cluster node, beyond what [`launch`] passes to every server.
-fn node_args(dir: &Path, bus_port: u16) -> Vec<OsString> {
+fn node_args(dir: &Path, bus_port: u16, tls: Option<&(u16, ClusterTls)>) -> Vec<OsString> {
     let mut args: Vec<OsString> = [
         "--appendonly",
         "no",
@@ -904,6 +967,18 @@ fn node_args(dir: &Path, bus_port: u16) -> Vec<OsString> {
     .map(OsString::from)
     .collect();
     args.push(dir.join(NODES_CONF).into_os_string());
+    if let Some((tls_port, files)) = tls {
+        for (flag, value) in [
+            ("--tls-port", OsString::from(tls_port.to_string())),
+            ("--tls-cert-file", files.cert.clone().into()),
+            ("--tls-key-file", files.key.clone().into()),
+            ("--tls-ca-cert-file", files.ca.clone().into()),
+            ("--tls-cluster", "yes".into()),
+            ("--tls-replication", "yes".into()),
+        ] {
+            args.extend([flag.into(), value]);
+        }
+    }
     args
 }
 

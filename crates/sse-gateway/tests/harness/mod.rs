@@ -7,6 +7,7 @@
 //! without stalling it, and stopping one node does not touch another.
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
+pub(crate) mod cluster;
 pub(crate) mod feed;
 pub(crate) mod tokens;
 
