@@ -1,6 +1,7 @@
 //! The deployment and monitoring files are valid and agree with the code:
-//! - `docker-compose config` accepts `docker-compose.yml` and renders the eight services, and
-//!   every host nginx and Prometheus reach is one of them;
+//! - `docker-compose config` accepts `docker-compose.yml` and renders the eight services plus
+//!   the seven of the `cluster` profile, every host nginx and Prometheus reach is one of them,
+//!   and with `deploy/compose/cluster.env` both binaries are pointed at the cluster's nodes;
 //! - `promtool` accepts `deploy/prometheus/prometheus.yml` and `alerts.yml`, and the alert unit
 //!   tests in `alerts.test.yml` pass;
 //! - every `sse_*` metric the Grafana dashboard and the alert rules query is one the binaries
@@ -63,6 +64,18 @@ const SERVICES: [&str; 8] = [
     "redis",
 ];
 
+/// The services of the `cluster` profile: six nodes and the one-shot job that creates the
+/// cluster from them.
+const CLUSTER_SERVICES: [&str; 7] = [
+    "redis-cluster-1",
+    "redis-cluster-2",
+    "redis-cluster-3",
+    "redis-cluster-4",
+    "redis-cluster-5",
+    "redis-cluster-6",
+    "redis-cluster-init",
+];
+
 /// The keys of the top-level `services:` mapping of a rendered compose file (two-space indent,
 /// as `docker-compose config` writes it).
 fn rendered_services(rendered: &str) -> BTreeSet<String> {
@@ -94,13 +107,19 @@ fn compose_file_renders_every_service() {
         "docker-compose",
     );
     let services = rendered_services(&rendered);
-    let expected: BTreeSet<String> = SERVICES.iter().map(|s| (*s).to_owned()).collect();
+    let expected: BTreeSet<String> = SERVICES
+        .iter()
+        .chain(&CLUSTER_SERVICES)
+        .map(|s| (*s).to_owned())
+        .collect();
     assert_eq!(services, expected, "services in:\n{rendered}");
+    // Without the cluster env file, all four binaries use the one Redis.
+    assert_eq!(rendered.matches("REDIS_URL: redis://redis:6379").count(), 4);
+    assert_eq!(rendered.matches("REDIS_CLUSTER: \"false\"").count(), 4);
     for needle in [
         "condition: service_healthy",
         "SSE_LISTEN: 0.0.0.0:8080",
         "SSE_LISTEN: 0.0.0.0:8081",
-        "REDIS_URL: redis://redis:6379",
         "SSE_LOG_FORMAT: json",
         "--appendonly",
         "upstreams.compose.conf:/etc/nginx/sse/upstreams.conf:ro",
@@ -108,6 +127,41 @@ fn compose_file_renders_every_service() {
         assert!(
             rendered.contains(needle),
             "`{needle}` is missing from:\n{rendered}"
+        );
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "e2e"),
+    ignore = "needs docker-compose: tests/run.sh (or --features sse-gateway/e2e)"
+)]
+fn the_cluster_env_file_points_both_binaries_at_the_cluster_profile() {
+    let env = read("deploy/compose/cluster.env");
+    assert!(env.lines().any(|line| line == "COMPOSE_PROFILES=cluster"));
+    let rendered = run(
+        "docker-compose",
+        &[
+            "--env-file",
+            "deploy/compose/cluster.env",
+            "-f",
+            "docker-compose.yml",
+            "config",
+        ],
+        "docker-compose",
+    );
+    let seeds = "REDIS_URL: redis://redis-cluster-1:6379,redis://redis-cluster-2:6379,redis://redis-cluster-3:6379";
+    assert_eq!(rendered.matches(seeds).count(), 4, "{rendered}");
+    assert_eq!(rendered.matches("REDIS_CLUSTER: \"true\"").count(), 4);
+    assert_eq!(
+        rendered.matches("- cluster\n").count(),
+        CLUSTER_SERVICES.len(),
+        "every cluster service, and only they, in the profile:\n{rendered}"
+    );
+    for node in &CLUSTER_SERVICES[..6] {
+        assert!(
+            rendered.contains(&format!("hostname: {node}")),
+            "{node} announces its service name:\n{rendered}"
         );
     }
 }
