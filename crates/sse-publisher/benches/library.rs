@@ -1,14 +1,15 @@
 //! Publishing throughput through the library, against a real `redis-server` this benchmark
 //! starts: single events from many concurrent tasks (pipelined on the one multiplexed
 //! connection), batches, and single events acknowledged by a replica (`WAIT 1` after each
-//! publish, `--min-replicas-ack 1`) with a second `redis-server` replicating the first.
+//! publish, `--min-replicas-ack 1`) with a second `redis-server` replicating the first, compared
+//! with the same `FCALL` + `WAIT` pipeline on connections checked out of a `deadpool-redis` pool.
 //!
 //! `cargo bench -p sse-publisher --bench library` (pin it with `taskset -c 0` to see one
 //! core's worth: Redis then shares that core, as it would on a one-core box).
 
 use std::time::{Duration, Instant};
 
-use sse_core::schema::Retention;
+use sse_core::schema::{PublishCall, Retention};
 use sse_core::{Event, Topic};
 use sse_publisher::{Publisher, RedisFlags};
 use sse_testkit::RedisServer;
@@ -107,6 +108,40 @@ async fn replicated(redis: &RedisServer, options: &RedisFlags, event: &Event) {
             started,
         );
     }
+    for size in [16, 64] {
+        let pool = deadpool_redis::Config::from_url(redis.url())
+            .builder()
+            .expect("a valid pool configuration")
+            .max_size(size)
+            .runtime(deadpool_redis::Runtime::Tokio1)
+            .build()
+            .expect("a pool");
+        for concurrency in [1, 16, 64] {
+            let started = Instant::now();
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..concurrency {
+                let (pool, event) = (pool.clone(), event.clone());
+                tasks.spawn(async move {
+                    for _ in 0..REPLICATED_EVENTS / concurrency {
+                        let mut connection = pool.get().await.expect("a pooled connection");
+                        let (_, acked): (String, u32) = redis::pipe()
+                            .add_command(PublishCall::new(&event, Retention::default()).command())
+                            .add_command(redis::cmd("WAIT").arg(1).arg(5000).to_owned())
+                            .query_async(&mut connection)
+                            .await
+                            .expect("publish succeeds");
+                        assert_eq!(acked, 1, "the replica holds the event");
+                    }
+                });
+            }
+            tasks.join_all().await;
+            report_n(
+                REPLICATED_EVENTS,
+                &format!("pool of {size}, replica ack, {concurrency} concurrent"),
+                started,
+            );
+        }
+    }
 }
 
 fn report(what: &str, started: Instant) {
@@ -115,5 +150,5 @@ fn report(what: &str, started: Instant) {
 
 fn report_n(events: usize, what: &str, started: Instant) {
     let rate = events as f64 / started.elapsed().as_secs_f64();
-    println!("{what:<28} {rate:>10.0} events/s");
+    println!("{what:<40} {rate:>10.0} events/s");
 }

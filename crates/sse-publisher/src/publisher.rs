@@ -32,7 +32,7 @@ use redis::cluster_routing::Slot;
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 use sse_core::ErrorChain;
 use sse_core::runtime::redis::{CheckError, Commands, Mode, Redis, RedisConfigError, RedisFlags};
-use sse_core::schema::{FUNCTION, LIBRARY, PublishCall, Retention, cluster_library, stream_key};
+use sse_core::schema::{LIBRARY, PublishCall, Retention, cluster_library, stream_key};
 use sse_core::{Event, EventId, Topic};
 
 /// Publishes events into Redis. Cheap to clone; clones share one connection.
@@ -217,7 +217,7 @@ impl Publisher {
     /// # Errors
     /// [`PublishError`]; the event was not written (see the module docs for the exception).
     pub async fn publish(&self, event: &Event) -> Result<EventId, PublishError> {
-        let call = || fcall(&PublishCall::new(event, self.retention));
+        let call = || PublishCall::new(event, self.retention).command();
         let Some(ack) = &self.replicas else {
             let reply: String = self.with_function(&self.connection, call).await?;
             return parse_id(reply);
@@ -255,7 +255,7 @@ impl Publisher {
         let calls = || {
             events
                 .iter()
-                .map(|e| fcall(&PublishCall::new(e, self.retention)))
+                .map(|e| PublishCall::new(e, self.retention).command())
         };
         let Some(ack) = &self.replicas else {
             let replies: Vec<String> = self
@@ -376,15 +376,6 @@ impl Request for redis::Pipeline {
     ) -> redis::RedisResult<T> {
         self.query_async(connection).await
     }
-}
-
-fn fcall(call: &PublishCall) -> redis::Cmd {
-    let mut cmd = redis::cmd("FCALL");
-    cmd.arg(FUNCTION).arg(1).arg(&call.key);
-    for arg in &call.args {
-        cmd.arg(&arg[..]);
-    }
-    cmd
 }
 
 /// The hash slot of `topic`'s keys.

@@ -69,6 +69,16 @@ impl PublishCall {
             ],
         }
     }
+
+    /// The `FCALL` command itself.
+    pub fn command(&self) -> redis::Cmd {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg(FUNCTION).arg(1).arg(&self.key);
+        for arg in &self.args {
+            cmd.arg(&arg[..]);
+        }
+        cmd
+    }
 }
 
 #[cfg(test)]
