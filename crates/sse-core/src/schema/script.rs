@@ -70,7 +70,8 @@ impl PublishCall {
         }
     }
 
-    /// The `FCALL` command itself.
+    /// The `FCALL` command itself (with the `runtime` feature, which brings the redis crate).
+    #[cfg(feature = "runtime")]
     pub fn command(&self) -> redis::Cmd {
         let mut cmd = redis::cmd("FCALL");
         cmd.arg(FUNCTION).arg(1).arg(&self.key);
