@@ -24,8 +24,23 @@ pub(crate) struct Limits {
     pub(crate) max_streams: usize,
     /// Most bytes queued for one client (`--client-buffer`).
     pub(crate) client_buffer: usize,
-    /// The `retry:` sent to every client (`--retry-ms`).
-    pub(crate) retry_ms: u64,
+    /// The `retry:` sent to clients (`--retry-ms`, `--retry-jitter`).
+    pub(crate) retry: RetryBand,
+}
+
+/// The band each stream's `retry:` is drawn from: `least_ms` plus up to `jitter_ms`, uniformly.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RetryBand {
+    pub(crate) least_ms: u64,
+    pub(crate) jitter_ms: u64,
+}
+
+impl RetryBand {
+    /// The `retry:` of one new stream.
+    pub(crate) fn pick(self) -> u64 {
+        self.least_ms
+            .saturating_add(fastrand::u64(0..=self.jitter_ms))
+    }
 }
 
 /// What every handler shares.

@@ -28,9 +28,16 @@ pub struct Config {
     #[arg(long, env = "SSE_HEARTBEAT", default_value = "15s", value_parser = parse_positive_duration)]
     pub heartbeat: Duration,
 
-    /// Reconnection delay sent to clients in the `retry:` field, in milliseconds.
+    /// Reconnection delay sent to clients in the `retry:` field, in milliseconds: the least
+    /// one (see --retry-jitter).
     #[arg(long, env = "SSE_RETRY_MS", default_value_t = 1000)]
     pub retry_ms: u64,
+
+    /// Up to this much, chosen at random for each stream, is added to --retry-ms, so that
+    /// the clients of a node that went away do not all come back in the same instant. `0s`
+    /// sends every client --retry-ms exactly.
+    #[arg(long, env = "SSE_RETRY_JITTER", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub retry_jitter: Duration,
 
     /// Most bytes queued for one client; a client further behind is disconnected (it
     /// reconnects and resumes from the stream).

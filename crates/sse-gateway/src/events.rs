@@ -144,7 +144,7 @@ pub(crate) async fn open<B>(
         history: app.history.clone(),
         metrics: app.metrics.clone(),
         slot,
-        retry_ms: app.limits.retry_ms,
+        retry_ms: app.limits.retry.pick(),
         token_expiry: grant.expires_at.map(|expires_at| {
             expires_at
                 .duration_since(std::time::SystemTime::now())

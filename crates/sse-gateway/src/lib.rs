@@ -182,7 +182,10 @@ pub async fn run(
             max_topics: config.max_topics as usize,
             max_streams: config.max_connections,
             client_buffer: usize::try_from(config.client_buffer.as_u64()).unwrap_or(usize::MAX),
-            retry_ms: config.retry_ms,
+            retry: app::RetryBand {
+                least_ms: config.retry_ms,
+                jitter_ms: u64::try_from(config.retry_jitter.as_millis()).unwrap_or(u64::MAX),
+            },
         },
         open_streams: Arc::new(AtomicUsize::new(0)),
         drain: drain::Drain::default(),

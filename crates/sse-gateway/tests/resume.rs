@@ -167,7 +167,7 @@ async fn a_position_trimmed_away_gets_a_truncated_event_then_everything_retained
         .arg(1)
         .exec(&mut redis.connection())
         .unwrap();
-    let gateway = start_gateway(&redis, &["--replay-page", "4"]);
+    let gateway = start_gateway(&redis, &["--replay-page", "4", "--retry-jitter", "0s"]);
     let publisher = publisher_keeping(&redis, 10).await;
     let seed = publish(&publisher, "kept", None, "seed").await;
     let client = gateway.subscribe(&["kept"]).await;

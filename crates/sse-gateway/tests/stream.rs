@@ -75,7 +75,7 @@ fn topic(name: &str) -> Topic {
 #[tokio::test]
 async fn a_single_topic_stream_carries_every_payload_exactly() {
     let redis = RedisServer::start();
-    let gateway = start_gateway(&redis, &[]);
+    let gateway = start_gateway(&redis, &["--retry-jitter", "0s"]);
     let publisher = publisher(&redis).await;
     let mut client = gateway.get("/events?topic=orders", &[]).await;
 
@@ -118,6 +118,34 @@ async fn a_single_topic_stream_carries_every_payload_exactly() {
         assert_eq!(event.data, *expected);
         assert_eq!(&event.last_event_id, id, "the SSE id is the stream id");
     }
+}
+
+/// The `retry:` of each stream is drawn from `--retry-ms` plus up to `--retry-jitter`, so the
+/// clients of a lost node do not reconnect in lockstep.
+#[tokio::test]
+async fn each_stream_gets_a_retry_of_its_own_within_the_band() {
+    let redis = RedisServer::start();
+    let gateway = start_gateway(&redis, &["--retry-ms", "2000", "--retry-jitter", "1s"]);
+    let mut retries = Vec::new();
+    for _ in 0..20 {
+        let mut client = gateway.get("/events?topic=orders", &[]).await;
+        client.position(PATIENCE).await;
+        let head = String::from_utf8_lossy(client.raw()).into_owned();
+        let retry: u64 = head
+            .strip_prefix("retry: ")
+            .and_then(|rest| rest.split('\n').next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("the stream opens with retry: {head:?}"));
+        retries.push(retry);
+    }
+    assert!(
+        retries.iter().all(|retry| (2000..=3000).contains(retry)),
+        "{retries:?}"
+    );
+    // 20 draws from 1001 values are all the same with a chance of about 1e-57.
+    retries.sort_unstable();
+    retries.dedup();
+    assert!(retries.len() > 1, "every stream got {retries:?}");
 }
 
 #[tokio::test]
@@ -385,7 +413,7 @@ async fn events_from_redis_cli_are_delivered_like_any_other_and_garbage_is_skipp
 #[tokio::test]
 async fn the_same_stream_works_over_h2c() {
     let redis = RedisServer::start();
-    let gateway = start_gateway(&redis, &[]);
+    let gateway = start_gateway(&redis, &["--retry-jitter", "0s"]);
     let publisher = publisher(&redis).await;
     let mut client = SseClient::open(gateway.addr, "/events?topic=h2", &[], Protocol::Http2).await;
     assert_eq!(client.status(), 200);
@@ -651,7 +679,7 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn an_http1_stream_is_exact_on_the_wire_after_the_socket_leaves_hyper() {
     let redis = RedisServer::start();
-    let gateway = start_gateway(&redis, &[]);
+    let gateway = start_gateway(&redis, &["--retry-jitter", "0s"]);
     let publisher = publisher(&redis).await;
     let large = "x".repeat(40_000);
     let first = publish(&publisher, "wire", Some("big"), &large).await;
