@@ -53,15 +53,16 @@ RUN set -eux; \
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 
 # sse-healthcheck [path]: GET <path> (default /healthz) from this container's own listener and
-# exit 0 on a 200. The address is SSE_LISTEN when set, else the binary's default port (8081 when
-# PID 1 is sse-publisher, 8080 otherwise); a wildcard address is reached through 127.0.0.1.
+# exit 0 on a 200. The address is SSE_ADMIN_LISTEN (the gateway's probe listener) when set, else
+# SSE_LISTEN when set, else the binary's default port (8081 when PID 1 is sse-publisher, 8080
+# otherwise); a wildcard address is reached through 127.0.0.1.
 RUN set -eux; \
     printf '%s\n' \
       '#!/bin/bash' \
       '# GET ${1:-/healthz} from the local sse-gateway or sse-publisher; exit 0 on HTTP 200.' \
       'set -euo pipefail' \
       'path=${1:-/healthz}' \
-      'listen=${SSE_LISTEN:-}' \
+      'listen=${SSE_ADMIN_LISTEN:-${SSE_LISTEN:-}}' \
       'if [[ -z $listen ]]; then' \
       '  case $(cat /proc/1/comm 2>/dev/null || true) in' \
       '    sse-publisher) listen=0.0.0.0:8081 ;;' \

@@ -18,6 +18,12 @@ pub struct Config {
     #[arg(long, env = "SSE_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 
+    /// A second address serving only /healthz, /readyz and /metrics, on a listener of its own,
+    /// so probes are answered while the main listener is flooded with new clients (they are
+    /// served on the main address too).
+    #[arg(long, env = "SSE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
     /// Where Redis is: one server, or a Redis Cluster.
     #[command(flatten)]
     pub redis: RedisFlags,

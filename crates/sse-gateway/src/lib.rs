@@ -28,6 +28,7 @@
 
 pub mod config;
 
+mod admin;
 mod app;
 mod auth;
 mod body;
@@ -66,6 +67,15 @@ pub enum StartError {
     /// The Redis flags cannot work, or Redis is not the kind they name.
     #[error(transparent)]
     Redis(#[from] RedisConfigError),
+    /// The `--admin-listen` address cannot be bound.
+    #[error("cannot listen on --admin-listen {addr}")]
+    AdminListen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The redis crate refused to build a client.
     #[error("cannot set up the redis client")]
     RedisClient(#[source] redis::RedisError),
@@ -142,6 +152,14 @@ pub async fn run(
         "Last-Event-ID, Authorization, Content-Type, Cache-Control, Accept",
         metrics.cors_rejected.clone(),
     )?;
+    let admin = match config.admin_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::AdminListen { addr, source })?,
+        ),
+        None => None,
+    };
     let redis = Redis::from_flags(&config.redis)?;
     let commands = redis.commands().map_err(StartError::RedisClient)?;
     match redis.check_mode().await {
@@ -208,6 +226,15 @@ pub async fn run(
         },
         dead_peer_timeout: (config.heartbeat * 2).max(Duration::from_secs(10)),
     };
+    if let Some(admin) = admin {
+        tracing::info!(addr = ?admin.local_addr().ok(), "admin listener: /healthz, /readyz, /metrics");
+        tokio::spawn(admin::serve(
+            admin,
+            app.clone(),
+            limits.http,
+            stopping.clone(),
+        ));
+    }
     server::serve(
         listener,
         app,

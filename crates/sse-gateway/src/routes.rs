@@ -6,6 +6,9 @@
 //! | `GET /healthz` | the process is up |
 //! | `GET /readyz` | Redis pub/sub is connected and caught up, and the node is not draining |
 //! | `GET /metrics` | Prometheus metrics |
+//!
+//! The last three are the probes: with `--admin-listen` they are also served on a listener of
+//! their own ([`crate::admin`]), which routes with [`probe_route`].
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -54,8 +57,26 @@ pub(crate) async fn route<B>(
                 .preflight(request.headers(), response.headers_mut());
             response
         }
+        ("/events", _) => not_allowed(method, "GET, OPTIONS"),
+        _ => probe(&app, &request),
+    };
+    Ok(response)
+}
+
+/// Routes one request that arrived on the admin listener: the probes, nothing else.
+pub(crate) async fn probe_route<B>(
+    app: Arc<App>,
+    request: Request<B>,
+) -> Result<Response<Body>, Infallible> {
+    Ok(probe(&app, &request))
+}
+
+/// `/healthz`, `/readyz` and `/metrics`; `404` for any other path.
+fn probe<B>(app: &App, request: &Request<B>) -> Response<Body> {
+    let method = request.method();
+    match (request.uri().path(), method) {
         ("/healthz", &Method::GET) => text(StatusCode::OK, Bytes::from_static(b"ok\n")),
-        ("/readyz", &Method::GET) => readyz(&app),
+        ("/readyz", &Method::GET) => readyz(app),
         ("/metrics", &Method::GET) => {
             let mut response = text(StatusCode::OK, Bytes::from(app.metrics.render()));
             response.headers_mut().insert(
@@ -64,11 +85,9 @@ pub(crate) async fn route<B>(
             );
             response
         }
-        ("/events", _) => not_allowed(method, "GET, OPTIONS"),
         ("/healthz" | "/readyz" | "/metrics", _) => not_allowed(method, "GET"),
         (path, _) => RequestError::NotFound(path.chars().take(200).collect()).into_response(),
-    };
-    Ok(response)
+    }
 }
 
 fn not_allowed(method: &Method, allow: &'static str) -> Response<Body> {
