@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
 
 use sse_core::runtime::cors::Cors;
 
@@ -24,22 +25,25 @@ pub(crate) struct Limits {
     pub(crate) max_streams: usize,
     /// Most bytes queued for one client (`--client-buffer`).
     pub(crate) client_buffer: usize,
-    /// The `retry:` sent to clients (`--retry-ms`, `--retry-jitter`).
-    pub(crate) retry: RetryBand,
+    /// The `retry:` sent to clients, in milliseconds (`--retry-ms`, `--retry-jitter`).
+    pub(crate) retry: Band,
+    /// How long a stream may last, in milliseconds (`--max-connection-age` and its jitter).
+    pub(crate) max_age: Option<Band>,
 }
 
-/// The band each stream's `retry:` is drawn from: `least_ms` plus up to `jitter_ms`, uniformly.
+/// A setting drawn at random for each new stream, so that streams opened together (the
+/// clients of a lost node, a storm) do not act together again: `least` plus up to `spread`,
+/// uniformly.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct RetryBand {
-    pub(crate) least_ms: u64,
-    pub(crate) jitter_ms: u64,
+pub(crate) struct Band {
+    pub(crate) least: u64,
+    pub(crate) spread: u64,
 }
 
-impl RetryBand {
-    /// The `retry:` of one new stream.
+impl Band {
+    /// The value for one new stream.
     pub(crate) fn pick(self) -> u64 {
-        self.least_ms
-            .saturating_add(fastrand::u64(0..=self.jitter_ms))
+        self.least.saturating_add(fastrand::u64(0..=self.spread))
     }
 }
 
@@ -74,6 +78,7 @@ pub(crate) struct StreamSlot {
     metrics: Arc<Metrics>,
     /// The stream's share of its client's limits, given back with the slot.
     pub(crate) client: Option<ClientSlot>,
+    opened: Instant,
 }
 
 impl StreamSlot {
@@ -93,6 +98,7 @@ impl StreamSlot {
             open: open.clone(),
             metrics: metrics.clone(),
             client: None,
+            opened: Instant::now(),
         })
     }
 }
@@ -101,5 +107,8 @@ impl Drop for StreamSlot {
     fn drop(&mut self) {
         self.open.fetch_sub(1, Ordering::AcqRel);
         self.metrics.connections_active.dec();
+        self.metrics
+            .stream_duration
+            .observe(self.opened.elapsed().as_secs_f64());
     }
 }

@@ -45,6 +45,18 @@ pub struct Config {
     #[arg(long, env = "SSE_RETRY_JITTER", default_value = "1s", value_parser = humantime::parse_duration)]
     pub retry_jitter: Duration,
 
+    /// End each event stream after about this long, cleanly: its client reconnects and
+    /// resumes by Last-Event-ID, on whichever node it reaches. Frees streams a proxy keeps
+    /// open for clients that vanished, and rebalances streams after nodes are added. Off by
+    /// default.
+    #[arg(long, env = "SSE_MAX_CONNECTION_AGE", value_parser = parse_positive_duration)]
+    pub max_connection_age: Option<Duration>,
+
+    /// How much earlier than --max-connection-age a stream may end, drawn at random for each
+    /// stream, so streams opened together do not end together. Default: a tenth of the age.
+    #[arg(long, env = "SSE_MAX_CONNECTION_AGE_JITTER", value_parser = humantime::parse_duration)]
+    pub max_connection_age_jitter: Option<Duration>,
+
     /// Most bytes queued for one client; a client further behind is disconnected (it
     /// reconnects and resumes from the stream).
     #[arg(long, env = "SSE_CLIENT_BUFFER", default_value = "256KiB")]

@@ -132,6 +132,15 @@ pub(crate) async fn open<B>(
         connection.abort.clone(),
         resume.is_some(),
     ));
+    // The stream ends at its own `max_seconds` or at the node's age limit, whichever is first.
+    let age = app
+        .limits
+        .max_age
+        .map(|age| std::time::Duration::from_millis(age.pick()));
+    let bounds = Bounds {
+        max_duration: bounds.max_duration.into_iter().chain(age).min(),
+        ..bounds
+    };
     let (membership, starts) = app.hub.join(&topics, outbox.clone());
     tracing::debug!(topics = ?topics.iter().map(Topic::as_str).collect::<Vec<_>>(), resume = resume.is_some(), subject, "stream opened");
     let body = SseBody::new(Setup {

@@ -67,6 +67,16 @@ pub enum StartError {
     /// The Redis flags cannot work, or Redis is not the kind they name.
     #[error(transparent)]
     Redis(#[from] RedisConfigError),
+    /// Streams could end as soon as they open.
+    #[error(
+        "--max-connection-age-jitter ({jitter:?}) must be less than --max-connection-age ({age:?})"
+    )]
+    AgeJitter {
+        /// The age.
+        age: Duration,
+        /// The jitter.
+        jitter: Duration,
+    },
     /// The `--admin-listen` address cannot be bound.
     #[error("cannot listen on --admin-listen {addr}")]
     AdminListen {
@@ -152,6 +162,19 @@ pub async fn run(
         "Last-Event-ID, Authorization, Content-Type, Cache-Control, Accept",
         metrics.cors_rejected.clone(),
     )?;
+    let max_age = match config.max_connection_age {
+        None => None,
+        Some(age) => {
+            let jitter = config.max_connection_age_jitter.unwrap_or(age / 10);
+            if jitter >= age {
+                return Err(StartError::AgeJitter { age, jitter });
+            }
+            Some(app::Band {
+                least: millis(age - jitter),
+                spread: millis(jitter),
+            })
+        }
+    };
     let admin = match config.admin_listen {
         Some(addr) => Some(
             TcpListener::bind(addr)
@@ -200,10 +223,11 @@ pub async fn run(
             max_topics: config.max_topics as usize,
             max_streams: config.max_connections,
             client_buffer: usize::try_from(config.client_buffer.as_u64()).unwrap_or(usize::MAX),
-            retry: app::RetryBand {
-                least_ms: config.retry_ms,
-                jitter_ms: u64::try_from(config.retry_jitter.as_millis()).unwrap_or(u64::MAX),
+            retry: app::Band {
+                least: config.retry_ms,
+                spread: millis(config.retry_jitter),
             },
+            max_age,
         },
         open_streams: Arc::new(AtomicUsize::new(0)),
         drain: drain::Drain::default(),
@@ -247,6 +271,11 @@ pub async fn run(
     stopping.cancel();
     let _ = link.await;
     Ok(())
+}
+
+/// `duration` in whole milliseconds (saturating).
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The one heartbeat timer of the node: every `period`, each stream that wrote nothing since

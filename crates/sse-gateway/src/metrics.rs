@@ -13,6 +13,8 @@ pub(crate) struct Metrics {
     pub(crate) connections_active: IntGauge,
     /// `sse_connections_total`: event streams opened.
     pub(crate) connections_total: IntCounter,
+    /// `sse_stream_duration_seconds`: how long event streams lasted, observed as each ends.
+    pub(crate) stream_duration: Histogram,
     /// `sse_requests_rejected_total{reason}`: `/events` requests refused.
     pub(crate) requests_rejected: IntCounterVec,
     /// `sse_events_received_total`: events received from Redis pub/sub.
@@ -66,6 +68,11 @@ impl Metrics {
         Self {
             connections_active: registry.gauge("sse_connections_active", "Open event streams."),
             connections_total: registry.counter("sse_connections_total", "Event streams opened."),
+            stream_duration: registry.histogram(
+                "sse_stream_duration_seconds",
+                "How long event streams lasted, observed as each ends.",
+                vec![1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0],
+            ),
             requests_rejected: registry.counter_vec(
                 "sse_requests_rejected_total",
                 "Event stream requests refused, by reason (bad_request, no_token, invalid_token, forbidden, auth_unavailable, per_ip_limit, per_user_limit, over_capacity, draining, ...).",

@@ -5,10 +5,12 @@ mod harness;
 
 use std::net::SocketAddr;
 use std::process::Command;
+use std::time::Duration;
 
 use harness::{PATIENCE, TestGateway, numsub, publish, publisher, start_gateway};
+use sse_core::parser::Item;
 use sse_core::{Cursor, EventId, Topic};
-use sse_testkit::{Engine, Protocol, RedisServer, SseClient, eventually, find};
+use sse_testkit::{Engine, Next, Protocol, RedisServer, SseClient, eventually, find};
 
 /// The value of the sample `series` (a metric name with its labels, as exported) on `gateway`'s
 /// `/metrics`, or 0 when it is absent.
@@ -644,6 +646,78 @@ async fn bounded_streams_end_by_themselves_and_resume_exactly() {
     let (status, body) = gateway.fetch("/events?topic=bounded&max_events=0").await;
     assert_eq!(status, 400);
     assert!(body.contains("max_events"), "{body}");
+}
+
+/// `--max-connection-age`: every stream ends by itself within the age band, and its client
+/// resumes from its last id with exactly the events it did not get, whatever was published
+/// around the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_end_at_the_connection_age_and_resume_exactly() {
+    let redis = RedisServer::start();
+    let gateway = start_gateway(
+        &redis,
+        &[
+            "--max-connection-age",
+            "2s",
+            "--max-connection-age-jitter",
+            "1s",
+        ],
+    );
+    let publisher = publisher(&redis).await;
+    let mut client = gateway.subscribe(&["aging"]).await;
+    let opened = std::time::Instant::now();
+    let mut ids = Vec::new();
+    let mut received = Vec::new();
+    loop {
+        match client.next(Duration::from_millis(50)).await {
+            Next::Item(Item::Event(event)) => received.push(event.data),
+            Next::Item(_) => {}
+            Next::Timeout => {
+                ids.push(publish(&publisher, "aging", None, &ids.len().to_string()).await);
+                assert!(opened.elapsed() < PATIENCE, "the stream never ended");
+            }
+            Next::Closed => break,
+        }
+    }
+    // The age is drawn from 1–2 s: the stream cannot have ended before 1 s.
+    assert!(opened.elapsed() >= Duration::from_secs(1));
+    assert!(!received.is_empty());
+    for _ in 0..3 {
+        ids.push(publish(&publisher, "aging", None, &ids.len().to_string()).await);
+    }
+    let mut resumed = gateway
+        .get(
+            "/events?topic=aging",
+            &[("Last-Event-ID", client.last_event_id())],
+        )
+        .await;
+    let rest = resumed.events(ids.len() - received.len(), PATIENCE).await;
+    let all: Vec<String> = received
+        .into_iter()
+        .chain(rest.into_iter().map(|e| e.data))
+        .collect();
+    let expected: Vec<String> = (0..ids.len()).map(|n| n.to_string()).collect();
+    assert_eq!(all, expected, "every event once, in order, across the end");
+    let ended = gateway.metric("sse_stream_duration_seconds_count").await;
+    assert!(ended >= 1, "the ended stream's lifetime is counted");
+
+    let error = start_gateway(
+        &redis,
+        &[
+            "--max-connection-age",
+            "1s",
+            "--max-connection-age-jitter",
+            "1s",
+        ],
+    )
+    .stop()
+    .expect_err("a jitter as long as the age is refused");
+    assert!(
+        sse_core::ErrorChain(&error).to_string().contains(
+            "--max-connection-age-jitter (1s) must be less than --max-connection-age (1s)"
+        ),
+        "{error}"
+    );
 }
 
 /// The body of an HTTP/1.1 chunked response, checking the framing strictly: every chunk's
