@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use sse_core::runtime::cors::Cors;
 
+use crate::admission::Admission;
 use crate::auth::Auth;
 use crate::client_limits::{ClientLimits, ClientSlot};
 use crate::drain::Drain;
@@ -67,6 +68,8 @@ pub(crate) struct App {
     pub(crate) auth: Option<Auth>,
     /// Streams per client address and per user.
     pub(crate) client_limits: Arc<ClientLimits>,
+    /// New streams per second (`--accept-rate`), when limited.
+    pub(crate) admission: Option<Admission>,
 }
 
 // === impl StreamSlot ===

@@ -72,6 +72,12 @@ pub struct Config {
     #[arg(long, env = "SSE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
+    /// Most new event streams admitted per second on this node (a burst of as many is
+    /// allowed); beyond it, 503 with a Retry-After spread over a few seconds. /readyz is not
+    /// affected. Off by default.
+    #[arg(long, env = "SSE_ACCEPT_RATE")]
+    pub accept_rate: Option<std::num::NonZeroU32>,
+
     /// Most open streams per client address on this node; more get 429 with Retry-After.
     /// Behind a proxy, set `--trusted-proxy` so the client's address is used, not the proxy's.
     #[arg(long, env = "SSE_MAX_CONNECTIONS_PER_IP", value_parser = clap::value_parser!(usize))]

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use sse_core::{CursorError, ErrorChain, TopicError};
 
+use crate::admission::OverRate;
 use crate::auth::Refusal;
 use crate::client_limits::OverLimit;
 use crate::response::{Body, text};
@@ -43,6 +44,13 @@ pub(crate) enum RequestError {
         /// The limit.
         max: usize,
     },
+    /// More new streams than `--accept-rate` this second.
+    #[error(
+        "this node admits at most {} new streams per second; retry in {} ms",
+        .0.rate,
+        .0.retry_after.as_millis()
+    )]
+    OverRate(OverRate),
     /// No token, an invalid one, or a topic it does not allow.
     #[error(transparent)]
     Auth(#[from] Refusal),
@@ -92,6 +100,7 @@ impl RequestError {
                 (StatusCode::TOO_MANY_REQUESTS, "per_user_limit")
             }
             Self::OverCapacity { .. } => (StatusCode::SERVICE_UNAVAILABLE, "over_capacity"),
+            Self::OverRate(_) => (StatusCode::SERVICE_UNAVAILABLE, "accept_rate"),
             Self::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -99,9 +108,26 @@ impl RequestError {
     }
 
     /// The response: the status, the sentence (with its causes), and `Retry-After` or
-    /// `Allow` where they apply.
+    /// `Allow` where they apply. A refusal by `--accept-rate` is an event stream holding the
+    /// sentence as a comment and the wait as `retry:`, for clients that read the body of a
+    /// 503 (fetch-based ones; a browser's `EventSource` does not reconnect after a non-200).
     pub(crate) fn into_response(self) -> Response<Body> {
         let (status, _) = self.status();
+        if let Self::OverRate(refused) = &self {
+            let wait = refused.retry_after;
+            let body = format!(": {}\nretry: {}\n\n", ErrorChain(&self), wait.as_millis());
+            let mut response = text(status, Bytes::from(body));
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)),
+            );
+            return response;
+        }
         let mut response = text(status, Bytes::from(format!("{}\n", ErrorChain(&self))));
         let headers = response.headers_mut();
         match self {

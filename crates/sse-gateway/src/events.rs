@@ -107,6 +107,9 @@ pub(crate) async fn open<B>(
     if app.drain.is_draining() {
         return Err(RequestError::Draining);
     }
+    if let Some(admission) = &app.admission {
+        admission.admit().map_err(RequestError::OverRate)?;
+    }
     let query = request.uri().query().unwrap_or_default();
     let StreamRequest {
         topics,

@@ -29,6 +29,7 @@
 pub mod config;
 
 mod admin;
+mod admission;
 mod app;
 mod auth;
 mod body;
@@ -239,6 +240,7 @@ pub async fn run(
             config.max_connections_per_user,
             config.trusted_proxies.clone(),
         )),
+        admission: config.accept_rate.map(admission::Admission::new),
     });
     tracing::info!(addr = ?listener.local_addr().ok(), "sse-gateway listening");
     let drain_over = Duration::from_secs(config.drain_seconds);

@@ -147,3 +147,72 @@ async fn a_user_over_its_limit_gets_429_whatever_its_address() {
     )
     .await;
 }
+
+/// `--accept-rate`: a burst of the rate is admitted, then new streams get 503 with a
+/// `Retry-After` and a `retry:` that differ from client to client, the streams already open
+/// are untouched, `/readyz` stays 200, and the refusals are counted.
+#[tokio::test]
+async fn beyond_the_accept_rate_new_streams_get_503_told_when_to_return_and_the_node_stays_ready() {
+    let redis = RedisServer::start();
+    let gateway = start_gateway(&redis, &["--accept-rate", "5"]);
+    let mut open = Vec::new();
+    for n in 0..5 {
+        open.push(gateway.subscribe(&[&format!("admitted-{n}")]).await);
+    }
+    // Tokens come back at 5 a second: on a slow machine a request now and then is admitted.
+    let mut waits = Vec::new();
+    let mut attempts = 0;
+    while waits.len() < 10 {
+        attempts += 1;
+        assert!(
+            attempts <= 100,
+            "only {} of {attempts} refused",
+            waits.len()
+        );
+        let mut client = gateway.get("/events?topic=storm", &[]).await;
+        if client.status().as_u16() == 200 {
+            continue;
+        }
+        assert_eq!(client.status().as_u16(), 503);
+        let header = |name: &str| {
+            client
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        assert_eq!(header("content-type").as_deref(), Some("text/event-stream"));
+        let retry_after: u64 = header("retry-after")
+            .and_then(|value| value.parse().ok())
+            .expect("a Retry-After in seconds");
+        assert!((1..=3).contains(&retry_after), "{retry_after}");
+        let body = client.text().await;
+        assert!(
+            body.starts_with(": this node admits at most 5 new streams per second; retry in "),
+            "{body:?}"
+        );
+        let retry: u64 = body
+            .lines()
+            .find_map(|line| line.strip_prefix("retry: "))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("a retry: line in {body:?}"));
+        assert!(retry <= retry_after * 1000 && retry > (retry_after - 1) * 1000);
+        waits.push(retry);
+        assert_eq!(gateway.fetch("/readyz").await.0, 200, "still ready");
+    }
+    waits.sort_unstable();
+    waits.dedup();
+    assert!(
+        waits.len() > 1,
+        "clients are told different waits: {waits:?}"
+    );
+    let (_, metrics) = gateway.fetch("/metrics").await;
+    assert!(
+        metrics.contains(r#"sse_requests_rejected_total{reason="accept_rate"} 10"#),
+        "{metrics}"
+    );
+    // The open streams still deliver.
+    let publisher = harness::publisher(&redis).await;
+    harness::publish(&publisher, "admitted-0", None, "still here").await;
+    assert_eq!(open[0].next_event(PATIENCE).await.data, "still here");
+}
