@@ -93,6 +93,12 @@ pub struct Config {
     #[arg(long = "trusted-proxy", env = "SSE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_network)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
+    /// Most history reads for resuming clients at a time on this node; the others wait their
+    /// turn (a reconnect storm then costs Redis a bounded number of concurrent reads). Gap
+    /// fills after a pub/sub outage never wait. Off by default.
+    #[arg(long, env = "SSE_MAX_CONCURRENT_REPLAYS")]
+    pub max_concurrent_replays: Option<std::num::NonZeroUsize>,
+
     /// Events read from Redis per request while replaying history to a resuming client.
     #[arg(long, env = "SSE_REPLAY_PAGE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     pub replay_page: u32,

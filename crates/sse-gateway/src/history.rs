@@ -20,10 +20,18 @@
 //! the stream by hand) are skipped and counted. Redis 7.0's `max-deleted-entry-id` is not
 //! used: 7.0 does not update it when `MAXLEN` trims. Further pages come from
 //! [`History::after`], `XRANGE` with an exclusive start.
+//!
+//! **Bounded replays.** In a reconnect storm every resuming client reads at once. The clients'
+//! `History` (not the pub/sub link's, whose gap fills must not wait behind them) can be
+//! [`limited`](History::limited) to `--max-concurrent-replays` reads at a time: the others
+//! wait their turn (counted by `sse_replays_waiting`) instead of failing, and their live
+//! events queue meanwhile as for any resume.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::try_join_all;
-use prometheus::IntCounter;
+use prometheus::{IntCounter, IntGauge};
 use redis::{RedisError, Value};
 use sse_core::ErrorChain;
 use sse_core::control::Truncation;
@@ -40,6 +48,33 @@ pub(crate) struct History {
     /// Counts entries that are not events (written by hand): they are skipped, never fatal,
     /// or one bad entry would end every resume of its topic, again and again.
     invalid: IntCounter,
+    /// Bounds concurrent resume reads, when limited.
+    turns: Option<Arc<ReplayTurns>>,
+}
+
+/// At most so many resume reads at a time, and how many wait for their turn.
+pub(crate) struct ReplayTurns {
+    semaphore: Arc<tokio::sync::Semaphore>,
+    waiting: IntGauge,
+}
+
+impl ReplayTurns {
+    /// `max` reads at a time; `waiting` counts the reads waiting for one.
+    pub(crate) fn new(max: usize, waiting: IntGauge) -> Self {
+        Self {
+            semaphore: Arc::new(tokio::sync::Semaphore::new(max)),
+            waiting,
+        }
+    }
+
+    /// Waits for a turn; the turn ends when the permit is dropped.
+    async fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.waiting.inc();
+        // The semaphore is never closed, so this always gets a permit.
+        let permit = self.semaphore.clone().acquire_owned().await.ok();
+        self.waiting.dec();
+        permit
+    }
 }
 
 /// Up to one page of a topic's events, oldest first.
@@ -79,6 +114,24 @@ impl History {
             redis,
             page,
             invalid,
+            turns: None,
+        }
+    }
+
+    /// This history, with every [`resume`](History::resume) and [`after`](History::after)
+    /// waiting for a turn of `turns` (see the module docs).
+    pub(crate) fn limited(self, turns: Arc<ReplayTurns>) -> Self {
+        Self {
+            turns: Some(turns),
+            ..self
+        }
+    }
+
+    /// A turn, when limited.
+    async fn turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        match &self.turns {
+            Some(turns) => turns.take().await,
+            None => None,
         }
     }
 
@@ -88,6 +141,7 @@ impl History {
         topic: &Topic,
         from: EventId,
     ) -> Result<Resume, HistoryError> {
+        let _turn = self.turn().await;
         let (ids, mut events) = self.range(topic, &from.to_string(), self.page + 1).await?;
         if ids.first() == Some(&from) {
             events.retain(|event| event.id != from);
@@ -116,6 +170,7 @@ impl History {
 
     /// Up to one page of events after `after` (exclusive).
     pub(crate) async fn after(&self, topic: &Topic, after: EventId) -> Result<Page, HistoryError> {
+        let _turn = self.turn().await;
         let (ids, events) = self.range(topic, &format!("({after}"), self.page).await?;
         let next = ids.last().copied().filter(|_| ids.len() == self.page);
         Ok(Page { events, next })

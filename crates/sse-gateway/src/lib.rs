@@ -218,7 +218,13 @@ pub async fn run(
 
     let app = Arc::new(app::App {
         hub,
-        history,
+        history: match config.max_concurrent_replays {
+            Some(max) => history.limited(Arc::new(history::ReplayTurns::new(
+                max.get(),
+                metrics.replays_waiting.clone(),
+            ))),
+            None => history,
+        },
         metrics,
         limits: app::Limits {
             max_topics: config.max_topics as usize,

@@ -31,6 +31,8 @@ pub(crate) struct Metrics {
     pub(crate) delivery_latency: Histogram,
     /// `sse_replayed_events_total`: events sent from a stream to resuming clients.
     pub(crate) replayed_events: IntCounter,
+    /// `sse_replays_waiting`: resume reads waiting for a turn (`--max-concurrent-replays`).
+    pub(crate) replays_waiting: IntGauge,
     /// `sse_history_truncated_total`: resumes that could not continue exactly.
     pub(crate) history_truncated: IntCounter,
     /// `sse_slow_consumer_disconnects_total`: streams ended because a client fell behind.
@@ -104,6 +106,10 @@ impl Metrics {
             replayed_events: registry.counter(
                 "sse_replayed_events_total",
                 "Events sent from a topic's stream to resuming clients.",
+            ),
+            replays_waiting: registry.gauge(
+                "sse_replays_waiting",
+                "Resume reads waiting for a turn (--max-concurrent-replays).",
             ),
             history_truncated: registry.counter(
                 "sse_history_truncated_total",

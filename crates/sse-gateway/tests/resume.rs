@@ -392,3 +392,49 @@ async fn an_entry_written_into_the_stream_by_hand_that_is_no_event_is_skipped_on
     let event = client.next_event(PATIENCE).await;
     assert_eq!((event.data.as_str(), event.last_event_id), ("live", live));
 }
+
+/// `--max-concurrent-replays 1`: while Redis holds the one read in progress (`CLIENT PAUSE`),
+/// every other resume waits for its turn (`sse_replays_waiting`) rather than failing, and
+/// once Redis answers again each client receives exactly what it missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumes_beyond_the_concurrent_replay_limit_wait_their_turn_and_lose_nothing() {
+    const CLIENTS: usize = 20;
+    let redis = RedisServer::start();
+    let gateway = start_gateway(
+        &redis,
+        &["--max-concurrent-replays", "1", "--replay-page", "4"],
+    );
+    let publisher = publisher(&redis).await;
+    // The node's subscription to the topic is up before Redis pauses.
+    let _live = gateway.subscribe(&["queued"]).await;
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        ids.push(publish(&publisher, "queued", None, &n.to_string()).await);
+    }
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(2000)
+        .arg("ALL")
+        .query(&mut redis.connection())
+        .expect("CLIENT PAUSE");
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(resume(&gateway, "/events?topic=queued", &ids[1]).await);
+    }
+    eventually("every resume but one waits", PATIENCE, || async {
+        let waiting = gateway.metric("sse_replays_waiting").await;
+        (waiting == CLIENTS as u64 - 1).then_some(())
+    })
+    .await;
+    for client in &mut clients {
+        let data: Vec<String> = client
+            .events(10, PATIENCE)
+            .await
+            .into_iter()
+            .map(|event| event.data)
+            .collect();
+        let expected: Vec<String> = (2..12).map(|n| n.to_string()).collect();
+        assert_eq!(data, expected);
+    }
+    assert_eq!(gateway.metric("sse_replays_waiting").await, 0);
+}
