@@ -215,9 +215,12 @@ impl PubSubLink {
     /// master, following `MOVED`) and waits until every probe came back over its
     /// subscription: from then on, every event published after the probe arrives too, and
     /// every one before it is in the stream. Live messages of these topics that arrive
-    /// before their probe are dropped (the caller reads the stream next); a probe that does
-    /// not come back within [`PROBE_TIMEOUT`] ends the session, and the next one starts
-    /// from a fresh view of the slots.
+    /// while the probes are awaited are dropped, whether their own probe came back or not:
+    /// the caller reads each topic's stream (or its tip) next, which holds them, and one
+    /// delivered first would move its topic past the events that read must deliver (on a
+    /// reconnect, what was published during the gap). A probe that does not come back
+    /// within [`PROBE_TIMEOUT`] ends the session, and the next one starts from a fresh view
+    /// of the slots. Live messages of other topics are delivered meanwhile.
     async fn subscribe(&mut self, session: &mut Session, topics: &[Topic]) -> Result<(), Lost> {
         let channels: Vec<String> = topics.iter().map(live_channel).collect();
         for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
@@ -226,7 +229,8 @@ impl PubSubLink {
         if !session.live.needs_probes() || topics.is_empty() {
             return Ok(());
         }
-        let mut unconfirmed: HashSet<String> = channels.iter().cloned().collect();
+        let subscribing: HashSet<String> = channels.iter().cloned().collect();
+        let mut unconfirmed = subscribing.clone();
         for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
             self.timed(session.live.probe(chunk)).await??;
         }
@@ -240,7 +244,7 @@ impl PubSubLink {
                         unconfirmed.remove(&channel);
                     }
                     Notice::Message(message) => {
-                        if !unconfirmed.contains(message.get_channel_name()) {
+                        if !subscribing.contains(message.get_channel_name()) {
                             self.on_message(&message, session);
                         }
                     }

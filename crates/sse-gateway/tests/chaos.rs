@@ -1,26 +1,42 @@
 //! Chaos: the delivery guarantee (SPEC §8) holds while real processes fail.
 //!
-//! One `redis-server` with AOF (`appendfsync always`), three `sse-gateway` processes and one
-//! `sse-publisher` process, all real binaries. One task per topic publishes sequence numbers
-//! over HTTP, retrying each until it gets a 201. Two dozen EventSource-like clients (one,
-//! two or three topics each) read their streams and, whenever a stream ends or breaks,
-//! reconnect to a random gateway with their `Last-Event-ID`. Meanwhile a seeded schedule
-//! kills gateways with SIGKILL, stops them with SIGTERM (drain), kills the gateways' pub/sub
-//! connections (`CLIENT KILL TYPE pubsub`), kills and restarts Redis, and makes clients stop
-//! reading for seconds (so a gateway with a 32 KiB `--client-buffer` may cut them); never are
-//! all gateways down at once. Then everything is healed and the clients catch up.
+//! Three `sse-gateway` processes and one `sse-publisher` process, all real binaries, on one of
+//! two Redis backends (see `chaos/backend.rs`); the scenario and the checks are the same:
+//!
+//! - `every_client_receives_every_event_exactly_once_through_chaos`: one `redis-server` with
+//!   AOF (`appendfsync always`), which the schedule kills and restarts.
+//! - `every_client_receives_every_event_exactly_once_through_cluster_chaos`: a Redis Cluster of
+//!   3 masters and 3 replicas (the test kit's), both binaries with `--redis-cluster`, the
+//!   publisher with `--min-replicas-ack 1`; the four topics live on all three masters at start.
+//!   The schedule SIGKILLs a topic's master (its replica takes over; the killed node comes back
+//!   as a replica seconds later), fails a topic's master over to its replica (`CLUSTER
+//!   FAILOVER`), and moves a topic's slot to another master while it is published to.
+//!
+//! One task per topic publishes sequence numbers over HTTP, retrying each until it gets a 201.
+//! Two dozen EventSource-like clients (one, two or three topics each) read their streams and,
+//! whenever a stream ends or breaks, reconnect to a random gateway with their `Last-Event-ID`.
+//! Meanwhile a seeded schedule kills gateways with SIGKILL, stops them with SIGTERM (drain),
+//! kills the gateways' pub/sub connections (`CLIENT KILL TYPE pubsub`, on a cluster on every
+//! master), injects the backend's Redis faults (above), and makes clients stop reading for
+//! seconds (so a gateway with a 32 KiB `--client-buffer` may cut them); never are all gateways
+//! down at once, nor two Redis faults under way at once. Then everything is healed and the
+//! clients catch up.
 //!
 //! What it proves: every acknowledged publish is in its topic's stream, nothing is lost from
 //! the sequence, and every client received, for each of its topics, exactly the entries of
 //! the topic's stream (`XRANGE`): same ids, same data, in order, each once, and never a
-//! `sse.truncated`. A publish whose reply was lost is retried and may be written twice; the
-//! stream, not the publisher's count, is what clients must receive. Nothing here asserts
-//! timing: timeouts only bound hangs.
+//! `sse.truncated`. A publish whose reply was lost (or, on the cluster, that no replica
+//! confirmed in time: a 503) is retried and may be written twice; the stream, not the
+//! publisher's count, is what clients must receive. On the cluster the stream is read from the
+//! master that owns the topic's slot at the end. Nothing here asserts timing: timeouts only
+//! bound hangs.
 //!
-//! The seed is printed; `CHAOS_SEED=<n>` replays a schedule (the processes' timing varies).
-//! On failure (or with `CHAOS_KEEP_LOGS=1`) the nodes' logs are kept and their directory is
-//! printed.
+//! The seed is printed; `CHAOS_SEED=<n>` replays a schedule (the processes' timing varies) of
+//! either variant. On failure (or with `CHAOS_KEEP_LOGS=1`) the nodes' logs are kept and their
+//! directory is printed. The two variants take turns rather than share the machine.
 
+#[path = "chaos/backend.rs"]
+mod backend;
 #[path = "chaos/client.rs"]
 mod client;
 #[path = "chaos/http.rs"]
@@ -35,9 +51,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use backend::{Backend, RedisFault};
 use client::{ClientHandle, ClientSpec};
 use processes::{GATEWAY, LogDir, Node, publisher_binary};
-use sse_testkit::{RedisServer, Rng, SseClient, free_port};
+use sse_testkit::{Rng, SseClient, free_port};
 use tokio::task::JoinHandle;
 
 const DEFAULT_SEED: u64 = 0x5EED_C4A0_2024;
@@ -52,12 +69,23 @@ const CHAOS_MAX: Duration = Duration::from_secs(40);
 const PUBLISH_PACE: Duration = Duration::from_millis(25);
 /// Bytes of padding after the sequence number, so a stalled client overflows its buffer.
 const PADDING: usize = 600;
-/// The faults to inject, each this many times, in a seeded order.
+/// The faults to inject on one Redis, each this many times, in a seeded order.
 const DECK: [(Fault, usize); 5] = [
     (Fault::KillGateway, 4),
     (Fault::TermGateway, 3),
-    (Fault::KillPubSub, 3),
-    (Fault::RestartRedis, 3),
+    (Fault::Redis(RedisFault::KillPubSub), 3),
+    (Fault::Redis(RedisFault::RestartRedis), 3),
+    (Fault::StallClient, 2),
+];
+/// The faults to inject on a cluster. Fewer gateway faults: a failover takes seconds, and
+/// the whole deck must fit in [`CHAOS_MAX`].
+const CLUSTER_DECK: [(Fault, usize); 7] = [
+    (Fault::KillGateway, 2),
+    (Fault::TermGateway, 2),
+    (Fault::Redis(RedisFault::KillPubSub), 2),
+    (Fault::Redis(RedisFault::KillMaster), 2),
+    (Fault::Redis(RedisFault::Failover), 2),
+    (Fault::Redis(RedisFault::MoveSlot), 2),
     (Fault::StallClient, 2),
 ];
 /// Bounds one wait (a start, a heal, a drain); a hang, never a speed assertion.
@@ -77,13 +105,27 @@ const COUNTERS: [&str; 5] = [
 enum Fault {
     KillGateway,
     TermGateway,
-    KillPubSub,
-    RestartRedis,
     StallClient,
+    Redis(RedisFault),
 }
+
+/// The variants take turns: together they would starve a small machine of CPU.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_client_receives_every_event_exactly_once_through_chaos() {
+    chaos(Backend::single, &DECK).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_receives_every_event_exactly_once_through_cluster_chaos() {
+    chaos(|| Backend::cluster(&TOPICS), &CLUSTER_DECK).await;
+}
+
+/// The scenario: the processes on the Redis `start` starts, the clients, publishing while
+/// `deck` is injected, the heal, the catch-up, the checks.
+async fn chaos(start: impl FnOnce() -> Backend, deck: &[(Fault, usize)]) {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let began = Instant::now();
     let seed = match std::env::var("CHAOS_SEED") {
         Ok(text) => parse_seed(&text).unwrap_or_else(|| panic!("CHAOS_SEED={text:?} is no u64")),
@@ -94,44 +136,44 @@ async fn every_client_receives_every_event_exactly_once_through_chaos() {
 
     // === the processes ===
     let logs = LogDir::new();
-    let redis = RedisServer::start_with_aof();
+    let backend = start();
     let publisher_addr = local(free_port());
     let mut publisher = Node::new(
         "sse-publisher",
         publisher_addr,
         &publisher_binary(),
-        strings(&[
-            "--listen",
-            &publisher_addr.to_string(),
-            "--redis-url",
-            &redis.url(),
-            "--token",
-            "chaos",
-            "--redis-timeout",
-            "1s",
-            "--retention",
-            "1000000",
-        ]),
+        node_args(
+            publisher_addr,
+            backend.publisher_args(),
+            &[
+                "--token",
+                "chaos",
+                "--redis-timeout",
+                "1s",
+                "--retention",
+                "1000000",
+            ],
+        ),
         logs.file("publisher.log"),
     );
     publisher.spawn();
     let gateways: Vec<Gateway> = (0..GATEWAYS)
         .map(|i| {
             let addr = local(free_port());
-            let args = strings(&[
-                "--listen",
-                &addr.to_string(),
-                "--redis-url",
-                &redis.url(),
-                "--drain-seconds",
-                "1",
-                "--redis-timeout",
-                "1s",
-                "--heartbeat",
-                "1s",
-                "--client-buffer",
-                "32KiB",
-            ]);
+            let args = node_args(
+                addr,
+                backend.gateway_args(),
+                &[
+                    "--drain-seconds",
+                    "1",
+                    "--redis-timeout",
+                    "1s",
+                    "--heartbeat",
+                    "1s",
+                    "--client-buffer",
+                    "32KiB",
+                ],
+            );
             let log = logs.file(&format!("gateway-{i}.log"));
             let mut node = Node::new(&format!("gateway {i}"), addr, GATEWAY.as_ref(), args, log);
             node.spawn();
@@ -190,15 +232,14 @@ async fn every_client_receives_every_event_exactly_once_through_chaos() {
     let chaos_began = Instant::now();
     let mut world = World {
         began: chaos_began,
-        redis,
-        redis_down_until: None,
+        backend,
         gateways,
         counters: BTreeMap::new(),
         injected: BTreeMap::new(),
         anomalies: Vec::new(),
         rng: rng.fork(2000),
     };
-    let mut deck: Vec<Fault> = DECK
+    let mut deck: Vec<Fault> = deck
         .iter()
         .flat_map(|(fault, n)| std::iter::repeat_n(*fault, *n))
         .collect();
@@ -245,7 +286,7 @@ async fn every_client_receives_every_event_exactly_once_through_chaos() {
     let heal_lasted = heal_began.elapsed();
     let streams: BTreeMap<String, Vec<(String, String)>> = TOPICS
         .iter()
-        .map(|t| ((*t).to_owned(), xrange(&world.redis, t)))
+        .map(|t| ((*t).to_owned(), world.backend.xrange(t)))
         .collect();
     let healed = Instant::now();
     let caught_up = tokio::time::timeout(CATCH_UP, async {
@@ -323,7 +364,11 @@ async fn every_client_receives_every_event_exactly_once_through_chaos() {
 
     // === summary ===
     let mut summary = String::new();
-    let _ = writeln!(summary, "chaos summary (seed {seed}):");
+    let _ = writeln!(
+        summary,
+        "chaos summary ({}, seed {seed}):",
+        world.backend.name()
+    );
     let _ = writeln!(
         summary,
         "  faults injected: {:?} over {:.1}s of publishing",
@@ -333,7 +378,7 @@ async fn every_client_receives_every_event_exactly_once_through_chaos() {
     let _ = writeln!(
         summary,
         "  publish attempts {attempts}, acknowledged {acknowledged}, stream entries {} \
-         ({double_writes} written twice after a lost reply)",
+         ({double_writes} written twice: retried after a lost reply or a 503)",
         streams.values().map(Vec::len).sum::<usize>()
     );
     let reconnects: Vec<String> = clients
@@ -420,8 +465,7 @@ enum GatewayState {
 struct World {
     /// When the faults began, for the log lines.
     began: Instant,
-    redis: RedisServer,
-    redis_down_until: Option<Instant>,
+    backend: Backend,
     gateways: Vec<Gateway>,
     counters: BTreeMap<&'static str, u64>,
     injected: BTreeMap<Fault, u32>,
@@ -432,11 +476,10 @@ struct World {
 impl World {
     /// Restarts what is due, reaps what drained, and notices nodes that died on their own.
     async fn tick(&mut self) {
-        let now = Instant::now();
-        if self.redis_down_until.is_some_and(|until| now >= until) {
-            self.redis.restart();
-            self.redis_down_until = None;
+        if let Some(restarted) = self.backend.tick() {
+            self.note(&restarted);
         }
+        let now = Instant::now();
         for gateway in &mut self.gateways {
             match gateway.state {
                 GatewayState::Up => {
@@ -481,10 +524,11 @@ impl World {
         }
     }
 
-    /// Injects `fault` now if it can be (one gateway always stays up; Redis must be up to
-    /// be killed); `false` defers it.
+    /// Injects `fault` now if it can be (one gateway always stays up; Redis must be up for
+    /// a Redis fault); `false` defers it.
     async fn inject(&mut self, fault: Fault, clients: &[ClientHandle]) -> bool {
         let now = Instant::now();
+        let mut detail = String::new();
         let up: Vec<usize> = (0..self.gateways.len())
             .filter(|&i| self.gateways[i].state == GatewayState::Up)
             .collect();
@@ -505,33 +549,10 @@ impl World {
                     gateway.state = GatewayState::Draining { since: now };
                 }
             }
-            Fault::KillPubSub => {
-                if self.redis_down_until.is_some() {
-                    return false;
-                }
-                let Ok(mut conn) = self
-                    .redis
-                    .client()
-                    .get_connection_with_timeout(Duration::from_secs(1))
-                else {
-                    return false;
-                };
-                let killed: redis::RedisResult<u64> = redis::cmd("CLIENT")
-                    .arg("KILL")
-                    .arg("TYPE")
-                    .arg("pubsub")
-                    .query(&mut conn);
-                if killed.is_err() {
-                    return false;
-                }
-            }
-            Fault::RestartRedis => {
-                if self.redis_down_until.is_some() {
-                    return false;
-                }
-                self.redis.kill();
-                self.redis_down_until = Some(now + self.rng.millis(300, 2000));
-            }
+            Fault::Redis(fault) => match self.backend.inject(fault, &mut self.rng) {
+                Some(what) => detail = what,
+                None => return false,
+            },
             Fault::StallClient => {
                 let client = &clients[self.rng.below(clients.len())];
                 let pause = self.rng.millis(3000, 5000);
@@ -541,16 +562,16 @@ impl World {
                 );
             }
         }
-        println!(
-            "chaos: +{:.1}s {fault:?}",
-            now.duration_since(self.began).as_secs_f64()
-        );
+        self.note(&format!("{fault:?}{detail}"));
         *self.injected.entry(fault).or_default() += 1;
         true
     }
 
     /// Brings every process back and waits until every gateway is ready.
     async fn heal(&mut self) {
+        if let Some(restarted) = self.backend.heal() {
+            self.note(&restarted);
+        }
         let deadline = Instant::now() + PATIENCE;
         for gateway in &mut self.gateways {
             if let GatewayState::Down { .. } = gateway.state {
@@ -559,12 +580,7 @@ impl World {
                 };
             }
         }
-        if self.redis_down_until.is_some() {
-            self.redis_down_until = Some(Instant::now());
-        }
-        while self.redis_down_until.is_some()
-            || self.gateways.iter().any(|g| g.state != GatewayState::Up)
-        {
+        while self.gateways.iter().any(|g| g.state != GatewayState::Up) {
             assert!(
                 Instant::now() < deadline,
                 "could not bring every node back within {PATIENCE:?}"
@@ -575,6 +591,11 @@ impl World {
         for gateway in &self.gateways {
             wait_ready(gateway.node.addr).await;
         }
+    }
+
+    /// Prints what happened, with the time since the faults began.
+    fn note(&self, what: &str) {
+        println!("chaos: +{:.1}s {what}", self.began.elapsed().as_secs_f64());
     }
 }
 
@@ -691,28 +712,6 @@ fn json_string(json: &str, key: &str) -> Option<String> {
 
 // === checking ===
 
-/// Every entry of `topic`'s stream: (id, data).
-fn xrange(redis: &RedisServer, topic: &str) -> Vec<(String, String)> {
-    let mut conn = redis.connection();
-    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-        .arg(format!("sse:{{{topic}}}:stream"))
-        .arg("-")
-        .arg("+")
-        .query(&mut conn)
-        .expect("XRANGE the topic's stream");
-    entries
-        .into_iter()
-        .map(|(id, fields)| {
-            let data = fields
-                .chunks(2)
-                .find(|pair| pair[0] == "data")
-                .map(|pair| pair[1].clone())
-                .expect("every entry has a data field");
-            (id, data)
-        })
-        .collect()
-}
-
 /// The sequence number an event's data starts with.
 fn seq_of(data: &str) -> Option<u64> {
     data.split(' ').next()?.parse().ok()
@@ -827,6 +826,14 @@ fn local(port: u16) -> SocketAddr {
 
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| (*a).to_owned()).collect()
+}
+
+/// A node's arguments: `--listen addr`, the backend's `redis` flags, then `rest`.
+fn node_args(addr: SocketAddr, redis: Vec<String>, rest: &[&str]) -> Vec<String> {
+    let mut args = strings(&["--listen", &addr.to_string()]);
+    args.extend(redis);
+    args.extend(strings(rest));
+    args
 }
 
 fn parse_seed(text: &str) -> Option<u64> {

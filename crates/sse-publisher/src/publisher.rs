@@ -16,7 +16,8 @@
 //! With [`Publisher::acknowledged_by`], each publish (or batch) is followed on the same
 //! connection, in the same pipeline, by `WAIT <replicas> <timeout>`: `Ok` then also means that
 //! many replicas hold the event, so a failover cannot lose it; fewer within the timeout is
-//! [`PublishError::NotReplicated`]. Without it, Redis replicates asynchronously and a master
+//! [`PublishError::NotReplicated`], and so is a `WAIT` that Redis ends with an error after
+//! the write (a failover does, with `UNBLOCKED`): the event is written either way. Without it, Redis replicates asynchronously and a master
 //! that dies can take its last acknowledged events with it.
 //!
 //! The exception: when a reply times out or the connection drops after the call was sent, the
@@ -224,10 +225,9 @@ impl Publisher {
         };
         let (reply, acked): (String, u32) = self
             .with_function(ack.lane(), || {
-                let mut pipe = redis::pipe();
-                pipe.add_command(call());
-                pipe.add_command(ack.command());
-                pipe
+                ack.after(|pipe| {
+                    pipe.add_command(call());
+                })
             })
             .await?;
         ack.check(vec![parse_id(reply)?], acked)
@@ -274,14 +274,13 @@ impl Publisher {
         // cannot run inside one).
         let (replies, acked): (Vec<String>, u32) = self
             .with_function(ack.lane(), || {
-                let mut pipe = redis::pipe();
-                pipe.cmd("MULTI").ignore();
-                for call in calls() {
-                    pipe.add_command(call).ignore();
-                }
-                pipe.cmd("EXEC");
-                pipe.add_command(ack.command());
-                pipe
+                ack.after(|pipe| {
+                    pipe.cmd("MULTI");
+                    for call in calls() {
+                        pipe.add_command(call);
+                    }
+                    pipe.cmd("EXEC");
+                })
             })
             .await?;
         let ids = replies
@@ -330,12 +329,16 @@ impl ReplicaAck {
         &self.lanes[n % self.lanes.len()]
     }
 
-    /// `WAIT <replicas> <timeout-ms>`.
-    fn command(&self) -> redis::Cmd {
-        let mut cmd = redis::cmd("WAIT");
-        cmd.arg(self.replicas)
+    /// The commands `write` adds, then `WAIT <replicas> <timeout-ms>`, as one pipeline.
+    fn after(&self, write: impl FnOnce(&mut redis::Pipeline)) -> Waited {
+        let mut pipe = redis::pipe();
+        // Each reply on its own: an error of `WAIT` must not hide the write's reply.
+        pipe.ignore_errors();
+        write(&mut pipe);
+        pipe.cmd("WAIT")
+            .arg(self.replicas)
             .arg(u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX));
-        cmd
+        Waited(pipe)
     }
 
     /// `ids` if `acked` replicas are enough.
@@ -366,6 +369,42 @@ impl Request for redis::Cmd {
         connection: &mut Commands,
     ) -> redis::RedisResult<T> {
         self.query_async(connection).await
+    }
+}
+
+/// A write followed by `WAIT` ([`ReplicaAck::after`]); it reads as `(write's reply, replicas)`.
+///
+/// The write's error (the first one among its replies) is the request's error. An error of
+/// `WAIT` after a write that succeeded counts as no replica: the event is written all the
+/// same. (A failover ends a waiting `WAIT` with `UNBLOCKED` when its master becomes a
+/// replica.)
+struct Waited(redis::Pipeline);
+
+impl Request for Waited {
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        connection: &mut Commands,
+    ) -> redis::RedisResult<T> {
+        let mut replies: Vec<redis::Value> = self.0.query_async(connection).await?;
+        let acked = match replies.pop() {
+            Some(redis::Value::ServerError(error)) => {
+                tracing::warn!(%error, "WAIT failed after the write; no replica confirmed it");
+                redis::Value::Int(0)
+            }
+            Some(acked) => acked,
+            None => redis::Value::Nil,
+        };
+        if let Some(error) = replies.iter().find_map(|reply| match reply {
+            redis::Value::ServerError(error) => Some(error.clone()),
+            _ => None,
+        }) {
+            return Err(error.into());
+        }
+        // The write's own reply is the last: before it, MULTI's and the queued commands'.
+        let write = replies.pop().unwrap_or(redis::Value::Nil).extract_error()?;
+        Ok(redis::from_redis_value(redis::Value::Array(vec![
+            write, acked,
+        ]))?)
     }
 }
 
