@@ -16,6 +16,8 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
+use crate::app::Band;
+
 /// The spread added, at random, to the wait until a token is free: the clients refused in
 /// one instant come back over this long.
 const SPREAD: Duration = Duration::from_secs(2);
@@ -50,13 +52,13 @@ impl Admission {
     /// Takes a token for one new stream, or says when to come back.
     pub(crate) fn admit(&self) -> Result<(), OverRate> {
         self.limiter.check().map_err(|not_until| {
-            let wait = not_until.wait_time_from(self.clock.now());
-            let spread = Duration::from_millis(fastrand::u64(
-                0..=u64::try_from(SPREAD.as_millis()).unwrap_or(u64::MAX),
-            ));
+            let wait = Band {
+                least: not_until.wait_time_from(self.clock.now()),
+                spread: SPREAD,
+            };
             OverRate {
                 rate: self.rate,
-                retry_after: wait + spread,
+                retry_after: wait.pick(),
             }
         })
     }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sse_core::runtime::cors::Cors;
 
@@ -26,25 +26,27 @@ pub(crate) struct Limits {
     pub(crate) max_streams: usize,
     /// Most bytes queued for one client (`--client-buffer`).
     pub(crate) client_buffer: usize,
-    /// The `retry:` sent to clients, in milliseconds (`--retry-ms`, `--retry-jitter`).
+    /// The `retry:` sent to clients (`--retry-ms`, `--retry-jitter`).
     pub(crate) retry: Band,
-    /// How long a stream may last, in milliseconds (`--max-connection-age` and its jitter).
+    /// How long a stream may last (`--max-connection-age` and its jitter).
     pub(crate) max_age: Option<Band>,
 }
 
-/// A setting drawn at random for each new stream, so that streams opened together (the
+/// A delay drawn at random for each stream or client, so that those who start together (the
 /// clients of a lost node, a storm) do not act together again: `least` plus up to `spread`,
-/// uniformly.
+/// uniformly, to the millisecond.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Band {
-    pub(crate) least: u64,
-    pub(crate) spread: u64,
+    pub(crate) least: Duration,
+    pub(crate) spread: Duration,
 }
 
 impl Band {
-    /// The value for one new stream.
-    pub(crate) fn pick(self) -> u64 {
-        self.least.saturating_add(fastrand::u64(0..=self.spread))
+    /// The delay for one.
+    pub(crate) fn pick(self) -> Duration {
+        let spread = u64::try_from(self.spread.as_millis()).unwrap_or(u64::MAX);
+        self.least
+            .saturating_add(Duration::from_millis(fastrand::u64(0..=spread)))
     }
 }
 

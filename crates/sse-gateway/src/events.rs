@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version, heade
 use http_body_util::Either;
 use sse_core::{Cursor, Topic};
 
-use crate::app::{App, StreamSlot};
+use crate::app::{App, Band, StreamSlot};
 use crate::auth::Grant;
 use crate::body::{Bounds, Setup, SseBody};
 use crate::connection::ClientConnection;
@@ -136,10 +136,7 @@ pub(crate) async fn open<B>(
         resume.is_some(),
     ));
     // The stream ends at its own `max_seconds` or at the node's age limit, whichever is first.
-    let age = app
-        .limits
-        .max_age
-        .map(|age| std::time::Duration::from_millis(age.pick()));
+    let age = app.limits.max_age.map(Band::pick);
     let bounds = Bounds {
         max_duration: bounds.max_duration.into_iter().chain(age).min(),
         ..bounds
@@ -156,7 +153,7 @@ pub(crate) async fn open<B>(
         history: app.history.clone(),
         metrics: app.metrics.clone(),
         slot,
-        retry_ms: app.limits.retry.pick(),
+        retry_ms: u64::try_from(app.limits.retry.pick().as_millis()).unwrap_or(u64::MAX),
         token_expiry: grant.expires_at.map(|expires_at| {
             expires_at
                 .duration_since(std::time::SystemTime::now())

@@ -171,8 +171,8 @@ pub async fn run(
                 return Err(StartError::AgeJitter { age, jitter });
             }
             Some(app::Band {
-                least: millis(age - jitter),
-                spread: millis(jitter),
+                least: age - jitter,
+                spread: jitter,
             })
         }
     };
@@ -231,8 +231,8 @@ pub async fn run(
             max_streams: config.max_connections,
             client_buffer: usize::try_from(config.client_buffer.as_u64()).unwrap_or(usize::MAX),
             retry: app::Band {
-                least: config.retry_ms,
-                spread: millis(config.retry_jitter),
+                least: Duration::from_millis(config.retry_ms),
+                spread: config.retry_jitter,
             },
             max_age,
         },
@@ -279,11 +279,6 @@ pub async fn run(
     stopping.cancel();
     let _ = link.await;
     Ok(())
-}
-
-/// `duration` in whole milliseconds (saturating).
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The one heartbeat timer of the node: every `period`, each stream that wrote nothing since

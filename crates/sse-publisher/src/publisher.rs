@@ -17,8 +17,9 @@
 //! connection, in the same pipeline, by `WAIT <replicas> <timeout>`: `Ok` then also means that
 //! many replicas hold the event, so a failover cannot lose it; fewer within the timeout is
 //! [`PublishError::NotReplicated`], and so is a `WAIT` that Redis ends with an error after
-//! the write (a failover does, with `UNBLOCKED`): the event is written either way. Without it, Redis replicates asynchronously and a master
-//! that dies can take its last acknowledged events with it.
+//! the write (a failover does, with `UNBLOCKED`): the event is written either way. Without
+//! it, Redis replicates asynchronously and a master that dies can take its last acknowledged
+//! events with it.
 //!
 //! The exception: when a reply times out or the connection drops after the call was sent, the
 //! event may or may not be in the stream (Redis runs a call it received even if nobody waits
