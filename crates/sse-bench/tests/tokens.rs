@@ -70,7 +70,7 @@ fn every_connect_and_reconnect_sends_its_token_and_nothing_is_lost() {
         ]
         .concat(),
     );
-    assert_exactly_once(&report, 200, 400, 400 * 100);
+    assert_exactly_once(&report, 200, 400, 100);
     assert_eq!(report["params"]["tokens"], 200, "{report:#}");
     let storm = &report["storm"];
     assert_eq!(storm["reconnected"], 200, "{report:#}");

@@ -97,13 +97,22 @@ impl Stack {
     }
 }
 
-/// Every connection live, and every event delivered exactly once (in any order).
-pub(crate) fn assert_exactly_once(report: &Value, connections: u64, published: u64, expected: u64) {
+/// Every connection live, and every event published delivered exactly once (in any order) to
+/// each of its topic's `subscribers`. Up to `planned` events are published: a driver starved
+/// of CPU gives up at twice the planned time (see `publish.rs`), so fewer is not a failure.
+pub(crate) fn assert_exactly_once(
+    report: &Value,
+    connections: u64,
+    planned: u64,
+    subscribers: u64,
+) {
     let events = &report["events"];
     assert_eq!(report["connections"]["live"], connections, "{report:#}");
     assert_eq!(report["connections"]["failed"], 0, "{report:#}");
-    assert_eq!(events["published"], published, "{report:#}");
+    let published = events["published"].as_u64().unwrap_or(0);
+    assert!((1..=planned).contains(&published), "{report:#}");
     assert_eq!(events["publish_failed"], 0, "{report:#}");
+    let expected = published * subscribers;
     assert_eq!(events["expected"], expected, "{report:#}");
     assert_eq!(events["received"], expected, "{report:#}");
     assert_eq!(events["missing"], 0, "{report:#}");
