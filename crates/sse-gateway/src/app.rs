@@ -11,9 +11,9 @@ use crate::admission::Admission;
 use crate::auth::Auth;
 use crate::client_limits::{ClientLimits, ClientSlot};
 use crate::drain::Drain;
-use crate::history::History;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::shared_reads::SharedReads;
 
 // === impl App ===
 
@@ -54,8 +54,8 @@ impl Band {
 pub(crate) struct App {
     /// Which local clients want which topic: every stream joins it.
     pub(crate) hub: Arc<Hub>,
-    /// Reading topic streams for resuming clients.
-    pub(crate) history: History,
+    /// Reading topic streams for resuming clients, shared between them.
+    pub(crate) reads: Arc<SharedReads>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) limits: Limits,
     /// Open event streams, against `--max-connections`.

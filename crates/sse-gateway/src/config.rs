@@ -99,6 +99,27 @@ pub struct Config {
     #[arg(long, env = "SSE_MAX_CONCURRENT_REPLAYS")]
     pub max_concurrent_replays: Option<std::num::NonZeroUsize>,
 
+    /// Recent events kept in memory per topic, so that a client resuming from a recent
+    /// position is served without reading Redis (a reconnect storm costs Redis nothing).
+    /// `0` turns the cache off: every resume reads the topic's stream.
+    #[arg(long, env = "SSE_REPLAY_CACHE_EVENTS", default_value_t = 1000)]
+    pub replay_cache_events: usize,
+
+    /// Most bytes of recent events kept per topic (see --replay-cache-events).
+    #[arg(long, env = "SSE_REPLAY_CACHE_BYTES", default_value = "1MiB")]
+    pub replay_cache_bytes: ByteSize,
+
+    /// Most bytes of recent events kept over every topic of the node; at the limit, a topic
+    /// that receives an event makes room in its own cache.
+    #[arg(long, env = "SSE_REPLAY_CACHE_TOTAL_BYTES", default_value = "256MiB")]
+    pub replay_cache_total_bytes: ByteSize,
+
+    /// With the cache on, how long a topic stays subscribed (and its recent events kept)
+    /// after its last local client left, so that clients coming back after a network blip
+    /// or a storm resume from memory. `0s` unsubscribes at once.
+    #[arg(long, env = "SSE_REPLAY_CACHE_LINGER", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub replay_cache_linger: Duration,
+
     /// Events read from Redis per request while replaying history to a resuming client.
     #[arg(long, env = "SSE_REPLAY_PAGE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     pub replay_page: u32,

@@ -150,7 +150,7 @@ pub(crate) async fn open<B>(
         starts,
         resume,
         bounds,
-        history: app.history.clone(),
+        reads: app.reads.clone(),
         metrics: app.metrics.clone(),
         slot,
         retry_ms: u64::try_from(app.limits.retry.pick().as_millis()).unwrap_or(u64::MAX),

@@ -18,6 +18,10 @@
 //!   bound) is refused, unless it stays within the millisecond of the last id delivered
 //!   (a stream whose newest id is ahead of the clock goes on in that millisecond). Events
 //!   read from the stream itself are not checked: the stream is the record.
+//! - **Recent events in memory.** Each live topic keeps its last events, as delivered, in a
+//!   [`Ring`] (see `replay_cache`), so a resume from a recent position needs no Redis read;
+//!   with the cache on, a topic whose last client left stays subscribed for
+//!   `--replay-cache-linger`, so the clients of a storm that come back find it still there.
 //! - **The hot path.** [`Hub::deliver`] encodes an event once into a shared [`Frame`] and
 //!   pushes it to every subscriber's [`Outbox`] under a read lock, never awaiting: a push is a
 //!   refcount bump and, for a client too far behind, closing its outbox.
@@ -25,13 +29,16 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use sse_core::schema::PublishedEvent;
 use sse_core::{EventId, Frame, Topic};
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::outbox::{Delivery, Outbox};
+use crate::replay_cache::{Budget, CacheLimits, Ring};
 
 /// What became of an event handed to [`Hub::deliver_live`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,10 +92,21 @@ pub(crate) struct Subscribed {
 struct TopicState {
     generation: u64,
     subscribers: HashMap<ClientId, Arc<Outbox>>,
-    /// The last id delivered on this node; `None` until the subscription is confirmed.
-    last_id: Mutex<Option<EventId>>,
+    /// Where the topic stands, and its recent events.
+    live: Mutex<Live>,
     /// The stream's tip when the subscription was confirmed, for clients that joined before.
     started: watch::Sender<Option<EventId>>,
+    /// Since when the topic has no local client, while it lingers.
+    idle_since: Option<Instant>,
+}
+
+/// What changes with every event, under one lock: a resume served from the ring sees the
+/// ring and the position agree.
+struct Live {
+    /// The last id delivered on this node; `None` until the subscription is confirmed.
+    last_id: Option<EventId>,
+    /// The events delivered after the ring's floor.
+    ring: Ring,
 }
 
 /// The fan-out table; see the module docs.
@@ -99,12 +117,27 @@ pub(crate) struct Hub {
     next_client: AtomicU64,
     next_generation: AtomicU64,
     metrics: Arc<Metrics>,
+    budget: Arc<Budget>,
+    /// How long a topic stays subscribed after its last client left (zero without a cache).
+    linger: Duration,
 }
 
 impl Hub {
-    /// A hub, and the receiving end of its commands for the pub/sub link.
-    pub(crate) fn new(metrics: Arc<Metrics>) -> (Arc<Self>, mpsc::UnboundedReceiver<LinkCommand>) {
+    /// A hub keeping recent events within `cache`, its topics lingering for `linger` after
+    /// their last client (when the cache is on), and the receiving end of its commands for
+    /// the pub/sub link.
+    pub(crate) fn new(
+        metrics: Arc<Metrics>,
+        cache: CacheLimits,
+        linger: Duration,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<LinkCommand>) {
         let (link, commands) = mpsc::unbounded_channel();
+        let budget = Budget::new(cache, metrics.replay_cache_bytes.clone());
+        let linger = if budget.enabled() {
+            linger
+        } else {
+            Duration::ZERO
+        };
         let hub = Self {
             topics: RwLock::default(),
             clients: Mutex::default(),
@@ -112,6 +145,8 @@ impl Hub {
             next_client: AtomicU64::new(0),
             next_generation: AtomicU64::new(0),
             metrics,
+            budget,
+            linger,
         };
         (Arc::new(hub), commands)
     }
@@ -141,12 +176,17 @@ impl Hub {
                     TopicState {
                         generation,
                         subscribers: HashMap::new(),
-                        last_id: Mutex::new(None),
+                        live: Mutex::new(Live {
+                            last_id: None,
+                            ring: Ring::new(self.budget.clone()),
+                        }),
                         started: watch::Sender::new(None),
+                        idle_since: None,
                     }
                 });
                 state.subscribers.insert(id, outbox.clone());
-                starts.push(match *lock(&state.last_id) {
+                state.idle_since = None;
+                starts.push(match lock(&state.live).last_id {
                     Some(last_id) => Start::At(last_id),
                     None => Start::Pending(state.started.subscribe()),
                 });
@@ -169,11 +209,58 @@ impl Hub {
                 continue;
             };
             state.subscribers.remove(&id);
-            if state.subscribers.is_empty() {
-                map.remove(topic);
-                self.metrics.topics_active.dec();
-                tracing::info!(%topic, "last local subscriber left: unsubscribing");
-                let _ = self.link.send(LinkCommand::Unsubscribe(topic.clone()));
+            if !state.subscribers.is_empty() {
+                continue;
+            }
+            if self.linger.is_zero() {
+                self.remove(&mut map, topic);
+            } else {
+                state.idle_since = Some(Instant::now());
+            }
+        }
+    }
+
+    fn remove(&self, map: &mut HashMap<Topic, TopicState>, topic: &Topic) {
+        map.remove(topic);
+        self.metrics.topics_active.dec();
+        tracing::info!(%topic, "no local subscriber left: unsubscribing");
+        let _ = self.link.send(LinkCommand::Unsubscribe(topic.clone()));
+    }
+
+    /// Unsubscribes, every second until `stopping`, from the topics that lingered long
+    /// enough without a client. Returns at once when topics never linger.
+    pub(crate) async fn sweep_lingering(self: Arc<Self>, stopping: CancellationToken) {
+        if self.linger.is_zero() {
+            return;
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = stopping.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let now = Instant::now();
+            let expired: Vec<Topic> = read(&self.topics)
+                .iter()
+                .filter(|(_, state)| {
+                    state
+                        .idle_since
+                        .is_some_and(|since| now.duration_since(since) >= self.linger)
+                })
+                .map(|(topic, _)| topic.clone())
+                .collect();
+            if expired.is_empty() {
+                continue;
+            }
+            let mut map = write(&self.topics);
+            for topic in expired {
+                // Checked again under the write lock: a client may have come back.
+                if map
+                    .get(&topic)
+                    .is_some_and(|state| state.idle_since.is_some())
+                {
+                    self.remove(&mut map, &topic);
+                }
             }
         }
     }
@@ -201,24 +288,27 @@ impl Hub {
         let Some(state) = map.get(topic) else {
             return Delivered::Skipped;
         };
-        {
-            let mut last_id = lock(&state.last_id);
-            match *last_id {
+        let delivery = {
+            let mut live = lock(&state.live);
+            match live.last_id {
                 Some(last) if event.id <= last => return Delivered::Skipped,
                 Some(last) if event.id.ms > horizon_ms.max(last.ms) => return Delivered::Ahead,
-                Some(_) => *last_id = Some(event.id),
+                Some(_) => {}
                 None => return Delivered::Skipped,
             }
-        }
-        let id = event.id.to_string();
-        let Ok(frame) = Frame::new(Some(&id), event.name.as_ref(), &event.data) else {
-            return Delivered::Skipped; // a stream id never contains a line break
+            let id = event.id.to_string();
+            let Ok(frame) = Frame::new(Some(&id), event.name.as_ref(), &event.data) else {
+                return Delivered::Skipped; // a stream id never contains a line break
+            };
+            let delivery = Arc::new(Delivery {
+                topic: topic.clone(),
+                id: event.id,
+                frame,
+            });
+            live.last_id = Some(event.id);
+            live.ring.push(&delivery);
+            delivery
         };
-        let delivery = Arc::new(Delivery {
-            topic: topic.clone(),
-            id: event.id,
-            frame,
-        });
         for outbox in state.subscribers.values() {
             if !outbox.push(delivery.clone()) {
                 self.metrics.slow_consumer_disconnects.inc();
@@ -237,42 +327,59 @@ impl Hub {
         else {
             return false;
         };
-        let mut last_id = lock(&state.last_id);
-        if last_id.is_some() {
+        let mut live = lock(&state.live);
+        if live.last_id.is_some() {
             return false;
         }
-        *last_id = Some(tip);
+        live.last_id = Some(tip);
+        live.ring.start_after(tip);
         state.started.send_replace(Some(tip));
         true
     }
 
     /// Whether `topic` is in generation `generation` and still waits for its subscription.
     pub(crate) fn wants_subscription(&self, topic: &Topic, generation: u64) -> bool {
-        read(&self.topics)
-            .get(topic)
-            .is_some_and(|state| state.generation == generation && lock(&state.last_id).is_none())
+        read(&self.topics).get(topic).is_some_and(|state| {
+            state.generation == generation && lock(&state.live).last_id.is_none()
+        })
     }
 
     /// The last id delivered for `topic`, if it is live here.
     pub(crate) fn position(&self, topic: &Topic) -> Option<EventId> {
         read(&self.topics)
             .get(topic)
-            .and_then(|state| *lock(&state.last_id))
+            .and_then(|state| lock(&state.live).last_id)
     }
 
-    /// Whether any local client still wants `topic`.
+    /// The events of `topic` after `from`, if its ring holds exactly that (see
+    /// `replay_cache`).
+    pub(crate) fn recent(&self, topic: &Topic, from: EventId) -> Option<Vec<Arc<Delivery>>> {
+        read(&self.topics)
+            .get(topic)
+            .and_then(|state| lock(&state.live).ring.since(from))
+    }
+
+    /// Drops `topic`'s recent events: the link could not prove that the stream lost
+    /// nothing after the topic's position during a pub/sub gap.
+    pub(crate) fn forget_recent(&self, topic: &Topic) {
+        if let Some(state) = read(&self.topics).get(topic) {
+            lock(&state.live).ring.forget();
+        }
+    }
+
+    /// Whether `topic` is still wanted here (by a local client, or lingering).
     pub(crate) fn has_topic(&self, topic: &Topic) -> bool {
         read(&self.topics).contains_key(topic)
     }
 
-    /// Every topic with local clients, for a pub/sub connection to subscribe to.
+    /// Every topic wanted here, for a pub/sub connection to subscribe to.
     pub(crate) fn subscribed(&self) -> Vec<Subscribed> {
         read(&self.topics)
             .iter()
             .map(|(topic, state)| Subscribed {
                 topic: topic.clone(),
                 generation: state.generation,
-                last_id: *lock(&state.last_id),
+                last_id: lock(&state.live).last_id,
             })
             .collect()
     }
@@ -288,6 +395,13 @@ pub(crate) struct Membership {
     hub: Arc<Hub>,
     id: ClientId,
     topics: Vec<Topic>,
+}
+
+impl Membership {
+    /// See [`Hub::recent`].
+    pub(crate) fn recent(&self, topic: &Topic, from: EventId) -> Option<Vec<Arc<Delivery>>> {
+        self.hub.recent(topic, from)
+    }
 }
 
 impl Drop for Membership {
@@ -349,7 +463,8 @@ mod tests {
 
     #[test]
     fn subscribes_on_the_first_client_and_unsubscribes_after_the_last() {
-        let (hub, mut commands) = Hub::new(Arc::new(Metrics::new()));
+        let (hub, mut commands) =
+            Hub::new(Arc::new(Metrics::new()), CacheLimits::OFF, Duration::ZERO);
         let a = topic("a");
         let (first, _) = hub.join(std::slice::from_ref(&a), outbox());
         let (second, _) = hub.join(std::slice::from_ref(&a), outbox());
@@ -373,7 +488,7 @@ mod tests {
 
     #[test]
     fn delivers_only_live_newer_events_to_every_subscriber() {
-        let (hub, _commands) = Hub::new(Arc::new(Metrics::new()));
+        let (hub, _commands) = Hub::new(Arc::new(Metrics::new()), CacheLimits::OFF, Duration::ZERO);
         let a = topic("a");
         let (one, two) = (outbox(), outbox());
         let (_m1, starts) = hub.join(std::slice::from_ref(&a), one.clone());
@@ -392,7 +507,7 @@ mod tests {
 
     #[test]
     fn live_ids_beyond_the_horizon_are_refused_without_moving_the_position() {
-        let (hub, _commands) = Hub::new(Arc::new(Metrics::new()));
+        let (hub, _commands) = Hub::new(Arc::new(Metrics::new()), CacheLimits::OFF, Duration::ZERO);
         let a = topic("a");
         let one = outbox();
         let (_m, _) = hub.join(std::slice::from_ref(&a), one.clone());
@@ -416,7 +531,7 @@ mod tests {
 
     #[test]
     fn a_stale_generation_never_activates_a_newer_one() {
-        let (hub, _commands) = Hub::new(Arc::new(Metrics::new()));
+        let (hub, _commands) = Hub::new(Arc::new(Metrics::new()), CacheLimits::OFF, Duration::ZERO);
         let a = topic("a");
         let (first, _) = hub.join(std::slice::from_ref(&a), outbox());
         drop(first);

@@ -18,7 +18,9 @@
 //! - `outbox`: a client's queue, bounded in bytes: a slow client is cut, never waited for;
 //! - `pubsub`: the node's one Redis pub/sub connection (one per shard on a Cluster), with gap
 //!   filling after outages and slot moves;
-//! - `history`: reading streams for resuming clients; `drain`: the shutdown choreography;
+//! - `replay_cache`: each topic's recent events in memory, for resumes without Redis;
+//! - `history`: reading streams for resuming clients; `shared_reads`: one read per page for
+//!   the clients resuming a topic together; `drain`: the shutdown choreography;
 //! - `metrics`, [`config`].
 //!
 //! The modules import each other without a cycle: `server` → `routes` → `events`, which
@@ -43,9 +45,11 @@ mod hub;
 mod metrics;
 mod outbox;
 mod pubsub;
+mod replay_cache;
 mod response;
 mod routes;
 mod server;
+mod shared_reads;
 mod takeover;
 
 use std::future::Future;
@@ -198,7 +202,13 @@ pub async fn run(
         config.replay_page as usize,
         metrics.messages_invalid.clone(),
     );
-    let (hub, link_commands) = hub::Hub::new(metrics.clone());
+    let cache = replay_cache::CacheLimits {
+        events: config.replay_cache_events,
+        bytes: usize::try_from(config.replay_cache_bytes.as_u64()).unwrap_or(usize::MAX),
+        total_bytes: usize::try_from(config.replay_cache_total_bytes.as_u64())
+            .unwrap_or(usize::MAX),
+    };
+    let (hub, link_commands) = hub::Hub::new(metrics.clone(), cache, config.replay_cache_linger);
     let redis_connected = Arc::new(AtomicBool::new(false));
 
     let link = tokio::spawn(
@@ -215,16 +225,20 @@ pub async fn run(
         .run(),
     );
     tokio::spawn(heartbeats(hub.clone(), config.heartbeat, stopping.clone()));
+    tokio::spawn(hub.clone().sweep_lingering(stopping.clone()));
 
     let app = Arc::new(app::App {
         hub,
-        history: match config.max_concurrent_replays {
-            Some(max) => history.limited(Arc::new(history::ReplayTurns::new(
-                max.get(),
-                metrics.replays_waiting.clone(),
-            ))),
-            None => history,
-        },
+        reads: shared_reads::SharedReads::new(
+            match config.max_concurrent_replays {
+                Some(max) => history.limited(Arc::new(history::ReplayTurns::new(
+                    max.get(),
+                    metrics.replays_waiting.clone(),
+                ))),
+                None => history,
+            },
+            metrics.replay_reads_coalesced.clone(),
+        ),
         metrics,
         limits: app::Limits {
             max_topics: config.max_topics as usize,

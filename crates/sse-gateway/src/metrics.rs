@@ -33,6 +33,12 @@ pub(crate) struct Metrics {
     pub(crate) replayed_events: IntCounter,
     /// `sse_replays_waiting`: resume reads waiting for a turn (`--max-concurrent-replays`).
     pub(crate) replays_waiting: IntGauge,
+    /// `sse_replays_total{source}`: resumes of a topic, served from memory or read from Redis.
+    pub(crate) replays: IntCounterVec,
+    /// `sse_replay_reads_coalesced_total`: history pages a resume shared with another's read.
+    pub(crate) replay_reads_coalesced: IntCounter,
+    /// `sse_replay_cache_bytes`: bytes of recent events held in memory, over every topic.
+    pub(crate) replay_cache_bytes: IntGauge,
     /// `sse_history_truncated_total`: resumes that could not continue exactly.
     pub(crate) history_truncated: IntCounter,
     /// `sse_slow_consumer_disconnects_total`: streams ended because a client fell behind.
@@ -111,6 +117,19 @@ impl Metrics {
                 "sse_replays_waiting",
                 "Resume reads waiting for a turn (--max-concurrent-replays).",
             ),
+            replays: registry.counter_vec(
+                "sse_replays_total",
+                "Resumes of a topic by source: memory (the node's recent events, no Redis read) or redis (read from the topic's stream).",
+                "source",
+            ),
+            replay_reads_coalesced: registry.counter(
+                "sse_replay_reads_coalesced_total",
+                "History pages a resuming client took from a read another client had already sent (one XRANGE for both).",
+            ),
+            replay_cache_bytes: registry.gauge(
+                "sse_replay_cache_bytes",
+                "Bytes of recent events held in memory for resumes, over every topic (--replay-cache-total-bytes bounds it).",
+            ),
             history_truncated: registry.counter(
                 "sse_history_truncated_total",
                 "Resumes that could not continue exactly (history trimmed or position unknown).",
@@ -133,7 +152,7 @@ impl Metrics {
             ),
             topics_active: registry.gauge(
                 "sse_topics_active",
-                "Topics this node is subscribed to (with at least one local client).",
+                "Topics this node is subscribed to (with a local client, or lingering after the last one left: --replay-cache-linger).",
             ),
             redis_connected: registry.gauge(
                 "sse_redis_connected",
@@ -167,6 +186,15 @@ impl Metrics {
             jwks: JwksMetrics::register(&registry),
             registry,
         }
+        .touch()
+    }
+
+    /// Every source of `sse_replays_total`, exported from the start (at 0).
+    fn touch(self) -> Self {
+        for source in ["memory", "redis"] {
+            self.replays.with_label_values(&[source]);
+        }
+        self
     }
 
     /// The Prometheus text exposition of every metric.

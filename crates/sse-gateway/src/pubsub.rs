@@ -355,16 +355,25 @@ impl PubSubLink {
     }
 
     /// Delivers what `topic`'s stream holds after `last_id`: the events a pub/sub outage hid.
-    async fn fill_gap(&self, topic: &Topic, mut after: sse_core::EventId) -> Result<(), Lost> {
+    /// The first read also tells whether the stream still continues exactly from there; if
+    /// not (trimmed past it meanwhile), events may be missing that no client here got, and
+    /// the topic's recent events in memory are forgotten so that no resume is served across
+    /// the gap (`replay_cache`).
+    async fn fill_gap(&self, topic: &Topic, last_id: sse_core::EventId) -> Result<(), Lost> {
+        let resume = self.timed(self.history.resume(topic, last_id)).await??;
+        if let Some(reason) = resume.truncated {
+            tracing::info!(%topic, %last_id, reason = reason.as_str(), "the stream does not continue exactly from the topic's position after a gap: forgetting its recent events");
+            self.hub.forget_recent(topic);
+        }
+        let mut page = resume.page;
         loop {
-            let page = self.timed(self.history.after(topic, after)).await??;
             for event in &page.events {
                 if self.hub.deliver(topic, event) {
                     self.metrics.gap_filled_events.inc();
                 }
             }
             match page.next {
-                Some(next) => after = next,
+                Some(next) => page = self.timed(self.history.after(topic, next)).await??,
                 None => return Ok(()),
             }
         }

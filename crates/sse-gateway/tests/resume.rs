@@ -167,7 +167,19 @@ async fn a_position_trimmed_away_gets_a_truncated_event_then_everything_retained
         .arg(1)
         .exec(&mut redis.connection())
         .unwrap();
-    let gateway = start_gateway(&redis, &["--replay-page", "4", "--retry-jitter", "0s"]);
+    // A replay cache must keep fewer events than the streams retain (README): then a
+    // position it holds is still in the stream.
+    let gateway = start_gateway(
+        &redis,
+        &[
+            "--replay-page",
+            "4",
+            "--retry-jitter",
+            "0s",
+            "--replay-cache-events",
+            "4",
+        ],
+    );
     let publisher = publisher_keeping(&redis, 10).await;
     let seed = publish(&publisher, "kept", None, "seed").await;
     let client = gateway.subscribe(&["kept"]).await;
@@ -218,7 +230,8 @@ async fn a_multi_topic_resume_truncates_only_the_topic_that_was_trimmed() {
         .arg(1)
         .exec(&mut redis.connection())
         .unwrap();
-    let gateway = start_gateway(&redis, &[]);
+    // Fewer cached events than retained, as the README requires.
+    let gateway = start_gateway(&redis, &["--replay-cache-events", "4"]);
     let publisher = publisher_keeping(&redis, 5).await;
     publish(&publisher, "busy", None, "seed").await;
     let client = gateway.subscribe(&["busy", "calm"]).await;
@@ -398,11 +411,20 @@ async fn an_entry_written_into_the_stream_by_hand_that_is_no_event_is_skipped_on
 /// once Redis answers again each client receives exactly what it missed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resumes_beyond_the_concurrent_replay_limit_wait_their_turn_and_lose_nothing() {
-    const CLIENTS: usize = 20;
+    const CLIENTS: usize = 10;
     let redis = RedisServer::start();
+    // Every client reads Redis (no replay cache), each from a position of its own (resumes
+    // from one position would share their reads).
     let gateway = start_gateway(
         &redis,
-        &["--max-concurrent-replays", "1", "--replay-page", "4"],
+        &[
+            "--max-concurrent-replays",
+            "1",
+            "--replay-page",
+            "4",
+            "--replay-cache-events",
+            "0",
+        ],
     );
     let publisher = publisher(&redis).await;
     // The node's subscription to the topic is up before Redis pauses.
@@ -418,22 +440,22 @@ async fn resumes_beyond_the_concurrent_replay_limit_wait_their_turn_and_lose_not
         .query(&mut redis.connection())
         .expect("CLIENT PAUSE");
     let mut clients = Vec::new();
-    for _ in 0..CLIENTS {
-        clients.push(resume(&gateway, "/events?topic=queued", &ids[1]).await);
+    for from in &ids[..CLIENTS] {
+        clients.push(resume(&gateway, "/events?topic=queued", from).await);
     }
     eventually("every resume but one waits", PATIENCE, || async {
         let waiting = gateway.metric("sse_replays_waiting").await;
         (waiting == CLIENTS as u64 - 1).then_some(())
     })
     .await;
-    for client in &mut clients {
+    for (from, client) in clients.iter_mut().enumerate() {
         let data: Vec<String> = client
-            .events(10, PATIENCE)
+            .events(11 - from, PATIENCE)
             .await
             .into_iter()
             .map(|event| event.data)
             .collect();
-        let expected: Vec<String> = (2..12).map(|n| n.to_string()).collect();
+        let expected: Vec<String> = (from + 1..12).map(|n| n.to_string()).collect();
         assert_eq!(data, expected);
     }
     assert_eq!(gateway.metric("sse_replays_waiting").await, 0);

@@ -6,8 +6,10 @@
 //!    until Redis confirmed the subscription of every topic, so that from here on every new
 //!    event reaches the client's outbox. A client without a `Last-Event-ID` then gets its
 //!    position at once as a bare `id:` line, and goes live.
-//! 2. **Replaying** (resuming clients): each topic's stream is read page by page from the
-//!    client's position, preceded by an `sse.truncated` control event when the position
+//! 2. **Replaying** (resuming clients): each topic is replayed from the client's position:
+//!    from the node's recent events when they hold it (`replay_cache`, no Redis read), else
+//!    from the topic's stream, page by page, each page shared with other clients reading it
+//!    (`shared_reads`), preceded by an `sse.truncated` control event when the position
 //!    cannot be continued exactly. Live events queue in the outbox meanwhile.
 //! 3. **Live**: events are taken from the outbox in batches; any at or below the client's
 //!    position on its topic (already replayed) are skipped, so the hand-over from replay to
@@ -32,15 +34,16 @@ use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use sse_core::control::{Truncation, history_truncated, token_expired};
+use sse_core::control::{history_truncated, token_expired};
 use sse_core::frame::{self, HEARTBEAT, id_tail};
 use sse_core::{Cursor, EventId, Frame, Topic};
 
 use crate::app::StreamSlot;
-use crate::history::{History, HistoryError, Page};
+use crate::history::{HistoryError, Resume};
 use crate::hub::{Membership, Start};
 use crate::metrics::Metrics;
 use crate::outbox::{Closed, Delivery, Outbox};
+use crate::shared_reads::{Position, SharedReads, Ticket};
 
 const CURSOR_IS_AN_ID: &str = "an encoded cursor holds only letters, digits, '-' and '.'";
 
@@ -56,11 +59,19 @@ pub(crate) struct Bounds {
     pub(crate) max_duration: Option<std::time::Duration>,
 }
 
-/// One page read from a topic's stream for this client.
+/// One page of a topic's history for this client.
 struct Fetched {
     topic: Topic,
-    truncated: Option<Truncation>,
-    page: Page,
+    events: Replayed,
+}
+
+/// Where a page of history came from.
+enum Replayed {
+    /// The node's recent events: everything after the position, nothing to read next.
+    Memory(Vec<Arc<Delivery>>),
+    /// A page of the topic's stream; `stale` when the read was sent before this stream's
+    /// ticket (`shared_reads`): then the page cannot end the replay.
+    Stream { resume: Arc<Resume>, stale: bool },
 }
 
 enum Phase {
@@ -70,7 +81,7 @@ enum Phase {
     Replaying {
         /// Topics still to replay after the one being read.
         queue: VecDeque<Topic>,
-        fetch: BoxFuture<Result<Fetched, HistoryError>>,
+        fetch: BoxFuture<Result<Fetched, Arc<HistoryError>>>,
     },
     Live,
 }
@@ -86,7 +97,7 @@ pub(crate) struct Setup {
     pub(crate) resume: Option<Cursor>,
     /// When the stream ends by itself, if ever.
     pub(crate) bounds: Bounds,
-    pub(crate) history: History,
+    pub(crate) reads: Arc<SharedReads>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) slot: StreamSlot,
     pub(crate) retry_ms: u64,
@@ -106,7 +117,9 @@ pub(crate) struct SseBody {
     out: VecDeque<Bytes>,
     /// Events taken from the outbox, not yet written.
     live: VecDeque<Arc<Delivery>>,
-    history: History,
+    reads: Arc<SharedReads>,
+    /// Taken once every topic is live: which shared reads this stream may join.
+    ticket: Ticket,
     metrics: Arc<Metrics>,
     resuming: bool,
     /// Events still to send before a bounded stream ends (`max_events`).
@@ -118,7 +131,7 @@ pub(crate) struct SseBody {
     /// Set once a bound is reached: the stream ends when `out` is written.
     ending: bool,
     // Held for their `Drop`: leaving the hub, freeing the connection slot.
-    _membership: Membership,
+    membership: Membership,
     _slot: StreamSlot,
 }
 
@@ -146,7 +159,8 @@ impl SseBody {
                 frame::comment("stream open").unwrap_or(HEARTBEAT),
             ]),
             live: VecDeque::new(),
-            history: setup.history,
+            reads: setup.reads,
+            ticket: 0,
             metrics: setup.metrics,
             resuming,
             remaining: setup.bounds.max_events,
@@ -158,7 +172,7 @@ impl SseBody {
                 .token_expiry
                 .map(|remaining| Box::pin(tokio::time::sleep(remaining))),
             ending: false,
-            _membership: setup.membership,
+            membership: setup.membership,
             _slot: setup.slot,
         }
     }
@@ -181,7 +195,7 @@ impl SseBody {
                     Poll::Ready(true)
                 }
                 Poll::Ready(Err(error)) => {
-                    tracing::warn!(error = %ErrorChain(&error), "replay failed; ending the stream so the client resumes");
+                    tracing::warn!(error = %ErrorChain(&*error), "replay failed; ending the stream so the client resumes");
                     Poll::Ready(false)
                 }
                 Poll::Pending => self.poll_signals(cx),
@@ -234,6 +248,7 @@ impl SseBody {
 
     /// Every topic is live: fix the positions, then replay or go live.
     fn started(&mut self, starts: Vec<EventId>) {
+        self.ticket = self.reads.ticket();
         if !self.resuming {
             self.cursor = Cursor::new(self.topics.iter().cloned().zip(starts));
             let position = id_tail(&self.cursor.encode()).expect(CURSOR_IS_AN_ID);
@@ -257,28 +272,35 @@ impl SseBody {
         };
     }
 
-    /// Reads the first page of `topic` after the client's position on it, or, given `after`,
-    /// the page after that id.
+    /// The first page of `topic` after the client's position on it (from memory if the
+    /// node holds it), or, given `after`, the page of its stream after that id.
     fn fetch(
         &self,
         topic: Topic,
         after: Option<EventId>,
-    ) -> BoxFuture<Result<Fetched, HistoryError>> {
-        let history = self.history.clone();
-        let from = self.cursor.get(&topic).unwrap_or(EventId::ZERO);
-        Box::pin(async move {
-            let (truncated, page) = match after {
-                None => {
-                    let resume = history.resume(&topic, from).await?;
-                    (resume.truncated, resume.page)
+    ) -> BoxFuture<Result<Fetched, Arc<HistoryError>>> {
+        let position = match after {
+            Some(after) => Position::After(after),
+            None => {
+                let from = self.cursor.get(&topic).unwrap_or(EventId::ZERO);
+                if let Some(recent) = self.membership.recent(&topic, from) {
+                    self.metrics.replays.with_label_values(&["memory"]).inc();
+                    let events = Replayed::Memory(recent);
+                    return Box::pin(std::future::ready(Ok(Fetched { topic, events })));
                 }
-                Some(after) => (None, history.after(&topic, after).await?),
+                self.metrics.replays.with_label_values(&["redis"]).inc();
+                Position::From(from)
+            }
+        };
+        let read = self.reads.read(&topic, position);
+        let ticket = self.ticket;
+        Box::pin(async move {
+            let (sent, resume) = read.await;
+            let events = Replayed::Stream {
+                resume: resume?,
+                stale: sent < ticket,
             };
-            Ok(Fetched {
-                topic,
-                truncated,
-                page,
-            })
+            Ok(Fetched { topic, events })
         })
     }
 
@@ -287,11 +309,11 @@ impl SseBody {
             return;
         };
         let mut queue = std::mem::take(queue);
-        let Fetched {
-            topic,
-            truncated,
-            page,
-        } = fetched;
+        let Fetched { topic, events } = fetched;
+        let (truncated, next, stale) = match &events {
+            Replayed::Memory(_) => (None, None, false),
+            Replayed::Stream { resume, stale } => (resume.truncated, resume.page.next, *stale),
+        };
         if let Some(reason) = truncated {
             let from = self.cursor.get(&topic).unwrap_or(EventId::ZERO);
             self.metrics.history_truncated.inc();
@@ -301,23 +323,25 @@ impl SseBody {
             // What follows is everything retained: the client's position starts over.
             self.cursor.set(&topic, EventId::ZERO);
         }
-        for event in &page.events {
-            if self.ending {
-                break; // a bounded stream got its last event
+        match &events {
+            Replayed::Memory(recent) => {
+                for delivery in recent {
+                    self.replay_event(&topic, delivery.id, || Some(delivery.frame.clone()));
+                }
             }
-            if !self.cursor.advance(&topic, event.id) {
-                continue;
+            Replayed::Stream { resume, .. } => {
+                for event in &resume.page.events {
+                    self.replay_event(&topic, event.id, || {
+                        let id = event.id.to_string();
+                        Frame::new(Some(&id), event.name.as_ref(), &event.data).ok()
+                    });
+                }
             }
-            let id = event.id.to_string();
-            let Ok(frame) = Frame::new(Some(&id), event.name.as_ref(), &event.data) else {
-                continue;
-            };
-            self.emit(&frame);
-            self.metrics.replayed_events.inc();
-            self.metrics.frames_delivered.inc();
         }
         self.outbox.note_write();
-        let next = match page.next {
+        // A stale last page: read on from the client's position.
+        let next = next.or_else(|| stale.then(|| self.cursor.get(&topic).unwrap_or(EventId::ZERO)));
+        let next = match next {
             Some(after) => Some((topic, Some(after))),
             None => queue.pop_front().map(|topic| (topic, None)),
         };
@@ -332,6 +356,20 @@ impl SseBody {
             // Live events were dropped meanwhile (see `outbox`): catch up from the stream.
             None => self.replay_all(),
         }
+    }
+
+    /// Writes one event of the replay, unless the client has it already or a bounded stream
+    /// got its last event; `frame` encodes it, only when needed.
+    fn replay_event(&mut self, topic: &Topic, id: EventId, frame: impl FnOnce() -> Option<Frame>) {
+        if self.ending || !self.cursor.advance(topic, id) {
+            return;
+        }
+        let Some(frame) = frame() else {
+            return; // a stream id never contains a line break
+        };
+        self.emit(&frame);
+        self.metrics.replayed_events.inc();
+        self.metrics.frames_delivered.inc();
     }
 
     fn deliver_live(&mut self, delivery: &Delivery) {

@@ -22,13 +22,15 @@ use crate::history::History;
 use crate::hub::{Hub, LinkCommand};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
+use crate::replay_cache::CacheLimits;
+use crate::shared_reads::SharedReads;
 
 /// A hub with no pub/sub link: the test confirms subscriptions itself.
 struct Node {
     hub: Arc<Hub>,
     commands: mpsc::UnboundedReceiver<LinkCommand>,
     metrics: Arc<Metrics>,
-    history: History,
+    reads: Arc<SharedReads>,
     open: Arc<AtomicUsize>,
 }
 
@@ -47,12 +49,13 @@ impl Node {
             .commands()
             .expect("a lazy connection");
         let history = History::new(redis, page, metrics.messages_invalid.clone());
-        let (hub, commands) = Hub::new(metrics.clone());
+        let reads = SharedReads::new(history, metrics.replay_reads_coalesced.clone());
+        let (hub, commands) = Hub::new(metrics.clone(), CacheLimits::OFF, Duration::ZERO);
         Self {
             hub,
             commands,
             metrics,
-            history,
+            reads,
             open: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -78,7 +81,7 @@ impl Node {
             starts,
             resume,
             bounds,
-            history: self.history.clone(),
+            reads: self.reads.clone(),
             metrics: self.metrics.clone(),
             slot: StreamSlot::take(&self.open, 100, &self.metrics).expect("a free slot"),
             retry_ms: 1000,
