@@ -322,6 +322,24 @@ pub(crate) struct StormWindow {
     /// The driver's own CPU.
     pub(crate) driver_cpu_seconds: f64,
     pub(crate) driver_cpu_percent: f64,
+    /// How busy the driver's cores were (the driver, Redis, anything else), in percent of
+    /// those cores; `None` if unknown.
+    pub(crate) driver_core_busy_percent: Option<f64>,
+    /// The same from the end of `--storm-away` (the first reconnect) until the window
+    /// closed: the replay, without the quiet away time that dilutes the percentages above.
+    pub(crate) reconnecting: Phase,
+}
+
+/// CPU over part of a storm window.
+#[derive(Debug, Serialize)]
+pub(crate) struct Phase {
+    pub(crate) seconds: f64,
+    /// The `--pid` processes together; `None` without `--pid`.
+    pub(crate) server_cpu_seconds: Option<f64>,
+    pub(crate) server_cpu_percent: Option<f64>,
+    pub(crate) driver_cpu_seconds: f64,
+    pub(crate) driver_cpu_percent: f64,
+    pub(crate) driver_core_busy_percent: Option<f64>,
 }
 
 /// Redis commands over a storm window, from `INFO commandstats` (see `redis_stats`).

@@ -156,6 +156,14 @@ fn a_storm_with_away_time_reports_catch_up_resources_and_redis_commands() {
         "{report:#}"
     );
     assert!(window["driver_cpu_percent"].is_number(), "{report:#}");
+    let reconnecting = &window["reconnecting"];
+    assert!(positive(&reconnecting["seconds"]), "{report:#}");
+    assert!(
+        reconnecting["seconds"].as_f64() <= window["seconds"].as_f64(),
+        "{report:#}"
+    );
+    assert!(reconnecting["server_cpu_percent"].is_number(), "{report:#}");
+    assert!(reconnecting["driver_cpu_percent"].is_number(), "{report:#}");
 
     // Redis counted every publish of the window: the publisher's FCALL (and the XADD inside
     // it). Stream reads may be 0 once the gateway replays from memory, so only their

@@ -30,8 +30,8 @@ use crate::plan::Plan;
 use crate::procfs;
 use crate::redis_stats::{Calls, RedisStats, StatsError};
 use crate::report::{
-    Behind, CatchUp, Details, Latency, Params, ReadyPolls, RedisCommands, Report, ScenarioParams,
-    Storm, StormWindow, round,
+    Behind, CatchUp, Details, Latency, Params, Phase, ReadyPolls, RedisCommands, Report,
+    ScenarioParams, Storm, StormWindow, round,
 };
 use crate::scenarios::Stage;
 use crate::template::Endpoint;
@@ -142,8 +142,7 @@ async fn storm(stage: &Stage, at: Duration, plan: StormPlan, options: &StormOpti
     tokio::time::sleep(at).await;
     let pids = &stage.plan.pids;
     let redis = RedisWindow::open(&options.redis_stats).await;
-    let server_cpu_before = procfs::total_cpu_seconds(pids);
-    let driver_cpu_before = procfs::own_cpu_seconds();
+    let whole = Usage::now(stage);
     let rss_at_drop = procfs::total_rss_kib(pids);
     stage.acked.open_window();
     let started = Instant::now();
@@ -180,15 +179,21 @@ async fn storm(stage: &Stage, at: Duration, plan: StormPlan, options: &StormOpti
         }
         window_done.cancel();
     };
-    let ((), ready_polls, rss_peak) = tokio::join!(
+    // The first client reconnects once the away time is over: from then on the servers
+    // replay, which the whole window's CPU (mostly the away time) would dilute.
+    let reconnecting = async {
+        tokio::time::sleep_until(started + plan.away).await;
+        Usage::now(stage)
+    };
+    let ((), ready_polls, rss_peak, reconnecting) = tokio::join!(
         wait,
         poll_ready(options.ready_url.as_ref(), &back),
         peak_rss(pids, &window_done),
+        reconnecting,
     );
     let published = stage.acked.close_window();
-    let seconds = started.elapsed().as_secs_f64();
-    let server_cpu = procfs::total_cpu_seconds(pids) - server_cpu_before;
-    let driver_cpu = procfs::own_cpu_seconds() - driver_cpu_before;
+    let whole = whole.until_now(stage);
+    let reconnecting = reconnecting.until_now(stage);
     let (redis_commands, redis_stats_error) = redis.close().await;
 
     let reconnected = tally.reconnected.load(Ordering::Relaxed);
@@ -223,16 +228,17 @@ async fn storm(stage: &Stage, at: Duration, plan: StormPlan, options: &StormOpti
         from_reconnect_ms: Latency::of(&catch_ups.catch_up_times()),
     };
     let has_pids = !pids.is_empty();
-    let percent = |cpu: f64| round(cpu / seconds.max(f64::EPSILON) * 100.0, 0);
     let window = StormWindow {
-        seconds: round(seconds, 3),
+        seconds: whole.seconds,
         published,
-        server_cpu_seconds: has_pids.then(|| round(server_cpu, 2)),
-        server_cpu_percent: has_pids.then(|| percent(server_cpu)),
+        server_cpu_seconds: whole.server_cpu_seconds,
+        server_cpu_percent: whole.server_cpu_percent,
         server_rss_at_drop_kib: has_pids.then_some(rss_at_drop),
         server_rss_peak_kib: has_pids.then(|| rss_peak.max(rss_at_drop)),
-        driver_cpu_seconds: round(driver_cpu, 2),
-        driver_cpu_percent: percent(driver_cpu),
+        driver_cpu_seconds: whole.driver_cpu_seconds,
+        driver_cpu_percent: whole.driver_cpu_percent,
+        driver_core_busy_percent: whole.driver_core_busy_percent,
+        reconnecting,
     };
     let storm = Storm {
         clients,
@@ -251,6 +257,47 @@ async fn storm(stage: &Stage, at: Duration, plan: StormPlan, options: &StormOpti
     };
     summarize(&storm);
     storm
+}
+
+/// CPU counters at one moment, to measure a phase of the storm from.
+struct Usage {
+    at: Instant,
+    server_cpu: f64,
+    driver_cpu: f64,
+    driver_core_ticks: Option<(u64, u64)>,
+}
+
+impl Usage {
+    /// The counters now.
+    fn now(stage: &Stage) -> Self {
+        Self {
+            at: Instant::now(),
+            server_cpu: procfs::total_cpu_seconds(&stage.plan.pids),
+            driver_cpu: procfs::own_cpu_seconds(),
+            driver_core_ticks: procfs::core_ticks(&stage.plan.driver_cpus),
+        }
+    }
+
+    /// What was used from `self` until now.
+    fn until_now(self, stage: &Stage) -> Phase {
+        let now = Self::now(stage);
+        let seconds = now.at.duration_since(self.at).as_secs_f64();
+        let percent = |cpu: f64| round(cpu / seconds.max(f64::EPSILON) * 100.0, 0);
+        let server_cpu = now.server_cpu - self.server_cpu;
+        let driver_cpu = now.driver_cpu - self.driver_cpu;
+        let has_pids = !stage.plan.pids.is_empty();
+        let driver_core_busy_percent =
+            procfs::busy_percent(self.driver_core_ticks, now.driver_core_ticks)
+                .map(|percent| round(percent, 0));
+        Phase {
+            seconds: round(seconds, 3),
+            server_cpu_seconds: has_pids.then(|| round(server_cpu, 2)),
+            server_cpu_percent: has_pids.then(|| percent(server_cpu)),
+            driver_cpu_seconds: round(driver_cpu, 2),
+            driver_cpu_percent: percent(driver_cpu),
+            driver_core_busy_percent,
+        }
+    }
 }
 
 /// A few lines on stderr about the storm, as it ends.
@@ -293,6 +340,19 @@ fn summarize(storm: &Storm) {
             .map_or_else(unknown, |k| k.to_string()),
         window.driver_cpu_percent,
         window.published,
+    );
+    let reconnecting = &window.reconnecting;
+    eprintln!(
+        "storm, from the first reconnect ({:.2}s): server CPU {} %, driver CPU {} %, \
+         driver's cores {} % busy",
+        reconnecting.seconds,
+        reconnecting
+            .server_cpu_percent
+            .map_or_else(unknown, |p| p.to_string()),
+        reconnecting.driver_cpu_percent,
+        reconnecting
+            .driver_core_busy_percent
+            .map_or_else(unknown, |p| p.to_string()),
     );
     if let Some(redis) = &storm.redis_commands {
         eprintln!(
