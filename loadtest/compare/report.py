@@ -6,7 +6,9 @@ Every scenario's table has the same load rows for both servers (published, publi
 and achieved, delivered/s, missing, duplicated, reordered, latency from send and from the
 schedule, server and driver CPU, driver-bound, bound by), then the rows only that scenario
 has. Nothing is left out for either server: a row where one server does better stays, and so
-does a run that the driver limited, marked as such.
+does a run that the driver limited, marked as such. A figure that does not apply to a server
+says "n/a" (for instance stream reads on Nchan, which keeps no Redis streams); one that was not
+measured says "–".
 
 Usage: report.py compare.json OUT_DIR
 """
@@ -19,6 +21,7 @@ from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global sta
 from matplotlib.ticker import FuncFormatter
 
 KIB_PER_MIB = 1024
+NOT_APPLICABLE = "n/a"
 # Parameters that differ between servers (URLs, PIDs) or runs (topic names), not shown.
 SERVER_SPECIFIC = {"subscribe_urls", "publish_url", "topic_prefix", "ready_url", "server_pids"}
 LOAD_ROWS = [
@@ -60,7 +63,36 @@ EXTRA_ROWS = {
         ("storm clients", "storm.clients", 1),
         ("reconnected", "storm.reconnected", 1),
         ("reconnects failed", "storm.failed", 1),
-        ("seconds to reconnect", "storm.seconds_to_reconnect", 1),
+        ("seconds to reconnect (from the drop, away time included)",
+         "storm.seconds_to_reconnect", 1),
+        ("events behind at reconnect, mean (measured)", "storm.behind_at_reconnect.mean", 1),
+        ("events behind at reconnect, max", "storm.behind_at_reconnect.max", 1),
+        ("clients caught up", "storm.catch_up.caught_up", 1),
+        ("clients not caught up", "storm.catch_up.not_caught_up", 1),
+        ("catch-up max: s from the drop until every client caught up",
+         lambda report: catch_up_max(report), 1),
+        ("catch-up p50 ms (per client, from its reconnect request)",
+         "storm.catch_up.from_reconnect_ms.p50", 1),
+        ("catch-up p99 ms (per client, from its reconnect request)",
+         "storm.catch_up.from_reconnect_ms.p99", 1),
+        ("resumed events p99 ms (each, from its client's reconnect request)",
+         "storm.resumed_events_from_reconnect_ms.p99", 1),
+        ("storm window s (drop until all caught up)", "storm.window.seconds", 1),
+        ("storm window: server CPU s", "storm.window.server_cpu_seconds", 1),
+        ("storm window: server CPU % (of one core)", "storm.window.server_cpu_percent", 1),
+        ("storm window: server RSS peak MiB", "storm.window.server_rss_peak_kib", KIB_PER_MIB),
+        ("storm window: driver CPU % (of one core)", "storm.window.driver_cpu_percent", 1),
+        ("from the first reconnect until all caught up: s", "storm.window.reconnecting.seconds", 1),
+        ("from the first reconnect: server CPU % (of one core)",
+         "storm.window.reconnecting.server_cpu_percent", 1),
+        ("from the first reconnect: driver CPU % (of one core)",
+         "storm.window.reconnecting.driver_cpu_percent", 1),
+        ("from the first reconnect: driver's core busy %",
+         "storm.window.reconnecting.driver_core_busy_percent", 1),
+        ("storm window: events published", "storm.window.published", 1),
+        ("storm window: Redis commands, all", "storm.redis_commands.total", 1),
+        ("storm window: Redis stream reads (XRANGE, XREVRANGE, XINFO, XREAD)",
+         lambda report: stream_reads(report), 1),
         ("ready during storm (no poll answered otherwise)", "storm.ready_during_storm", 1),
         ("readiness polls answered 200", "storm.ready_polls.ready", 1),
         ("readiness polls unanswered in 2 s", "storm.ready_polls.unanswered", 1),
@@ -85,8 +117,32 @@ STEP_COLUMNS = [
 ]
 
 
+def catch_up_max(report):
+    """Seconds until every storm client caught up, or how many never did."""
+    seconds = get(report, "storm.catch_up.seconds_until_all")
+    missing = get(report, "storm.catch_up.not_caught_up")
+    if seconds is None and missing:
+        return f"never ({missing:,} not caught up)"
+    return seconds
+
+
+def stream_reads(report):
+    """The storm window's stream reads; n/a for a server that writes no Redis streams (no
+    XADD counted, as Nchan, which reads its hashes and lists inside EVALSHA scripts)."""
+    commands = get(report, "storm.redis_commands")
+    if not isinstance(commands, dict):
+        return None
+    by_command = commands.get("by_command") or {}
+    if not by_command.get("xadd"):
+        return NOT_APPLICABLE
+    return commands.get("read_commands")
+
+
 def get(report, path, divisor=1):
-    """The value at a dotted path, divided for unit changes; None where anything is missing."""
+    """The value at a dotted path (or what a function of the report gives), divided for
+    unit changes; None where anything is missing."""
+    if callable(path):
+        return path(report) if isinstance(report, dict) else None
     value = report
     for key in path.split("."):
         if not isinstance(value, dict) or value.get(key) is None:

@@ -12,9 +12,17 @@
 # sse-bench JSON per scenario and server, compare.json, compare.md and the plots
 # (latency.svg/png: percentiles vs achieved publish rate; memory.svg/png: RSS vs connections).
 #
-#   loadtest/compare/run.sh                   # every scenario, full size (about 10 minutes;
+# The reconnect storm drops every client $STORM_AT into publishing, keeps them away long
+# enough to come back about $STORM_BEHIND events behind ($STORM_RATE events/s over
+# $STORM_TOPICS topics), spreads their reconnects over $STORM_SPREAD, and times until each has
+# caught up. Both servers keep their messages in their own Redis (Nchan in distributed mode),
+# so the Redis commands of the storm window are counted for both (--redis-stats): every
+# command either issued, in total; the stream reads (XRANGE, XREVRANGE, XINFO, XREAD) only
+# mean something for our gateway, Nchan reads its hashes and lists inside EVALSHA scripts.
+#
+#   loadtest/compare/run.sh                   # every scenario, full size (about 11 minutes;
 #                                             # needs an otherwise idle machine)
-#   SCALE=small loadtest/compare/run.sh       # the same at toy sizes (about 2.5 minutes)
+#   SCALE=small loadtest/compare/run.sh       # the same at toy sizes (about 3 minutes)
 #   SCENARIOS="idle fanout" loadtest/compare/run.sh
 #
 # Needs redis-server, nginx with libnginx-mod-nchan, python3 with matplotlib, taskset; as root
@@ -37,11 +45,18 @@ mkdir -p "$OUT"
 
 if [ "$SCALE" = small ]; then
   IDLE=2000 FANOUT=1000 TOPICS=1000 RAMP=200 STORM=1000 SECONDS_=5s STEP=3s
-  RATES=100,500,1000,2000
+  RATES=100,500,1000,2000 STORM_BEHIND=${STORM_BEHIND:-10}
 else
   IDLE=18000 FANOUT=10000 TOPICS=10000 RAMP=1000 STORM=10000 SECONDS_=20s STEP=10s
-  RATES=100,200,500,1000,2000,5000,10000,20000
+  RATES=100,200,500,1000,2000,5000,10000,20000 STORM_BEHIND=${STORM_BEHIND:-50}
 fi
+# The storm: away long enough that each client is STORM_BEHIND events behind its topic
+# (rate x away / topics), reconnects spread over STORM_SPREAD, and publishing on for
+# STORM_TAIL after the last reconnect so the catch-up happens under live load.
+STORM_TOPICS=${STORM_TOPICS:-100} STORM_RATE=${STORM_RATE:-200}
+STORM_AT=${STORM_AT:-5} STORM_SPREAD=${STORM_SPREAD:-1} STORM_TAIL=${STORM_TAIL:-5}
+STORM_AWAY_MS=$((STORM_BEHIND * STORM_TOPICS * 1000 / STORM_RATE))
+STORM_SECONDS_MS=$(((STORM_AT + STORM_SPREAD + STORM_TAIL) * 1000 + STORM_AWAY_MS))
 
 # --- what the machine needs --------------------------------------------------------------
 missing=()
@@ -95,6 +110,7 @@ start_server() { # name
         --publish-url http://127.0.0.1:18081/v1/publish
         --publish-header 'Authorization: Bearer bench')
       READY=(--ready-url http://127.0.0.1:18080/readyz)
+      REDIS_STATS=(--redis-stats redis://127.0.0.1:16601)
       PIDS="$gateway,$publisher"
       ;;
     nchan)
@@ -108,6 +124,8 @@ start_server() { # name
       TARGET=(--subscribe-url 'http://127.0.0.1:18090/sub/{topic}'
         --publish-url 'http://127.0.0.1:18090/pub/{topic}' --publish-body '{data}')
       READY=()
+      # Nchan's messages live in this Redis too (nchan_redis_storage_mode distributed).
+      REDIS_STATS=(--redis-stats redis://127.0.0.1:16602)
       PIDS="$master,$worker"
       ;;
     *) echo "unknown server $1" >&2; exit 2 ;;
@@ -144,8 +162,10 @@ for scenario in $SCENARIOS; do
       ramp) bench "$server" ramp ramp --connections "$RAMP" --topics 10 --rates "$RATES" \
         --step "$STEP" --max-p99 200ms "${RAMP_SPREAD[@]}" ;;
       reconnect-storm) bench "$server" reconnect-storm reconnect-storm --connections "$STORM" \
-        --topics 100 --rate 200 --duration "$SECONDS_" --storm-share 1.0 "${SPREAD[@]}" \
-        "${READY[@]}" ;;
+        --topics "$STORM_TOPICS" --rate "$STORM_RATE" --duration "${STORM_SECONDS_MS}ms" \
+        --storm-at "${STORM_AT}s" --storm-away "${STORM_AWAY_MS}ms" \
+        --storm-spread "${STORM_SPREAD}s" --storm-share 1.0 "${SPREAD[@]}" \
+        "${READY[@]}" "${REDIS_STATS[@]}" ;;
       *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac
     stop_all
@@ -174,6 +194,8 @@ compare = {
     "versions": {"nchan": nchan},
     "processes": {"sse-gateway": "sse-gateway + sse-publisher (--pid both)",
                   "nchan": "nginx master + worker (--pid both)"},
+    "redis": {"sse-gateway": "its own redis-server (streams; --redis-stats)",
+              "nchan": "its own redis-server (distributed mode; --redis-stats)"},
     "publishing": f"--publish-spread over {publish_connections} connections "
                   f"({ramp_publish_connections} for the ramp), the same for both servers",
     "scenarios": scenarios,

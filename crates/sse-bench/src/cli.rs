@@ -36,8 +36,9 @@ pub(crate) enum Scenario {
         #[command(flatten)]
         ramp: RampOptions,
     },
-    /// Publish --rate; at --storm-at, drop and reconnect --storm-share of the connections
-    /// at once, resuming with Last-Event-ID.
+    /// Publish --rate; at --storm-at, drop --storm-share of the connections at once; they
+    /// stay away --storm-away (plus up to --storm-spread) and resume with Last-Event-ID.
+    /// Reports how long they took to catch up, and with --redis-stats the Redis commands.
     ReconnectStorm {
         #[command(flatten)]
         shared: Shared,
@@ -170,9 +171,22 @@ pub(crate) struct StormOptions {
     /// The share of the connections that drop, from 0 to 1.
     #[arg(long, default_value_t = 1.0, value_parser = parse_share)]
     pub(crate) storm_share: f64,
+    /// How long the dropped connections stay away while publishing goes on, e.g. 5s: each
+    /// comes back about rate × away ÷ topics events behind. 0: reconnect at once.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub(crate) storm_away: Duration,
+    /// Spread the reconnects uniformly at random over this window (after --storm-away),
+    /// e.g. 1s. 0: all at the same instant.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub(crate) storm_spread: Duration,
     /// A readiness URL polled every 100 ms from the storm until all reconnected.
     #[arg(long, value_parser = Endpoint::parse)]
     pub(crate) ready_url: Option<Endpoint>,
+    /// A Redis server of the system under test, e.g. redis://127.0.0.1:6379; repeatable
+    /// (a cluster: each master). Its `INFO commandstats` is read before the drop and once
+    /// every client caught up, and the calls per command in between are reported.
+    #[arg(long = "redis-stats", value_name = "URL", value_parser = parse_redis_url)]
+    pub(crate) redis_stats: Vec<String>,
 }
 
 /// `Name: value` → a header.
@@ -183,6 +197,13 @@ fn parse_header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
     let name = HeaderName::try_from(name.trim()).map_err(|e| format!("header name: {e}"))?;
     let value = HeaderValue::try_from(value.trim()).map_err(|e| format!("header value: {e}"))?;
     Ok((name, value))
+}
+
+/// A Redis URL the redis crate accepts.
+fn parse_redis_url(text: &str) -> Result<String, String> {
+    redis::Client::open(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| format!("{text:?}: {e}"))
 }
 
 /// A number from 0 to 1.
@@ -220,5 +241,37 @@ mod tests {
         assert!(parse_header("no colon").is_err());
         assert!(parse_share("1.5").is_err());
         assert_eq!(parse_share("0.25"), Ok(0.25));
+        assert!(parse_redis_url("redis://127.0.0.1:6379").is_ok());
+        assert!(parse_redis_url("http://127.0.0.1:6379").is_err());
+    }
+
+    #[test]
+    fn storm_options_default_to_an_immediate_reconnect() {
+        let cli = Cli::try_parse_from(["sse-bench", "reconnect-storm"]).unwrap();
+        let Scenario::ReconnectStorm { storm, .. } = cli.scenario else {
+            panic!("reconnect-storm expected");
+        };
+        assert_eq!(storm.storm_away, Duration::ZERO);
+        assert_eq!(storm.storm_spread, Duration::ZERO);
+        assert!(storm.redis_stats.is_empty());
+        let cli = Cli::try_parse_from([
+            "sse-bench",
+            "reconnect-storm",
+            "--storm-away",
+            "5s",
+            "--storm-spread",
+            "1s",
+            "--redis-stats",
+            "redis://127.0.0.1:1",
+            "--redis-stats",
+            "redis://127.0.0.1:2",
+        ])
+        .unwrap();
+        let Scenario::ReconnectStorm { storm, .. } = cli.scenario else {
+            panic!("reconnect-storm expected");
+        };
+        assert_eq!(storm.storm_away, Duration::from_secs(5));
+        assert_eq!(storm.storm_spread, Duration::from_secs(1));
+        assert_eq!(storm.redis_stats.len(), 2);
     }
 }

@@ -6,10 +6,20 @@
 //! (see `payload` and `sequence`): each arrives once, late arrivals are counted as reordered,
 //! repeats as duplicates, and latency is recorded from the send and from the scheduled time.
 //!
-//! In a reconnect storm the connection is dropped on a signal and reopened at once with
-//! `Last-Event-ID` set to the last `id:` it received, as a browser's EventSource does; the
+//! In a reconnect storm the connection is dropped on a signal, stays away for its delay
+//! (`--storm-away` plus its share of `--storm-spread`, drawn by the fleet), and is reopened
+//! with `Last-Event-ID` set to the last `id:` it received, as a browser's EventSource does; the
 //! sequence check carries on across the reconnect, so a resume that loses or repeats an event
-//! shows up as missing or duplicated. A reconnect the server refuses with 401 or 403 is not
+//! shows up as missing or duplicated.
+//!
+//! **Catching up.** Just before its reconnect request the client takes its target: what the
+//! publisher has seen acknowledged of its topic by then (see `acked`), so how many events it
+//! is behind is measured, not derived from the flags. It has caught up once its sequence
+//! check holds every sequence below the target; the time from the request until then is its
+//! catch-up time, and each event below the target that arrives meanwhile is a *resumed*
+//! event, timed from the same request. A client with nothing to fetch is caught up when its
+//! stream is back (status 200). The target is taken at the first reconnect attempt, so time
+//! lost to failed attempts counts. A reconnect the server refuses with 401 or 403 is not
 //! retried (the same token would be refused again): it counts as a failed reconnect at once.
 //! With `--tokens`, every request carries the connection's `Authorization` header.
 
@@ -25,6 +35,7 @@ use hyper::body::Incoming;
 use sse_core::parser::{Item, Parser};
 use tokio_util::sync::CancellationToken;
 
+use crate::acked::Acked;
 use crate::conn::{self, Connection, HttpError};
 use crate::payload;
 use crate::sequence::{Seen, SequenceCheck};
@@ -42,10 +53,30 @@ pub(crate) struct Subscriber {
     pub(crate) endpoint: Arc<Endpoint>,
     pub(crate) source: IpAddr,
     pub(crate) topic: Arc<str>,
+    /// Its topic's number, for `acked`.
+    pub(crate) topic_index: usize,
     /// `Bearer <token>`, sent on every connect (see `tokens`).
     pub(crate) authorization: Option<HeaderValue>,
-    /// Whether it takes part in the reconnect storm.
-    pub(crate) storms: bool,
+    /// For a storm client, how long it stays away after the drop; `None`: no part in it.
+    pub(crate) storm_delay: Option<Duration>,
+    /// What the publisher has seen acknowledged, for the catch-up target.
+    pub(crate) acked: Arc<Acked>,
+}
+
+/// Where a connection stands in its topic: what arrived, and whether it is catching up.
+#[derive(Default)]
+struct Position {
+    check: SequenceCheck,
+    catching_up: Option<CatchingUp>,
+}
+
+/// A storm client between its reconnect request and having caught up.
+#[derive(Clone, Copy)]
+struct CatchingUp {
+    /// Every sequence below this one must arrive.
+    target: u64,
+    /// When the reconnect request was sent, µs since the epoch.
+    since_micros: u64,
 }
 
 /// The signals every subscriber listens to.
@@ -84,14 +115,14 @@ impl Subscriber {
         };
         tally.live.fetch_add(1, Ordering::Relaxed);
         let mut parser = Parser::new();
-        let mut check = SequenceCheck::default();
-        let mut storm = self.storms.then(|| signals.storm.clone());
+        let mut position = Position::default();
+        let mut storm = self.storm_delay.is_some().then(|| signals.storm.clone());
         loop {
             let end = self
                 .read(
                     &mut stream,
                     &mut parser,
-                    &mut check,
+                    &mut position,
                     &tally,
                     &signals.stop,
                     storm.as_ref(),
@@ -106,15 +137,33 @@ impl Subscriber {
                 End::Storm => {
                     storm = None;
                     drop(stream);
+                    let away = self.storm_delay.unwrap_or_default();
+                    tokio::select! {
+                        () = tokio::time::sleep(away) => {}
+                        () = signals.stop.cancelled() => return,
+                    }
                     let resume = parser.last_event_id().to_owned();
                     parser = Parser::new();
+                    let target = self.acked.floor(self.topic_index);
+                    let catch_ups = &tally.catch_ups;
+                    catch_ups.record_behind(position.check.outstanding_below(target));
+                    let since_micros = payload::now_micros();
                     match self.reopen(&resume, &signals.stop).await {
                         Some(Ok(reopened)) => {
                             stream = reopened;
+                            let now = payload::now_micros();
                             tally.reconnected.fetch_add(1, Ordering::Relaxed);
                             tally
                                 .last_reconnect_micros
-                                .fetch_max(payload::now_micros(), Ordering::Relaxed);
+                                .fetch_max(now, Ordering::Relaxed);
+                            if position.check.has_all_below(target) {
+                                catch_ups.record_caught_up(now, now.saturating_sub(since_micros));
+                            } else {
+                                position.catching_up = Some(CatchingUp {
+                                    target,
+                                    since_micros,
+                                });
+                            }
                         }
                         Some(Err(error)) => {
                             let context = format_args!("connection {} reconnecting", self.index);
@@ -188,12 +237,13 @@ impl Subscriber {
         }
     }
 
-    /// Reads events until the stream ends or a signal comes.
+    /// Reads events until the stream ends or a signal comes; while `catching_up`, also times
+    /// resumed events and notes when the client has caught up.
     async fn read(
         &self,
         stream: &mut Stream,
         parser: &mut Parser,
-        check: &mut SequenceCheck,
+        position: &mut Position,
         tally: &Tally,
         stop: &CancellationToken,
         storm: Option<&CancellationToken>,
@@ -229,7 +279,7 @@ impl Subscriber {
                 };
                 tally.received.fetch_add(1, Ordering::Relaxed);
                 tally.last_received_micros.fetch_max(now, Ordering::Relaxed);
-                match check.observe(stamp.sequence) {
+                match position.check.observe(stamp.sequence) {
                     Seen::Duplicate => {
                         tally.duplicated.fetch_add(1, Ordering::Relaxed);
                         continue;
@@ -239,11 +289,24 @@ impl Subscriber {
                     }
                     Seen::New => {}
                 }
+                if let Some(catching) = position.catching_up
+                    && stamp.sequence < catching.target
+                {
+                    let since = now.saturating_sub(catching.since_micros);
+                    tally.catch_ups.record_resumed(self.index, since);
+                }
                 tally.record_latency(
                     self.index,
                     now.saturating_sub(stamp.sent_micros),
                     now.saturating_sub(stamp.due_micros),
                 );
+            }
+            if let Some(catching) = position.catching_up
+                && position.check.has_all_below(catching.target)
+            {
+                let since = now.saturating_sub(catching.since_micros);
+                tally.catch_ups.record_caught_up(now, since);
+                position.catching_up = None;
             }
         }
     }

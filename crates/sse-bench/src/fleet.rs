@@ -1,6 +1,10 @@
 //! [`Fleet`]: all the subscribers of a run, opened at `--ramp` per second and spread
 //! round-robin over topics, subscribe URLs, source addresses and `--tokens`; and the two
 //! signals they obey, stop and storm.
+//!
+//! The storm clients are the first [`StormPlan::clients`]; each draws how long it stays
+//! away after the drop here, once: `--storm-away` plus a uniformly random share of
+//! `--storm-spread`, so their reconnects spread evenly over that window.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,12 +14,39 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::acked::Acked;
 use crate::clients::{Signals, Subscriber};
 use crate::plan::Plan;
 use crate::tally::Tally;
 
 /// How long to wait, after the last connection was started, for the slowest to answer.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Which subscribers take part in a reconnect storm, and how long they stay away.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct StormPlan {
+    /// The first this many connections.
+    pub(crate) clients: usize,
+    /// Each stays away at least this long after the drop…
+    pub(crate) away: Duration,
+    /// …plus a uniformly random part of this.
+    pub(crate) spread: Duration,
+}
+
+impl StormPlan {
+    /// No storm.
+    pub(crate) const NONE: Self = Self {
+        clients: 0,
+        away: Duration::ZERO,
+        spread: Duration::ZERO,
+    };
+
+    /// How long one storm client stays away: `away` plus a random part of `spread`.
+    fn delay(&self) -> Duration {
+        let spread = u64::try_from(self.spread.as_micros()).unwrap_or(u64::MAX);
+        self.away + Duration::from_micros(fastrand::u64(0..=spread))
+    }
+}
 
 /// The running subscribers.
 pub(crate) struct Fleet {
@@ -28,9 +59,15 @@ pub(crate) struct Fleet {
 }
 
 impl Fleet {
-    /// Opens `plan.connections` subscribers; the first `storm_clients` take part in the
-    /// storm. Returns once every one is live or has failed (or after a timeout).
-    pub(crate) async fn open(plan: &Plan, tally: &Arc<Tally>, storm_clients: usize) -> Self {
+    /// Opens `plan.connections` subscribers; the first `storm.clients` take part in the
+    /// storm; `acked` is what the publisher has seen acknowledged. Returns once every one is
+    /// live or has failed (or after a timeout).
+    pub(crate) async fn open(
+        plan: &Plan,
+        tally: &Arc<Tally>,
+        acked: &Arc<Acked>,
+        storm: StormPlan,
+    ) -> Self {
         let signals = Signals {
             stop: CancellationToken::new(),
             storm: CancellationToken::new(),
@@ -46,11 +83,13 @@ impl Fleet {
                 endpoint: plan.subscribe[index % plan.subscribe.len()].clone(),
                 source: plan.sources[index % plan.sources.len()],
                 topic: plan.topics[topic].clone(),
+                topic_index: topic,
                 authorization: plan
                     .tokens
                     .as_ref()
                     .map(|tokens| tokens.for_connection(index)),
-                storms: index < storm_clients,
+                storm_delay: (index < storm.clients).then(|| storm.delay()),
+                acked: acked.clone(),
             };
             tasks.spawn(subscriber.run(tally.clone(), signals.clone()));
             let due = Duration::from_secs_f64((index + 1) as f64 / plan.ramp as f64);

@@ -15,12 +15,15 @@
 //!   body templates), `tokens` (a bearer token per subscriber);
 //! - `conn` (one HTTP/1.1 connection), `clients` (one subscriber), `fleet` (all of them),
 //!   `publish` (paced publishing), `payload` (the event data format);
-//! - `sequence` (one connection's loss, duplicate and reorder check), `tally` (counters,
+//! - `sequence` (one connection's loss, duplicate and reorder check), `acked` (what the
+//!   publisher saw acknowledged: a storm client's catch-up target), `tally` (counters,
 //!   latency), `window` (measuring part of a run), `memory` and `procfs` (server memory,
-//!   server and driver CPU), `bound` (which side limited a measurement), `progress`
+//!   server and driver CPU), `redis_stats` (Redis commands over a storm, from
+//!   `INFO commandstats`), `bound` (which side limited a measurement), `progress`
 //!   (stderr), `report` (JSON and table);
 //! - `scenarios` (what each subcommand does).
 
+mod acked;
 mod bound;
 mod cli;
 mod clients;
@@ -32,6 +35,7 @@ mod plan;
 mod procfs;
 mod progress;
 mod publish;
+mod redis_stats;
 mod report;
 mod scenarios;
 mod sequence;

@@ -132,6 +132,14 @@ pub(crate) fn core_ticks(cpus: &BTreeSet<u32>) -> Option<(u64, u64)> {
     stat_core_ticks(&stat, cpus)
 }
 
+/// How busy cores were between two [`core_ticks`] readings, in percent; `None` if either is
+/// unknown or no tick passed.
+pub(crate) fn busy_percent(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    let ((busy0, total0), (busy, total)) = before.zip(after)?;
+    let total = total.checked_sub(total0).filter(|&total| total > 0)?;
+    Some(busy.saturating_sub(busy0) as f64 / total as f64 * 100.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +172,13 @@ mod tests {
             Some((20, 100))
         );
         assert_eq!(stat_core_ticks(stat, &BTreeSet::from([7])), None);
+    }
+
+    #[test]
+    fn busy_percent_is_the_share_of_busy_ticks() {
+        assert_eq!(busy_percent(Some((10, 100)), Some((40, 200))), Some(30.0));
+        assert_eq!(busy_percent(Some((10, 100)), Some((10, 100))), None);
+        assert_eq!(busy_percent(None, Some((10, 100))), None);
     }
 
     #[test]

@@ -21,7 +21,9 @@
 //! server is slower than `rate`, the pacer waits for room and falls behind schedule, and the
 //! achieved rate shows it; it gives up at twice the planned time rather than publish the
 //! whole backlog. Any 2xx answer is a success; everything else (other statuses, connection
-//! errors) is counted as failed, and the lane reconnects.
+//! errors) is counted as failed, and the lane reconnects. Every success is also recorded in
+//! the run's [`Acked`] (per topic, the highest sequence below which everything is
+//! acknowledged), which a reconnect storm uses as each client's catch-up target.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::acked::Acked;
 use crate::conn::{self, Connection, HttpError};
 use crate::payload::{self, Stamp};
 use crate::template::{Endpoint, Template};
@@ -94,6 +97,7 @@ struct LaneState {
     padding: String,
     succeeded: Vec<AtomicU64>,
     failed: AtomicU64,
+    acked: Arc<Acked>,
 }
 
 /// The publishing side of a run: its lanes and every topic's next sequence number.
@@ -105,13 +109,15 @@ pub(crate) struct Publisher {
 }
 
 impl Publisher {
-    /// Starts the lanes; each connects on its first request.
-    pub(crate) fn start(plan: PublishPlan, topics: Arc<[Arc<str>]>) -> Self {
+    /// Starts the lanes; each connects on its first request. Successes are recorded in
+    /// `acked` too.
+    pub(crate) fn start(plan: PublishPlan, topics: Arc<[Arc<str>]>, acked: Arc<Acked>) -> Self {
         let lanes_wanted = plan.connections.max(1);
         let shared = Arc::new(LaneState {
             padding: "x".repeat(plan.payload),
             succeeded: topics.iter().map(|_| AtomicU64::new(0)).collect(),
             failed: AtomicU64::new(0),
+            acked,
             plan,
             topics: topics.clone(),
         });
@@ -220,9 +226,11 @@ async fn lane(shared: Arc<LaneState>, mut jobs: mpsc::Receiver<Job>) {
                     sent_micros,
                     due_micros,
                 };
+                let in_window = shared.acked.window_open();
                 match send(&shared, &mut connection, topic, stamp).await {
                     Ok(()) => {
                         shared.succeeded[topic].fetch_add(1, Ordering::Relaxed);
+                        shared.acked.ack(topic, sequence, in_window);
                     }
                     Err(error) => {
                         let context = format_args!("publish to topic {}", shared.topics[topic]);

@@ -5,7 +5,10 @@
 //! from the send time, `latency_from_schedule_ms` from the time the event was due,
 //! `server_rss_kib`, and the [`Load`] fields `driver_cpu_percent`, `server_cpu_percent`,
 //! `driver_core_busy_percent`, `driver_bound`, `bound_by`); [`Details`] adds what only one scenario has:
-//! `memory_samples` (idle), `steps` and `best` (ramp), `storm` (reconnect-storm).
+//! `memory_samples` (idle), `steps` and `best` (ramp), `storm` (reconnect-storm: the
+//! reconnects, how far behind the clients were and how long they took to catch up, the
+//! resumed events' times, and over the storm window the servers' CPU and memory and the
+//! Redis commands issued, see [`Storm`]).
 
 use std::collections::BTreeMap;
 
@@ -106,7 +109,13 @@ pub(crate) enum ScenarioParams {
     Storm {
         storm_at_s: f64,
         storm_share: f64,
+        /// How long the dropped clients stayed away, at least (`--storm-away`).
+        storm_away_s: f64,
+        /// The window over which their reconnects were spread (`--storm-spread`).
+        storm_spread_s: f64,
         ready_url: Option<String>,
+        /// The Redis servers whose commands were counted (`--redis-stats`).
+        redis_stats: Vec<String>,
     },
 }
 
@@ -163,7 +172,7 @@ impl Latency {
     }
 
     /// The percentiles of `histogram` (in µs).
-    fn of(histogram: &Histogram<u64>) -> Self {
+    pub(crate) fn of(histogram: &Histogram<u64>) -> Self {
         let ms = |micros: u64| micros as f64 / 1000.0;
         let at = |quantile| ms(histogram.value_at_quantile(quantile));
         Self {
@@ -249,11 +258,101 @@ pub(crate) struct Storm {
     pub(crate) failed_by_status: BTreeMap<u16, u64>,
     /// From the drop to the last successful reconnect.
     pub(crate) seconds_to_reconnect: f64,
+    /// How many events the clients were behind when they sent their reconnect request.
+    pub(crate) behind_at_reconnect: Behind,
+    /// How long they took to receive what they were behind.
+    pub(crate) catch_up: CatchUp,
+    /// Every resumed event (published before its client's reconnect request), from that
+    /// request until it arrived: how fast the server replays.
+    pub(crate) resumed_events_from_reconnect_ms: Latency,
+    /// The servers' and the driver's resources from the drop until every client caught up.
+    pub(crate) window: StormWindow,
+    /// The Redis commands issued over the window; `None` without `--redis-stats` or when a
+    /// server could not be read (then `redis_stats_error` says why).
+    pub(crate) redis_commands: Option<RedisCommands>,
+    pub(crate) redis_stats_error: Option<String>,
     /// Whether no readiness poll during the storm was answered with anything but 200;
     /// `None` without `--ready-url`.
     pub(crate) ready_during_storm: Option<bool>,
     /// The readiness polls during the storm, by outcome; `None` without `--ready-url`.
     pub(crate) ready_polls: Option<ReadyPolls>,
+}
+
+/// How far behind the storm clients were at their reconnect request: the events of their
+/// topic acknowledged to the publisher by then that they had not received (measured per
+/// client, see `clients`).
+#[derive(Debug, Serialize)]
+pub(crate) struct Behind {
+    /// Clients that sent a reconnect request.
+    pub(crate) clients: u64,
+    pub(crate) mean: f64,
+    pub(crate) max: u64,
+}
+
+/// How the storm clients caught up: received every event their topic had (acknowledged to
+/// the publisher) when they sent their reconnect request.
+#[derive(Debug, Serialize)]
+pub(crate) struct CatchUp {
+    pub(crate) caught_up: u64,
+    /// Storm clients that had not caught up when the driver stopped waiting (including
+    /// those that never reconnected).
+    pub(crate) not_caught_up: u64,
+    /// From the drop until the last storm client caught up; `None` unless every one did.
+    pub(crate) seconds_until_all: Option<f64>,
+    /// Per client, from its own reconnect request until it caught up.
+    pub(crate) from_reconnect_ms: Latency,
+}
+
+/// Resources over a storm window: from just before the drop until every client caught up
+/// (or the driver stopped waiting).
+#[derive(Debug, Serialize)]
+pub(crate) struct StormWindow {
+    pub(crate) seconds: f64,
+    /// Events published within the window: sent after it opened and acknowledged before it
+    /// closed (so each reached the server's Redis inside it).
+    pub(crate) published: u64,
+    /// CPU of the `--pid` processes together, in seconds and in percent of one core; `None`
+    /// without `--pid`.
+    pub(crate) server_cpu_seconds: Option<f64>,
+    pub(crate) server_cpu_percent: Option<f64>,
+    /// Summed RSS of the `--pid` processes at the drop and at its highest in the window
+    /// (sampled every 10 ms), in KiB; `None` without `--pid`.
+    pub(crate) server_rss_at_drop_kib: Option<u64>,
+    pub(crate) server_rss_peak_kib: Option<u64>,
+    /// The driver's own CPU.
+    pub(crate) driver_cpu_seconds: f64,
+    pub(crate) driver_cpu_percent: f64,
+    /// How busy the driver's cores were (the driver, Redis, anything else), in percent of
+    /// those cores; `None` if unknown.
+    pub(crate) driver_core_busy_percent: Option<f64>,
+    /// The same from the end of `--storm-away` (the first reconnect) until the window
+    /// closed: the replay, without the quiet away time that dilutes the percentages above.
+    pub(crate) reconnecting: Phase,
+}
+
+/// CPU over part of a storm window.
+#[derive(Debug, Serialize)]
+pub(crate) struct Phase {
+    pub(crate) seconds: f64,
+    /// The `--pid` processes together; `None` without `--pid`.
+    pub(crate) server_cpu_seconds: Option<f64>,
+    pub(crate) server_cpu_percent: Option<f64>,
+    pub(crate) driver_cpu_seconds: f64,
+    pub(crate) driver_cpu_percent: f64,
+    pub(crate) driver_core_busy_percent: Option<f64>,
+}
+
+/// Redis commands over a storm window, from `INFO commandstats` (see `redis_stats`).
+#[derive(Debug, Serialize)]
+pub(crate) struct RedisCommands {
+    /// The servers read, whose counts are summed.
+    pub(crate) servers: Vec<String>,
+    /// Calls per command (lower case, subcommands as `xinfo|stream`), those with none left
+    /// out; the publisher's writes included, the driver's own `INFO` not.
+    pub(crate) by_command: BTreeMap<String, u64>,
+    pub(crate) total: u64,
+    /// `xrange` + `xrevrange` + `xinfo …` + `xread`: the stream reads.
+    pub(crate) read_commands: u64,
 }
 
 /// How the readiness polls of a storm were answered.
@@ -279,7 +378,7 @@ pub(crate) enum Details {
         best: Option<Best>,
     },
     Storm {
-        storm: Storm,
+        storm: Box<Storm>,
     },
 }
 

@@ -81,6 +81,27 @@ impl SequenceCheck {
         if late { Seen::Late } else { Seen::New }
     }
 
+    /// Every sequence below this one has arrived (or was given up on, see the module docs).
+    pub(crate) fn floor(&self) -> u64 {
+        self.floor
+    }
+
+    /// Whether every sequence below `target` has arrived, as far as the check remembers (a
+    /// hole forgotten past the second bound is not seen here; `missing` still counts it).
+    pub(crate) fn has_all_below(&self, target: u64) -> bool {
+        self.floor >= target && self.holes.range(..target).next().is_none()
+    }
+
+    /// How many sequences below `target` have not arrived (the holes it remembers included).
+    pub(crate) fn outstanding_below(&self, target: u64) -> u64 {
+        let arrived_above = self.above.range(..target).count() as u64;
+        let holes = self.holes.range(..target).count() as u64;
+        target
+            .saturating_sub(self.floor)
+            .saturating_sub(arrived_above)
+            + holes
+    }
+
     /// Moves the floor over every sequence that has arrived.
     fn raise_floor(&mut self) {
         while self.above.remove(&self.floor) {
@@ -191,6 +212,36 @@ mod tests {
         assert_eq!(check.observe(start - 1), Late);
         assert_eq!(check.observe(start - 1), Duplicate);
         assert_eq!(check.observe(start), Duplicate);
+    }
+
+    #[test]
+    fn what_is_outstanding_below_a_target_counts_holes_and_skips_early_arrivals() {
+        let mut check = SequenceCheck::default();
+        observe_all(&mut check, &[0, 1, 3, 5]);
+        assert_eq!(check.floor(), 2);
+        assert_eq!(check.outstanding_below(2), 0);
+        assert!(check.has_all_below(2));
+        // 2 and 4 are missing below 6; 3 and 5 arrived early.
+        assert_eq!(check.outstanding_below(6), 2);
+        assert_eq!(check.outstanding_below(10), 6);
+        assert!(!check.has_all_below(4));
+        observe_all(&mut check, &[2, 4]);
+        assert!(check.has_all_below(6));
+        assert_eq!(check.outstanding_below(6), 0);
+    }
+
+    #[test]
+    fn a_passed_over_hole_is_still_outstanding() {
+        let mut check = SequenceCheck::default();
+        for sequence in 1..=(CAP as u64 + 1) {
+            check.observe(sequence);
+        }
+        let floor = check.floor();
+        assert!(floor > 1);
+        assert!(!check.has_all_below(floor));
+        assert_eq!(check.outstanding_below(floor), 1);
+        check.observe(0);
+        assert!(check.has_all_below(floor));
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! Latency is kept twice, from the send time and from the scheduled time (see `payload`),
 //! each in 64 histogram shards picked by connection, so that thousands of connections rarely
 //! wait on one lock.
+//!
+//! A reconnect storm adds its own figures ([`CatchUps`]): how far behind each client was when
+//! it reconnected, when it had caught up, and how long after its reconnect request each
+//! resumed event (published before that request) arrived.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -45,8 +49,87 @@ pub(crate) struct Tally {
     pub(crate) reconnect_failed_by_status: Statuses,
     /// When the latest storm reconnect succeeded, in µs since the Unix epoch.
     pub(crate) last_reconnect_micros: AtomicU64,
+    /// How the storm clients caught up.
+    pub(crate) catch_ups: CatchUps,
     /// Latency in µs, from the send time and from the scheduled time, one shard each.
     latency: Vec<Mutex<Latencies>>,
+}
+
+/// How the storm clients caught up after their reconnect (see `clients`).
+#[derive(Default)]
+pub(crate) struct CatchUps {
+    /// Storm clients that sent a reconnect request, and the events they were behind then,
+    /// summed and the most.
+    pub(crate) behind_clients: AtomicU64,
+    pub(crate) behind_total: AtomicU64,
+    pub(crate) behind_max: AtomicU64,
+    /// Storm clients that have caught up, and when the latest did (µs since the epoch).
+    pub(crate) caught_up: AtomicU64,
+    pub(crate) last_caught_up_micros: AtomicU64,
+    /// Per client, from its reconnect request until it caught up, in µs.
+    from_reconnect: Mutex<Option<Histogram<u64>>>,
+    /// Per resumed event, from its client's reconnect request until it arrived, in µs; one
+    /// shard per connection group, like the latency.
+    resumed: Vec<Mutex<Histogram<u64>>>,
+}
+
+impl CatchUps {
+    /// Nothing recorded yet.
+    fn new() -> Self {
+        Self {
+            from_reconnect: Mutex::new(Some(histogram())),
+            resumed: (0..SHARDS).map(|_| Mutex::new(histogram())).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// A storm client sends its reconnect request, `behind` events behind its target.
+    pub(crate) fn record_behind(&self, behind: u64) {
+        self.behind_clients.fetch_add(1, Ordering::Relaxed);
+        self.behind_total.fetch_add(behind, Ordering::Relaxed);
+        self.behind_max.fetch_max(behind, Ordering::Relaxed);
+    }
+
+    /// A storm client caught up at `at_micros`, `since_reconnect` µs after its reconnect
+    /// request.
+    pub(crate) fn record_caught_up(&self, at_micros: u64, since_reconnect: u64) {
+        if let Ok(mut guard) = self.from_reconnect.lock()
+            && let Some(histogram) = guard.as_mut()
+        {
+            histogram.saturating_record(since_reconnect.max(1));
+        }
+        self.last_caught_up_micros
+            .fetch_max(at_micros, Ordering::Relaxed);
+        self.caught_up.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connection `index` received a resumed event `since_reconnect` µs after its reconnect
+    /// request.
+    pub(crate) fn record_resumed(&self, index: usize, since_reconnect: u64) {
+        if let Ok(mut shard) = self.resumed[index % SHARDS].lock() {
+            shard.saturating_record(since_reconnect.max(1));
+        }
+    }
+
+    /// The per-client catch-up times so far, in µs.
+    pub(crate) fn catch_up_times(&self) -> Histogram<u64> {
+        self.from_reconnect
+            .lock()
+            .ok()
+            .and_then(|guard| guard.clone())
+            .unwrap_or_else(histogram)
+    }
+
+    /// The resumed events' times so far, merged, in µs.
+    pub(crate) fn resumed(&self) -> Histogram<u64> {
+        let mut all = histogram();
+        for shard in &self.resumed {
+            if let Ok(shard) = shard.lock() {
+                let _ = all.add(&*shard);
+            }
+        }
+        all
+    }
 }
 
 /// The two latency histograms of a shard, of a window or of a run, in µs.
@@ -134,6 +217,7 @@ impl Tally {
     pub(crate) fn new() -> Self {
         Self {
             latency: (0..SHARDS).map(|_| Mutex::new(Latencies::new())).collect(),
+            catch_ups: CatchUps::new(),
             ..Self::default()
         }
     }

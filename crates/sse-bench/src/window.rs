@@ -125,16 +125,11 @@ impl Window {
         let wall = self.started.elapsed().as_secs_f64().max(f64::EPSILON);
         let percent = |seconds: f64| round(seconds / wall * 100.0, 0);
         let server_cpu = procfs::total_cpu_seconds(&self.server_pids) - self.server_cpu_seconds;
-        let core_busy = self
-            .driver_core_ticks
-            .zip(procfs::core_ticks(&self.driver_cpus));
-        let driver_core_busy_percent = core_busy.and_then(|((busy0, total0), (busy, total))| {
-            let total = total.checked_sub(total0).filter(|&total| total > 0)?;
-            Some(round(
-                busy.saturating_sub(busy0) as f64 / total as f64 * 100.0,
-                0,
-            ))
-        });
+        let driver_core_busy_percent = procfs::busy_percent(
+            self.driver_core_ticks,
+            procfs::core_ticks(&self.driver_cpus),
+        )
+        .map(|percent| round(percent, 0));
         Measurement {
             events,
             latency,

@@ -4,7 +4,8 @@
 //! - `idle`: memory per connection, nothing published;
 //! - `steady`: `fanout` (one topic) and `topics` (many), one rate for one duration;
 //! - `ramp`: rising rates until one fails; the best one;
-//! - `storm`: every connection dropped at once and resumed with `Last-Event-ID`.
+//! - `storm`: connections dropped at once, resumed with `Last-Event-ID` after an away time,
+//!   timed until each has caught up.
 
 pub(crate) mod idle;
 pub(crate) mod ramp;
@@ -15,8 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::acked::Acked;
 use crate::bound::Busy;
-use crate::fleet::Fleet;
+use crate::fleet::{Fleet, StormPlan};
 use crate::memory::MemoryWatch;
 use crate::plan::Plan;
 use crate::procfs;
@@ -30,6 +32,8 @@ use crate::window::{Measurement, Window};
 pub(crate) struct Stage {
     pub(crate) plan: Plan,
     pub(crate) tally: Arc<Tally>,
+    /// What the publisher has seen acknowledged, per topic.
+    pub(crate) acked: Arc<Acked>,
     pub(crate) fleet: Fleet,
     memory: MemoryWatch,
     rss_before: u64,
@@ -40,15 +44,16 @@ pub(crate) struct Stage {
 }
 
 impl Stage {
-    /// Opens the subscribers (the first `storm_clients` of them take part in a storm), waits
-    /// `--settle`, and measures idle memory.
-    pub(crate) async fn open(plan: Plan, storm_clients: usize) -> Self {
+    /// Opens the subscribers (`storm` says which take part in a storm), waits `--settle`,
+    /// and measures idle memory.
+    pub(crate) async fn open(plan: Plan, storm: StormPlan) -> Self {
         let tally = Arc::new(Tally::new());
+        let acked = Arc::new(Acked::new(plan.topics.len()));
         let rss_before = procfs::total_rss_kib(&plan.pids);
         let pss_before = procfs::total_pss_kib(&plan.pids);
         let memory = MemoryWatch::start(plan.pids.clone(), tally.clone(), plan.connections);
         let progress = Progress::start(tally.clone(), plan.connections);
-        let fleet = Fleet::open(&plan, &tally, storm_clients).await;
+        let fleet = Fleet::open(&plan, &tally, &acked, storm).await;
         eprintln!(
             "{} of {} connections live after {:.1}s ({} failed); settling for {:?}",
             tally.live.load(Ordering::Relaxed),
@@ -63,6 +68,7 @@ impl Stage {
         Self {
             plan,
             tally,
+            acked,
             fleet,
             memory,
             rss_before,
@@ -75,7 +81,11 @@ impl Stage {
 
     /// A publisher for this run's topics.
     pub(crate) fn publisher(&self) -> Publisher {
-        Publisher::start(self.plan.publish.clone(), self.plan.topics.clone())
+        Publisher::start(
+            self.plan.publish.clone(),
+            self.plan.topics.clone(),
+            self.acked.clone(),
+        )
     }
 
     /// Nothing published, for scenarios without a publisher.

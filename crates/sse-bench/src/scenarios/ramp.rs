@@ -9,13 +9,14 @@
 use std::time::Duration;
 
 use crate::cli::RampOptions;
+use crate::fleet::StormPlan;
 use crate::plan::Plan;
 use crate::report::{Best, Details, Latency, Params, Report, ScenarioParams, Step, Verdict, round};
 use crate::scenarios::Stage;
 
 /// Runs the scenario.
 pub(crate) async fn run(plan: Plan, options: &RampOptions) -> Report {
-    let stage = Stage::open(plan, 0).await;
+    let stage = Stage::open(plan, StormPlan::NONE).await;
     let mut publisher = stage.publisher();
     let whole = stage.window(publisher.published());
     let max_p99_ms = options.max_p99.as_secs_f64() * 1000.0;

@@ -1,13 +1,14 @@
 //! `fanout` and `topics`: one publish rate for one duration. They differ only in how many
 //! topics the connections are spread over (one, or `--topics`), which the plan already says.
 
+use crate::fleet::StormPlan;
 use crate::plan::Plan;
 use crate::report::{Details, Report};
 use crate::scenarios::Stage;
 
 /// Runs the scenario, reported under `scenario`.
 pub(crate) async fn run(scenario: &'static str, plan: Plan) -> Report {
-    let stage = Stage::open(plan, 0).await;
+    let stage = Stage::open(plan, StormPlan::NONE).await;
     let mut publisher = stage.publisher();
     let window = stage.window(publisher.published());
     let publishing = publisher

@@ -23,7 +23,7 @@ static RUNS: AtomicUsize = AtomicUsize::new(0);
 pub(crate) struct Stack {
     gateway: ServerThread<()>,
     publisher: ServerThread<()>,
-    _redis: RedisServer,
+    redis: RedisServer,
 }
 
 impl Stack {
@@ -58,7 +58,7 @@ impl Stack {
         Self {
             gateway,
             publisher,
-            _redis: redis,
+            redis,
         }
     }
 
@@ -89,6 +89,11 @@ impl Stack {
                 .expect("the report is JSON");
         let _ = std::fs::remove_file(&report);
         json
+    }
+
+    /// The URL of the Redis both servers use.
+    pub(crate) fn redis_url(&self) -> String {
+        self.redis.url()
     }
 
     /// The gateway's readiness URL.
