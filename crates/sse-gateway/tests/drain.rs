@@ -21,7 +21,10 @@ const TOPICS: [&str; 2] = ["north", "south"];
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_node_ends_every_stream_and_its_clients_resume_elsewhere() {
     let redis = RedisServer::start();
-    let mut draining = start_gateway(&redis, &["--drain-seconds", "1"]);
+    // The requests in flight below are answered only while the node drains, which ends within
+    // --drain-seconds and a 5 s grace, and within the header timeout of their start: ample
+    // bounds, so that a loaded machine cannot close them first.
+    let mut draining = start_gateway(&redis, &["--drain-seconds", "3", "--header-timeout", "60s"]);
     let other = start_gateway(&redis, &[]);
     let publisher = publisher(&redis).await;
     let mut clients = Vec::new();
@@ -70,11 +73,6 @@ async fn a_draining_node_ends_every_stream_and_its_clients_resume_elsewhere() {
     );
 
     draining.begin_shutdown();
-    // Published while the node drains: each client gets some of these before its stream
-    // ends, or none, and the rest when it resumes.
-    for _ in 0..3 {
-        publish_round(&mut published).await;
-    }
 
     // What a load balancer sees: new connections are refused (the listener is closed, which
     // happens after the node stopped being ready), and requests in flight are answered 503.
@@ -95,6 +93,11 @@ async fn a_draining_node_ends_every_stream_and_its_clients_resume_elsewhere() {
         503,
         "a draining node opens no new stream"
     );
+    // Published while the node drains: each client gets some of these before its stream
+    // ends, or none, and the rest when it resumes.
+    for _ in 0..3 {
+        publish_round(&mut published).await;
+    }
 
     for client in &mut clients {
         let events = client.stream.until_closed(PATIENCE).await;
