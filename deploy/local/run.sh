@@ -9,9 +9,9 @@
 #     (default "dev-token": for local use only);
 #   - one sse-gateway per port in $GATEWAY_PORTS (default "8080 8082"): two nodes, so a client
 #     can resume on the other one;
-#   - nginx on $NGINX_PORT (default 8000) in front of them, with the project's nginx/nginx.conf
-#     and the demo page (NGINX=off leaves it out; without nginx installed the script says so
-#     and runs the rest).
+#   - nginx on $NGINX_HOST:$NGINX_PORT (default 127.0.0.1:8000) in front of them, with the
+#     project's nginx/nginx.conf and the demo page (NGINX=off leaves it out; without nginx
+#     installed the script says so and runs the rest).
 # SSE_PUBLISHER_BIN and SSE_GATEWAY_BIN name prebuilt binaries; without them the script runs
 # `cargo build --release`, the same build (same packages, same features) a later
 # `cargo build --release` finds up to date.
@@ -35,6 +35,7 @@ CLUSTER_PORTS=${CLUSTER_PORTS:-"7000 7001 7002 7003 7004 7005"}
 CLUSTER_BUS_PORTS=${CLUSTER_BUS_PORTS:-}
 PUBLISHER_PORT=${PUBLISHER_PORT:-8081}
 GATEWAY_PORTS=${GATEWAY_PORTS:-"8080 8082"}
+NGINX_HOST=${NGINX_HOST:-127.0.0.1}
 NGINX_PORT=${NGINX_PORT:-8000}
 NGINX=${NGINX:-on}
 SSE_TOKEN=${SSE_TOKEN:-dev-token}
@@ -122,7 +123,7 @@ if [ "$NGINX" = on ]; then
   mkdir -p "$prefix"
   # nginx's workers drop root for an unprivileged user, which must reach the demo page.
   chmod 755 "$STATE_DIR"
-  sed "s/listen 8000;/listen 127.0.0.1:$NGINX_PORT;/" nginx/nginx.conf > "$prefix/nginx.conf"
+  sed "s/listen 8000;/listen $NGINX_HOST:$NGINX_PORT;/" nginx/nginx.conf > "$prefix/nginx.conf"
   ln -sfn "$PWD/deploy/demo" "$prefix/demo"
   {
     echo "upstream sse_gateways {"
@@ -134,8 +135,8 @@ if [ "$NGINX" = on ]; then
   } > "$prefix/upstreams.conf"
   nginx -p "$prefix" -c nginx.conf -g 'daemon off;' &
   started+=($!)
-  wait_http "http://127.0.0.1:$NGINX_PORT/nginx-health"
-  echo "nginx         on http://127.0.0.1:$NGINX_PORT/ (demo page; /events and /v1/ proxied)"
+  wait_http "http://$NGINX_HOST:$NGINX_PORT/nginx-health"
+  echo "nginx         on http://$NGINX_HOST:$NGINX_PORT/ (demo page; /events and /v1/ proxied)"
 fi
 
 echo "sse-publisher on http://127.0.0.1:$PUBLISHER_PORT (token: $SSE_TOKEN)"

@@ -116,8 +116,9 @@ pub struct Config {
 
     /// With the cache on, how long a topic stays subscribed (and its recent events kept)
     /// after its last local client left, so that clients coming back after a network blip
-    /// or a storm resume from memory. `0s` unsubscribes at once.
-    #[arg(long, env = "SSE_REPLAY_CACHE_LINGER", default_value = "10s", value_parser = humantime::parse_duration)]
+    /// or a storm resume from memory (as Nchan keeps a channel's messages with nobody
+    /// subscribed). `0s` unsubscribes at once.
+    #[arg(long, env = "SSE_REPLAY_CACHE_LINGER", default_value = "60s", value_parser = humantime::parse_duration)]
     pub replay_cache_linger: Duration,
 
     /// Events read from Redis per request while replaying history to a resuming client.

@@ -43,6 +43,9 @@ pub(crate) struct Metrics {
     pub(crate) history_truncated: IntCounter,
     /// `sse_slow_consumer_disconnects_total`: streams ended because a client fell behind.
     pub(crate) slow_consumer_disconnects: IntCounter,
+    /// `sse_dead_peer_disconnects_total`: connections closed because the client stopped
+    /// acknowledging data (it vanished without closing: `TCP_USER_TIMEOUT`).
+    pub(crate) dead_peer_disconnects: IntCounter,
     /// `sse_redis_reconnects_total`: times the pub/sub connection was lost (each loss is followed
     /// by reconnection attempts until one succeeds).
     pub(crate) redis_reconnects: IntCounter,
@@ -137,6 +140,10 @@ impl Metrics {
             slow_consumer_disconnects: registry.counter(
                 "sse_slow_consumer_disconnects_total",
                 "Streams ended because the client fell more than --client-buffer behind.",
+            ),
+            dead_peer_disconnects: registry.counter(
+                "sse_dead_peer_disconnects_total",
+                "Connections closed because the client acknowledged nothing for two heartbeats (at least 10 s): it vanished without closing.",
             ),
             redis_reconnects: registry.counter(
                 "sse_redis_reconnects_total",

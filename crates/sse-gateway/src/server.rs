@@ -105,7 +105,12 @@ async fn serve_connection(
                     connections.spawn(takeover::write_stream(io.into_stream(), body, abort));
                 }
             }
-            Err(error) => tracing::debug!(error = %ErrorChain(&error), "connection ended early"),
+            Err(error) => {
+                if error.peer_vanished() {
+                    app.metrics.dead_peer_disconnects.inc();
+                }
+                tracing::debug!(error = %ErrorChain(&error), "connection ended early");
+            }
         },
         () = abort.cancelled() => tracing::debug!("client fell behind; connection closed"),
     }

@@ -418,7 +418,8 @@ async fn thousands_of_topic_parameters_are_refused_with_400() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_streams_opened_and_reset_leak_nothing() {
     let redis = RedisServer::start();
-    let node = start_gateway(&redis, &[]);
+    // Without a linger, a topic nobody holds is released at once: what is left is a leak.
+    let node = start_gateway(&redis, &["--replay-cache-linger", "0s"]);
     let mut witness = Witness::open(&node, &redis).await;
     let active = "sse_connections_active";
     let topics_active = "sse_topics_active";
@@ -505,7 +506,8 @@ async fn http2_streams_opened_and_reset_leak_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churning_streams_leak_no_slot_topic_or_subscription() {
     let redis = RedisServer::start();
-    let node = start_gateway(&redis, &[]);
+    // Without a linger, a topic nobody holds is released at once: what is left is a leak.
+    let node = start_gateway(&redis, &["--replay-cache-linger", "0s"]);
     let mut witness = Witness::open(&node, &redis).await;
     let topics: Vec<String> = (0..50).map(|n| format!("churn{n}")).collect();
 

@@ -5,7 +5,7 @@
 
 mod harness;
 
-use harness::{PATIENCE, TestGateway, publish, publisher, start_gateway};
+use harness::{PATIENCE, publish, publisher, start_gateway};
 use sse_testkit::{RedisServer, SseClient, eventually};
 
 /// Calls of `command` Redis has served (`INFO commandstats`).
@@ -27,13 +27,6 @@ fn reads(redis: &RedisServer) -> u64 {
         .iter()
         .map(|command| calls(redis, command))
         .sum()
-}
-
-async fn resume(node: &TestGateway, topic: &str, last_event_id: &str) -> SseClient {
-    let path = format!("/events?topic={topic}");
-    let mut client = node.get(&path, &[("Last-Event-ID", last_event_id)]).await;
-    assert_eq!(client.status(), 200, "{}", client.text().await);
-    client
 }
 
 /// Waits until `client` got the events `expected` (data), in order, and nothing else first.
@@ -61,9 +54,9 @@ async fn a_resume_inside_the_recent_events_reads_nothing_from_redis() {
     gets(&mut live, &all).await; // the node has them all
 
     let before = reads(&redis);
-    let mut client = resume(&gateway, "recent", &ids[5]).await;
+    let mut client = gateway.resume("/events?topic=recent", &ids[5]).await;
     gets(&mut client, &all[6..]).await;
-    let up_to_date = resume(&gateway, "recent", &ids[19]).await;
+    let up_to_date = gateway.resume("/events?topic=recent", &ids[19]).await;
     let next = publish(&publisher, "recent", None, "next").await;
     let mut up_to_date = up_to_date;
     let event = up_to_date.next_event(PATIENCE).await;
@@ -95,7 +88,7 @@ async fn a_resume_older_than_the_recent_events_reads_the_stream_exactly() {
     gets(&mut live, &all).await;
 
     let before = calls(&redis, "xrange");
-    let mut client = resume(&gateway, "older", &ids[2]).await;
+    let mut client = gateway.resume("/events?topic=older", &ids[2]).await;
     gets(&mut client, &all[3..]).await;
     assert!(calls(&redis, "xrange") > before, "read from the stream");
     assert_eq!(
@@ -103,7 +96,7 @@ async fn a_resume_older_than_the_recent_events_reads_the_stream_exactly() {
         1
     );
     // The newest five are still served from memory.
-    let mut recent = resume(&gateway, "older", &ids[15]).await;
+    let mut recent = gateway.resume("/events?topic=older", &ids[15]).await;
     gets(&mut recent, &all[16..]).await;
     assert_eq!(
         gateway
@@ -133,7 +126,7 @@ async fn a_topic_stays_subscribed_for_the_linger_so_clients_that_all_left_resume
     assert_eq!(harness::numsub(&redis, "blip"), 1, "still subscribed");
 
     let before = reads(&redis);
-    let mut back = resume(&gateway, "blip", &first).await;
+    let mut back = gateway.resume("/events?topic=blip", &first).await;
     gets(&mut back, &missed).await;
     assert_eq!(reads(&redis), before, "served from memory");
 }
@@ -176,7 +169,7 @@ async fn concurrent_resumes_of_one_topic_share_their_reads() {
         .expect("CLIENT PAUSE");
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
-        clients.push(resume(&gateway, "herd", &ids[0]).await);
+        clients.push(gateway.resume("/events?topic=herd", &ids[0]).await);
     }
     let expected: Vec<String> = (1..12).map(|n| n.to_string()).collect();
     for client in &mut clients {

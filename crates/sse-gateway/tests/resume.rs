@@ -6,18 +6,11 @@ mod harness;
 use std::time::Duration;
 
 use harness::feed::Feed;
-use harness::{PATIENCE, TestGateway, publish, publisher, start_gateway};
+use harness::{PATIENCE, publish, publisher, start_gateway};
 use sse_core::schema::Retention;
 use sse_core::{Cursor, Event, Topic};
 use sse_publisher::{Publisher, RedisFlags};
-use sse_testkit::{RedisServer, SseClient, eventually};
-
-/// Opens `path` on `node`, resuming from `last_event_id`, and checks it is a stream.
-async fn resume(node: &TestGateway, path: &str, last_event_id: &str) -> SseClient {
-    let mut client = node.get(path, &[("Last-Event-ID", last_event_id)]).await;
-    assert_eq!(client.status(), 200, "{}", client.text().await);
-    client
-}
+use sse_testkit::{RedisServer, eventually};
 
 /// A publisher for `redis` whose streams keep `max_len` events.
 async fn publisher_keeping(redis: &RedisServer, max_len: u64) -> Publisher {
@@ -62,7 +55,7 @@ async fn resuming_by_header_on_any_node_loses_and_repeats_nothing() {
         let last = client.last_event_id().to_owned();
         drop(client);
         feed.wait_for(10).await;
-        client = resume(node, path, &last).await;
+        client = node.resume(path, &last).await;
     }
     received.extend(client.events(20, PATIENCE).await);
     let ids = feed.stop().await.remove(0);
@@ -136,7 +129,7 @@ async fn a_multi_topic_cursor_resumes_every_topic_exactly_on_another_node() {
         let cursor = client.last_event_id().to_owned();
         drop(client);
         feed.wait_for(10).await;
-        client = resume(node, path, &cursor).await;
+        client = node.resume(path, &cursor).await;
     }
     received.extend(client.events(10, PATIENCE).await);
     let ids = feed.stop().await;
@@ -196,7 +189,7 @@ async fn a_position_trimmed_away_gets_a_truncated_event_then_everything_retained
         .unwrap();
     assert_eq!(len, 10, "retention keeps exactly 10 events");
 
-    let mut client = resume(&gateway, "/events?topic=kept", &seed).await;
+    let mut client = gateway.resume("/events?topic=kept", &seed).await;
     let notice = client.next_event(PATIENCE).await;
     assert_eq!(notice.event_type, "sse.truncated");
     assert_eq!(notice.data, truncated("kept", "trimmed", &seed));
@@ -253,7 +246,9 @@ async fn a_multi_topic_resume_truncates_only_the_topic_that_was_trimmed() {
         cursor.get(&topics[i]).unwrap().to_string()
     };
     let from = position(&cursor, 0);
-    let mut client = resume(&gateway, "/events?topic=busy&topic=calm", &cursor).await;
+    let mut client = gateway
+        .resume("/events?topic=busy&topic=calm", &cursor)
+        .await;
     let events = client.events(1 + 5 + 2, PATIENCE).await;
     assert_eq!(events[0].event_type, "sse.truncated");
     assert_eq!(events[0].data, truncated("busy", "trimmed", &from));
@@ -287,7 +282,7 @@ async fn a_forged_position_gets_an_unknown_position_event_then_everything_retain
     }
 
     let forged = "99999999999999-0";
-    let mut client = resume(&gateway, "/events?topic=f", forged).await;
+    let mut client = gateway.resume("/events?topic=f", forged).await;
     let notice = client.next_event(PATIENCE).await;
     assert_eq!(notice.event_type, "sse.truncated");
     assert_eq!(notice.data, truncated("f", "unknown-position", forged));
@@ -331,7 +326,7 @@ async fn a_position_from_before_redis_lost_its_data_is_not_taken_as_a_continuati
     })
     .await;
 
-    let mut client = resume(&gateway, "/events?topic=lost", &last).await;
+    let mut client = gateway.resume("/events?topic=lost", &last).await;
     let notice = client.next_event(PATIENCE).await;
     assert_eq!(notice.event_type, "sse.truncated");
     assert_eq!(notice.data, truncated("lost", "unknown-position", &last));
@@ -354,7 +349,7 @@ async fn resuming_from_zero_replays_the_whole_untrimmed_history_without_notice()
         ids.push(publish(&publisher, "all", None, &n.to_string()).await);
     }
 
-    let mut client = resume(&gateway, "/events?topic=all", "0-0").await;
+    let mut client = gateway.resume("/events?topic=all", "0-0").await;
     for (n, event) in client.events(5, PATIENCE).await.iter().enumerate() {
         assert_eq!(event.event_type, "message", "no control event");
         assert_eq!(
@@ -363,7 +358,7 @@ async fn resuming_from_zero_replays_the_whole_untrimmed_history_without_notice()
         );
     }
     // A topic that has no stream yet: nothing to replay, nothing truncated, then live.
-    let mut empty = resume(&gateway, "/events?topic=none", "0-0").await;
+    let mut empty = gateway.resume("/events?topic=none", "0-0").await;
     let live = publish(&publisher, "none", None, "first").await;
     let event = empty.next_event(PATIENCE).await;
     assert_eq!(event.event_type, "message");
@@ -391,7 +386,7 @@ async fn an_entry_written_into_the_stream_by_hand_that_is_no_event_is_skipped_on
     }
     let after = publish(&publisher, "hand", None, "after").await;
 
-    let mut client = resume(&gateway, "/events?topic=hand", "0-0").await;
+    let mut client = gateway.resume("/events?topic=hand", "0-0").await;
     let events = client.events(2, PATIENCE).await;
     let seen = harness::triples(&events);
     assert_eq!(
@@ -441,7 +436,7 @@ async fn resumes_beyond_the_concurrent_replay_limit_wait_their_turn_and_lose_not
         .expect("CLIENT PAUSE");
     let mut clients = Vec::new();
     for from in &ids[..CLIENTS] {
-        clients.push(resume(&gateway, "/events?topic=queued", from).await);
+        clients.push(gateway.resume("/events?topic=queued", from).await);
     }
     eventually("every resume but one waits", PATIENCE, || async {
         let waiting = gateway.metric("sse_replays_waiting").await;

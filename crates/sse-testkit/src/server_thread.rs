@@ -1,5 +1,6 @@
-//! [`ServerThread`]: a server running in this process on `127.0.0.1:0`, on a thread and runtime
-//! of its own, as it would run in its own process.
+//! [`ServerThread`]: a server running in this process on `127.0.0.1:0` (or a free port of
+//! another address of this machine), on a thread and runtime of its own, as it would run in
+//! its own process.
 //!
 //! Integration tests start the gateway, the publisher (and sse-bench's tests both) this way.
 //! Because the server has its own runtime, a test may block (a synchronous Redis call,
@@ -15,7 +16,7 @@
 //! by `drop` unless the test is already panicking.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::thread::{self, JoinHandle};
@@ -60,7 +61,20 @@ impl<T: Send + 'static> ServerThread<T> {
         F: FnOnce(tokio::net::TcpListener, Shutdown) -> Fut + Send + 'static,
         Fut: Future<Output = T>,
     {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind 127.0.0.1:0");
+        Self::start_on(Ipv4Addr::LOCALHOST.into(), name, serve)
+    }
+
+    /// [`ServerThread::start`] on a free port of `ip` (an address of this machine).
+    ///
+    /// # Panics
+    /// If no port can be bound, or the thread or its runtime cannot be created.
+    pub fn start_on<F, Fut>(ip: IpAddr, name: &str, serve: F) -> Self
+    where
+        F: FnOnce(tokio::net::TcpListener, Shutdown) -> Fut + Send + 'static,
+        Fut: Future<Output = T>,
+    {
+        let listener = std::net::TcpListener::bind((ip, 0))
+            .unwrap_or_else(|error| panic!("bind {ip}:0: {error}"));
         listener
             .set_nonblocking(true)
             .expect("a non-blocking listener for tokio");

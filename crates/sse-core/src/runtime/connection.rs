@@ -84,6 +84,39 @@ pub enum ConnectionError {
     Stalled,
 }
 
+impl ConnectionError {
+    /// Whether the connection ended because its client vanished (see [`peer_vanished`]).
+    #[must_use]
+    pub fn peer_vanished(&self) -> bool {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = match self {
+            Self::Http(error) => Some(error),
+            Self::Stalled => None,
+        };
+        while let Some(error) = cause {
+            if error
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(peer_vanished)
+            {
+                return true;
+            }
+            cause = error.source();
+        }
+        false
+    }
+}
+
+/// Whether a socket's `error` says its peer vanished without closing the connection: the
+/// kernel gave it up because nothing sent was acknowledged in time (`TCP_USER_TIMEOUT`, or
+/// the retransmissions ran out), or found the peer's host unreachable meanwhile.
+#[must_use]
+pub fn peer_vanished(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{HostUnreachable, NetworkUnreachable, TimedOut};
+    matches!(
+        error.kind(),
+        TimedOut | HostUnreachable | NetworkUnreachable
+    )
+}
+
 /// Pending connections the kernel queues for [`accept`] (it caps this at `net.core.somaxconn`).
 /// A burst of reconnecting clients (a node restarted behind a load balancer) arrives at once;
 /// with the usual 128 the rest of their SYNs are dropped and retried a second or more later.

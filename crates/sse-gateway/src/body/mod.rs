@@ -136,6 +136,11 @@ pub(crate) struct SseBody {
 }
 
 impl SseBody {
+    /// Counts a stream whose connection was given up because its client vanished.
+    pub(crate) fn client_vanished(&self) {
+        self.metrics.dead_peer_disconnects.inc();
+    }
+
     /// A stream for `setup`; its first bytes are ready at once.
     pub(crate) fn new(setup: Setup) -> Self {
         let waits: Vec<_> = setup.starts.into_iter().map(wait_for_start).collect();

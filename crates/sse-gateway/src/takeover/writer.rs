@@ -9,6 +9,7 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http_body::Body as _;
+use sse_core::runtime::connection::peer_vanished;
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -104,7 +105,10 @@ impl Future for TakeoverWriter {
             tracing::debug!("client fell behind; connection closed");
             return Poll::Ready(());
         }
-        if this.peer_closed(cx) {
+        if let Some(ended) = this.peer_closed(cx) {
+            if let Err(error) = ended {
+                this.ended_on(&error);
+            }
             return Poll::Ready(());
         }
         loop {
@@ -134,7 +138,7 @@ impl Future for TakeoverWriter {
                     State::Streaming => this.chunk_written(),
                 },
                 Poll::Ready(Err(error)) => {
-                    tracing::debug!(%error, "stream ended on a write error");
+                    this.ended_on(&error);
                     return Poll::Ready(());
                 }
                 Poll::Pending => return this.wait_for_socket_or_abort(cx),
@@ -170,23 +174,31 @@ impl TakeoverWriter {
         Poll::Pending
     }
 
-    /// Whether the client closed its side or the socket failed; registers for readability.
-    /// Bytes a client sends on a stream's connection (a pipelined request) are read and
-    /// dropped: nothing answers them.
-    fn peer_closed(&self, cx: &mut Context<'_>) -> bool {
+    /// Whether the client closed its side (`Ok`) or the socket failed (`Err`); registers for
+    /// readability. Bytes a client sends on a stream's connection (a pipelined request) are
+    /// read and dropped: nothing answers them.
+    fn peer_closed(&self, cx: &mut Context<'_>) -> Option<io::Result<()>> {
         let mut scratch = [0u8; 64];
         loop {
             match self.stream.poll_read_ready(cx) {
-                Poll::Pending => return false,
-                Poll::Ready(Err(_)) => return true,
+                Poll::Pending => return None,
+                Poll::Ready(Err(error)) => return Some(Err(error)),
                 Poll::Ready(Ok(())) => match self.stream.try_read(&mut scratch) {
-                    Ok(0) => return true,
+                    Ok(0) => return Some(Ok(())),
                     Ok(_) => {}
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => return true,
+                    Err(error) => return Some(Err(error)),
                 },
             }
         }
+    }
+
+    /// The stream ends on a socket `error`; a client that vanished is counted.
+    fn ended_on(&self, error: &io::Error) {
+        if peer_vanished(error) {
+            self.body.client_vanished();
+        }
+        tracing::debug!(%error, "stream ended on a socket error");
     }
 
     /// Writes the rest of the current chunk (or the last chunk, when ending).

@@ -79,9 +79,14 @@ pub(crate) fn start_gateway(redis: &RedisServer, extra_args: &[&str]) -> TestGat
 
 /// Starts a node with exactly these flags.
 pub(crate) fn start_gateway_with(args: &[&str]) -> TestGateway {
+    start_gateway_on(std::net::Ipv4Addr::LOCALHOST.into(), args)
+}
+
+/// Starts a node with exactly these flags, listening on a free port of `ip`.
+pub(crate) fn start_gateway_on(ip: std::net::IpAddr, args: &[&str]) -> TestGateway {
     let config = Config::try_parse_from(std::iter::once("sse-gateway").chain(args.iter().copied()))
         .unwrap_or_else(|error| panic!("flags {args:?} do not parse: {error}"));
-    let node = ServerThread::start("sse-gateway", move |listener, shutdown| {
+    let node = ServerThread::start_on(ip, "sse-gateway", move |listener, shutdown| {
         sse_gateway::run(config, listener, shutdown)
     });
     TestGateway {
@@ -94,17 +99,20 @@ impl TestGateway {
     /// The value of the sample `series` (name and labels, as exported) on `/metrics`; fails
     /// the test when it is not exported.
     pub(crate) async fn metric(&self, series: &str) -> u64 {
-        let (status, text) = self.fetch("/metrics").await;
-        assert_eq!(status, 200, "{text}");
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-            .map(|value| value.trim().parse().expect("an integer sample"))
-            .unwrap_or_else(|| panic!("{series} is exported"))
+        metric_at(self.addr, series).await
     }
 
     /// Opens `GET path` (e.g. `/events?topic=a`) over HTTP/1.1 with `headers`.
     pub(crate) async fn get(&self, path: &str, headers: &[(&str, &str)]) -> SseClient {
         SseClient::get(self.addr, path, headers).await
+    }
+
+    /// Opens `path` resuming from `last_event_id` (the `Last-Event-ID` header) and checks
+    /// that it is a stream.
+    pub(crate) async fn resume(&self, path: &str, last_event_id: &str) -> SseClient {
+        let mut client = self.get(path, &[("Last-Event-ID", last_event_id)]).await;
+        assert_eq!(client.status(), 200, "{}", client.text().await);
+        client
     }
 
     /// Opens a stream on `topics` and waits until it is live (its first `id:` position
@@ -142,6 +150,19 @@ impl Drop for TestGateway {
             node.detach();
         }
     }
+}
+
+/// The value of the sample `series` (name and labels, as exported) on the `/metrics` of the
+/// node at `addr`; fails the test when it is not exported.
+pub(crate) async fn metric_at(addr: SocketAddr, series: &str) -> u64 {
+    let mut client = SseClient::get(addr, "/metrics", &[]).await;
+    let status = client.status();
+    let text = client.text().await;
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.trim().parse().expect("an integer sample"))
+        .unwrap_or_else(|| panic!("{series} is exported by {addr}"))
 }
 
 /// A publisher (the library) for `redis`.
