@@ -173,10 +173,11 @@ for scenario in $SCENARIOS; do
 done
 
 # --- the results -------------------------------------------------------------------------
-python3 - "$OUT" "$SCALE" "$PUBLISH_CONNECTIONS" "$RAMP_PUBLISH_CONNECTIONS" <<'PY'
+python3 - "$OUT" "$SCALE" "$PUBLISH_CONNECTIONS" "$RAMP_PUBLISH_CONNECTIONS" "$SCENARIOS" <<'PY'
 import json, pathlib, platform, subprocess, sys, datetime
 out, scale = pathlib.Path(sys.argv[1]), sys.argv[2]
 publish_connections, ramp_publish_connections = sys.argv[3], sys.argv[4]
+chosen = sys.argv[5].split()
 scenarios = {}
 for path in sorted(out.glob("*.*.json")):
     scenario, server = path.name[: -len(".json")].split(".", 1)
@@ -189,7 +190,12 @@ compare = {
     "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     "machine": f"{platform.machine()}, {cpu}, kernel {platform.release()}; servers pinned "
                f"to one core, driver and both Redis servers on the other",
-    "command": "loadtest/compare/run.sh" + ("" if scale == "full" else f" (SCALE={scale})"),
+    "command": "".join([
+        "" if scale == "full" else f"SCALE={scale} ",
+        "" if chosen == "idle fanout fanout-10 topics ramp reconnect-storm".split()
+        else f"SCENARIOS=\"{' '.join(chosen)}\" ",
+        "loadtest/compare/run.sh",
+    ]),
     "servers": ["sse-gateway", "nchan"],
     "versions": {"nchan": nchan},
     "processes": {"sse-gateway": "sse-gateway + sse-publisher (--pid both)",
