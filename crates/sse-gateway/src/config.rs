@@ -8,6 +8,7 @@ use bytesize::ByteSize;
 use clap::Parser;
 pub use sse_core::runtime::LogFormat;
 use sse_core::runtime::jwt_flags::JwtFlags;
+use sse_core::runtime::parse_positive_duration;
 use sse_core::runtime::redis::RedisFlags;
 
 /// Serves Server-Sent Events from Redis: live fan-out of pub/sub, exact resume from streams.
@@ -197,12 +198,4 @@ fn parse_network(value: &str) -> Result<ipnet::IpNet, String> {
         .parse::<ipnet::IpNet>()
         .or_else(|_| value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
         .map_err(|_| format!("{value:?} is neither an address nor a CIDR network (10.0.0.0/8)"))
-}
-
-fn parse_positive_duration(value: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(value) {
-        Ok(duration) if duration.is_zero() => Err("must be more than zero".to_owned()),
-        Ok(duration) => Ok(duration),
-        Err(error) => Err(error.to_string()),
-    }
 }

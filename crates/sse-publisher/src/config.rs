@@ -8,6 +8,7 @@ use bytesize::ByteSize;
 use clap::Parser;
 pub use sse_core::runtime::LogFormat;
 use sse_core::runtime::jwt_flags::JwtFlags;
+use sse_core::runtime::parse_positive_duration;
 use sse_core::runtime::redis::RedisFlags;
 
 /// Publishes events over HTTP into Redis streams and pub/sub, for sse-gateway to deliver.
@@ -66,6 +67,11 @@ pub struct Config {
     /// Also trim events older than this (e.g. 24h); unset keeps events regardless of age.
     #[arg(long, env = "SSE_RETENTION_AGE", value_parser = humantime::parse_duration)]
     pub retention_age: Option<Duration>,
+
+    /// How long a publish's `Idempotency-Key` is remembered: a retry with the same key within
+    /// it writes nothing and gets the first attempt's ids.
+    #[arg(long, env = "SSE_IDEMPOTENCY_WINDOW", default_value = "5m", value_parser = parse_positive_duration)]
+    pub idempotency_window: Duration,
 
     /// Answer 2xx only once this many replicas hold the event (`WAIT` after the publish on
     /// the same connection), so that a failover cannot lose an acknowledged event; 0 answers

@@ -7,7 +7,8 @@
 //! As a library, [`Publisher`] publishes from Rust code. As a service ([`run`], the
 //! `sse-publisher` binary), it serves:
 //!
-//! - `POST /v1/publish`: `{"topic", "data", "event"?}` or an array of them, → `201`;
+//! - `POST /v1/publish`: `{"topic", "data", "event"?}` or an array of them, → `201`; with an
+//!   `Idempotency-Key` header, at most once per key (a repeat → `200`, the same ids);
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics`.
 //!
 //! Modules: [`publisher`] (Redis), `request` (JSON → events), `http` (routes, auth,
@@ -25,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 pub use config::{Config, ConfigError, LogFormat};
-pub use publisher::{PublishError, Publisher};
+pub use publisher::{DEFAULT_IDEMPOTENCY_WINDOW, Outcome, PublishError, Publisher};
 use sse_core::jwt;
 use sse_core::runtime::cors::Cors;
 pub use sse_core::runtime::redis::RedisFlags;
@@ -51,7 +52,8 @@ pub async fn run(
         .await
         .map_err(StartError::Redis)?
         .acknowledged_by(config.min_replicas_ack, config.min_replicas_timeout)
-        .map_err(StartError::Redis)?;
+        .map_err(StartError::Redis)?
+        .remembering_keys_for(config.idempotency_window);
     let metrics = metrics::Metrics::new();
     // Runs as long as the process: the publisher's JWKS keys stay fresh until it exits.
     let jwks_stop = tokio_util::sync::CancellationToken::new();
@@ -71,7 +73,7 @@ pub async fn run(
         &config.cors_origins,
         config.cors_credentials,
         "POST, OPTIONS",
-        "Authorization, Content-Type",
+        "Authorization, Content-Type, Idempotency-Key",
         metrics.cors_rejected.clone(),
     )?;
     let app = Arc::new(http::App {

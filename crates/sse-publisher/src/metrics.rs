@@ -14,6 +14,12 @@ pub(crate) struct Metrics {
     pub(crate) publish_duration: Histogram,
     /// `sse_events_published_total`: events written (a batch counts each of its events).
     pub(crate) events_published: IntCounter,
+    /// `sse_publish_idempotent_replays_total`: requests whose `Idempotency-Key` had published
+    /// their events already, answered with those ids.
+    pub(crate) idempotent_replays: IntCounter,
+    /// `sse_publish_idempotency_conflicts_total`: requests refused because their key was used
+    /// for a different request.
+    pub(crate) idempotency_conflicts: IntCounter,
     /// `sse_publish_auth_failures_total{reason}`: publishers refused, by what was wrong.
     pub(crate) auth_failures: IntCounterVec,
     /// `sse_publish_cors_rejected_total`: requests and preflights from an origin not allowed.
@@ -43,6 +49,14 @@ impl Metrics {
             events_published: registry.counter(
                 "sse_events_published_total",
                 "Events written to Redis; a batch counts each of its events.",
+            ),
+            idempotent_replays: registry.counter(
+                "sse_publish_idempotent_replays_total",
+                "Publish requests whose Idempotency-Key had already published their events: nothing was written, the first ids were returned.",
+            ),
+            idempotency_conflicts: registry.counter(
+                "sse_publish_idempotency_conflicts_total",
+                "Publish requests refused (409) because their Idempotency-Key was used for a different request within --idempotency-window.",
             ),
             auth_failures: registry.counter_vec(
                 "sse_publish_auth_failures_total",

@@ -24,7 +24,10 @@
 //! The exception: when a reply times out or the connection drops after the call was sent, the
 //! event may or may not be in the stream (Redis runs a call it received even if nobody waits
 //! for the answer). That is [`PublishError::NoReply`]; a caller that retries may then publish
-//! the event twice.
+//! the event twice, unless it publishes with an [`IdempotencyKey`]
+//! ([`Publisher::publish_once`], [`Publisher::publish_batch_once`]): the same key within the
+//! window ([`Publisher::remembering_keys_for`], 5 minutes by default) writes the events once,
+//! and a retry answers with the ids the first attempt got ([`Outcome::Replayed`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,7 +37,9 @@ use redis::cluster_routing::Slot;
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 use sse_core::ErrorChain;
 use sse_core::runtime::redis::{CheckError, Commands, Mode, Redis, RedisConfigError, RedisFlags};
-use sse_core::schema::{LIBRARY, PublishCall, Retention, cluster_library, stream_key};
+use sse_core::schema::{
+    IdempotencyKey, LIBRARY, PublishCall, Record, Retention, cluster_library, stream_key,
+};
 use sse_core::{Event, EventId, Topic};
 
 /// Publishes events into Redis. Cheap to clone; clones share one connection.
@@ -44,6 +49,21 @@ pub struct Publisher {
     redis: Redis,
     retention: Retention,
     replicas: Option<ReplicaAck>,
+    idempotency_window: Duration,
+}
+
+/// How long an idempotency key is remembered unless [`Publisher::remembering_keys_for`] says
+/// otherwise.
+pub const DEFAULT_IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(300);
+
+/// What a publish with an idempotency key did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The events were written now.
+    Written,
+    /// An earlier request with the same key and the same events wrote them: nothing was
+    /// written now, and the ids are the ones they got then.
+    Replayed,
 }
 
 /// How many replicas must confirm a publish, for how long to wait, and the connections
@@ -106,6 +126,12 @@ pub enum PublishError {
         /// How long the publish waited.
         timeout: Duration,
     },
+    /// The idempotency key was used, within its window, for a request with other events (or
+    /// another number of them): nothing was written.
+    #[error(
+        "the idempotency key was already used for a different request within its window; nothing was published"
+    )]
+    KeyReused(#[source] RedisError),
     /// Redis answered with something that is not a stream id.
     #[error("redis answered the publish with {reply:?}, which is not a stream id")]
     BadReply {
@@ -116,6 +142,9 @@ pub enum PublishError {
 
 impl PublishError {
     fn from_redis(error: RedisError) -> Self {
+        if is_key_conflict(&error) {
+            return Self::KeyReused(error);
+        }
         match error.kind() {
             // EXECABORT: Redis refused a queued command of a batch before running any, which
             // for our validated calls means READONLY or OOM, both conditions to wait out.
@@ -159,6 +188,7 @@ impl Publisher {
             redis,
             retention,
             replicas: None,
+            idempotency_window: DEFAULT_IDEMPOTENCY_WINDOW,
         };
         if let Err(error) = publisher.load_function().await {
             tracing::warn!(error = %ErrorChain(&error), "could not load the publish function yet; will retry on use");
@@ -195,6 +225,14 @@ impl Publisher {
         Ok(self)
     }
 
+    /// This publisher, recognising a repeated idempotency key for `window` after its first
+    /// publish (see [`Publisher::publish_once`]).
+    #[must_use]
+    pub fn remembering_keys_for(mut self, window: Duration) -> Self {
+        self.idempotency_window = window;
+        self
+    }
+
     /// Loads (or reloads) the publish function library. Idempotent.
     ///
     /// # Errors
@@ -219,20 +257,22 @@ impl Publisher {
     /// # Errors
     /// [`PublishError`]; the event was not written (see the module docs for the exception).
     pub async fn publish(&self, event: &Event) -> Result<EventId, PublishError> {
-        let call = || PublishCall::new(event, self.retention).command();
-        let Some(ack) = &self.replicas else {
-            let reply: String = self.with_function(&self.connection, call).await?;
-            return parse_id(reply);
-        };
-        let (reply, acked): (String, u32) = self
-            .with_function(ack.lane(), || {
-                ack.after(|pipe| {
-                    pipe.add_command(call());
-                })
-            })
-            .await?;
-        ack.check(vec![parse_id(reply)?], acked)
-            .map(|mut ids| ids.remove(0))
+        let (mut ids, _) = self.write(std::slice::from_ref(event), None).await?;
+        Ok(ids.remove(0))
+    }
+
+    /// Publishes one event at most once under `key`: a repeat within the window writes
+    /// nothing and returns the id the event got the first time, with [`Outcome::Replayed`].
+    ///
+    /// # Errors
+    /// [`PublishError`]; [`PublishError::KeyReused`] if the key was used for another event.
+    pub async fn publish_once(
+        &self,
+        event: &Event,
+        key: &IdempotencyKey,
+    ) -> Result<(EventId, Outcome), PublishError> {
+        let (mut ids, outcome) = self.write(std::slice::from_ref(event), Some(key)).await?;
+        Ok((ids.remove(0), outcome))
     }
 
     /// Publishes several events, possibly on different topics, all or nothing, and returns
@@ -241,8 +281,30 @@ impl Publisher {
     /// # Errors
     /// [`PublishError`]; none of the events was written (see the module docs).
     pub async fn publish_batch(&self, events: &[Event]) -> Result<Vec<EventId>, PublishError> {
+        self.write(events, None).await.map(|(ids, _)| ids)
+    }
+
+    /// [`Publisher::publish_batch`] at most once under `key`, the whole batch: a repeat of the
+    /// same events within the window writes nothing and returns their ids.
+    ///
+    /// # Errors
+    /// [`PublishError`]; [`PublishError::KeyReused`] if the key was used for other events.
+    pub async fn publish_batch_once(
+        &self,
+        events: &[Event],
+        key: &IdempotencyKey,
+    ) -> Result<(Vec<EventId>, Outcome), PublishError> {
+        self.write(events, Some(key)).await
+    }
+
+    /// Writes `events` (one call, or a transaction of calls), recorded under `key` if given.
+    async fn write(
+        &self,
+        events: &[Event],
+        key: Option<&IdempotencyKey>,
+    ) -> Result<(Vec<EventId>, Outcome), PublishError> {
         let Some(first) = events.first() else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Outcome::Written));
         };
         if self.redis.mode() == Mode::Cluster {
             let slot = slot_of(&first.topic);
@@ -253,14 +315,26 @@ impl Publisher {
                 });
             }
         }
-        let calls = || {
-            events
-                .iter()
-                .map(|e| PublishCall::new(e, self.retention).command())
+        let record = key.map(|key| Record::new(&first.topic, key, self.idempotency_window));
+        let call = |index: usize, event: &Event| {
+            match &record {
+                Some(record) => {
+                    PublishCall::recorded(event, self.retention, record, index, events.len())
+                }
+                None => PublishCall::new(event, self.retention),
+            }
+            .command()
         };
+        let calls = || events.iter().enumerate().map(|(i, e)| call(i, e));
+        let single = events.len() == 1;
         let Some(ack) = &self.replicas else {
-            let replies: Vec<String> = self
-                .with_function(&self.connection, || {
+            let replies = if single {
+                vec![
+                    self.with_function(&self.connection, || call(0, first))
+                        .await?,
+                ]
+            } else {
+                self.with_function(&self.connection, || {
                     let mut pipe = redis::pipe();
                     pipe.atomic();
                     for call in calls() {
@@ -268,13 +342,23 @@ impl Publisher {
                     }
                     pipe
                 })
-                .await?;
-            return replies.into_iter().map(parse_id).collect();
+                .await?
+            };
+            return parse_replies(replies);
         };
-        // The transaction spelled out, so that `WAIT` follows it in the same pipeline (it
-        // cannot run inside one).
-        let (replies, acked): (Vec<String>, u32) = self
-            .with_function(ack.lane(), || {
+        let (replies, acked) = if single {
+            let (reply, acked) = self
+                .with_function(ack.lane(), || {
+                    ack.after(|pipe| {
+                        pipe.add_command(call(0, first));
+                    })
+                })
+                .await?;
+            (vec![reply], acked)
+        } else {
+            // The transaction spelled out, so that `WAIT` follows it in the same pipeline (it
+            // cannot run inside one).
+            self.with_function(ack.lane(), || {
                 ack.after(|pipe| {
                     pipe.cmd("MULTI");
                     for call in calls() {
@@ -283,12 +367,10 @@ impl Publisher {
                     pipe.cmd("EXEC");
                 })
             })
-            .await?;
-        let ids = replies
-            .into_iter()
-            .map(parse_id)
-            .collect::<Result<_, _>>()?;
-        ack.check(ids, acked)
+            .await?
+        };
+        let (ids, outcome) = parse_replies(replies)?;
+        Ok((ack.check(ids, acked)?, outcome))
     }
 
     /// Whether Redis can take publishes now: it answers `PING` (a cluster: reports
@@ -423,6 +505,15 @@ fn slot_of(topic: &Topic) -> Slot {
     Slot::for_key(stream_key(topic))
 }
 
+/// Whether the function refused a reused idempotency key (its `CONFLICT` error), for one
+/// call or any call of a batch.
+fn is_key_conflict(error: &RedisError) -> bool {
+    error
+        .clone()
+        .into_server_errors()
+        .is_some_and(|errors| errors.iter().any(|(_, error)| error.code() == "CONFLICT"))
+}
+
 fn is_function_missing(error: &RedisError) -> bool {
     error
         .detail()
@@ -430,8 +521,37 @@ fn is_function_missing(error: &RedisError) -> bool {
         || error.to_string().contains("Function not found")
 }
 
-fn parse_id(reply: String) -> Result<EventId, PublishError> {
-    EventId::parse(&reply).map_err(|_| PublishError::BadReply { reply })
+/// The ids of a request's calls' replies: an id, or with an idempotency key `[id, replayed]`.
+/// The request was a replay if every one of its events was (a request whose earlier attempt
+/// failed part way wrote the rest now).
+fn parse_replies(replies: Vec<redis::Value>) -> Result<(Vec<EventId>, Outcome), PublishError> {
+    let mut replayed = !replies.is_empty();
+    let mut ids = Vec::with_capacity(replies.len());
+    for reply in replies {
+        let (id, again) = match reply {
+            redis::Value::Array(parts) => match <[redis::Value; 2]>::try_from(parts) {
+                Ok([id, redis::Value::Int(again)]) => (id, again == 1),
+                Ok(parts) => return Err(bad_reply(&redis::Value::Array(parts.into()))),
+                Err(parts) => return Err(bad_reply(&redis::Value::Array(parts))),
+            },
+            id => (id, false),
+        };
+        let text: String = redis::from_redis_value(id.clone()).map_err(|_| bad_reply(&id))?;
+        ids.push(EventId::parse(&text).map_err(|_| PublishError::BadReply { reply: text })?);
+        replayed &= again;
+    }
+    let outcome = if replayed {
+        Outcome::Replayed
+    } else {
+        Outcome::Written
+    };
+    Ok((ids, outcome))
+}
+
+fn bad_reply(reply: &redis::Value) -> PublishError {
+    PublishError::BadReply {
+        reply: format!("{reply:?}"),
+    }
 }
 
 #[cfg(test)]

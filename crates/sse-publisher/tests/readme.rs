@@ -133,3 +133,44 @@ fn the_readme_redis_cli_cluster_example_publishes_with_spublish() {
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].0, id.trim());
 }
+
+#[test]
+fn the_readme_idempotency_example_publishes_once() {
+    let redis = RedisServer::start();
+    let publisher = start_publisher(&redis, &["--token", "dev-token"]);
+    let commands = readme_commands("idempotency");
+    assert_eq!(commands.len(), 2, "{commands:#?}");
+    let first = run(&commands[0], &publisher.url(""), &redis.url());
+    let again = run(&commands[1], &publisher.url(""), &redis.url());
+    assert!(first.starts_with("HTTP/1.1 201"), "{first}");
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+    assert!(
+        again
+            .to_ascii_lowercase()
+            .contains("idempotent-replayed: true"),
+        "{again}"
+    );
+    let body = |response: &str| response.lines().last().unwrap_or_default().to_owned();
+    assert_eq!(body(&again), body(&first), "the same id");
+    assert_eq!(entries(&redis, "orders").len(), 1, "published once");
+}
+
+#[test]
+fn the_readme_redis_cli_idempotency_example_publishes_once() {
+    let redis = RedisServer::start();
+    run(&readme_commands("redis-cli")[0], "", &redis.url());
+    let commands = readme_commands("redis-cli-idempotency");
+    assert_eq!(commands.len(), 2, "{commands:#?}");
+    let first = run(&commands[0], "", &redis.url());
+    let again = run(&commands[1], "", &redis.url());
+    let orders = entries(&redis, "orders");
+    assert_eq!(orders.len(), 1, "published once");
+    assert_eq!(
+        first.split_whitespace().collect::<Vec<_>>(),
+        [&orders[0].id, "0"]
+    );
+    assert_eq!(
+        again.split_whitespace().collect::<Vec<_>>(),
+        [&orders[0].id, "1"]
+    );
+}

@@ -10,6 +10,8 @@
 //! - [`Rng`]: a seeded generator, so a random run is replayed from its seed;
 //! - [`AppServer`]: a small HTTP server whose answer the test sets (a JWKS endpoint, an
 //!   application deciding forward auth);
+//! - [`ReplyCutter`]: a TCP proxy that loses one reply on purpose (a publish whose answer
+//!   never came);
 //! - raw HTTP ([`send_raw`], [`exchange`], [`http_status`], [`status_of`], [`find`], ...) for
 //!   requests no client library sends.
 //!
@@ -44,6 +46,7 @@ mod engine;
 mod raw_http;
 mod redis_cluster;
 mod redis_server;
+mod reply_cutter;
 mod rng;
 mod server_thread;
 mod sse_client;
@@ -56,6 +59,7 @@ pub use engine::Engine;
 pub use raw_http::{H2_PREFACE, exchange, find, http_status, send_raw, status_of, whole_response};
 pub use redis_cluster::{ClusterTls, RedisCluster};
 pub use redis_server::RedisServer;
+pub use reply_cutter::ReplyCutter;
 pub use rng::Rng;
 pub use server_thread::{ServerThread, Shutdown};
 pub use sse_client::{ConnectError, Next, Protocol, SseClient};

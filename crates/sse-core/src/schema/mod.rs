@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | history | `sse:{<topic>}:stream` | a Redis stream; entry fields `data` and, if named, `event` |
 //! | live | `sse:{<topic>}:live` | pub/sub messages `<id>\n<event>\n<data>`; on a Cluster also `sse.probe` ([`PROBE_MESSAGE`], skipped by readers) |
+//! | idempotency record | `sse:{<topic>}:idempotency:<key>` | a hash, for [`IdempotencyKey`] `<key>` of a request whose first event is on `<topic>`: `count` (the request's events) and per position `i` `digest:<i>` (SHA-1 of topic, name and data) and `id:<i>`; it expires after the window |
 //!
 //! The topic is the Redis Cluster hash tag, so both live in one hash slot ([`keys`]).
 //!
@@ -28,6 +29,19 @@
 //! call, it runs atomically: no reader ever sees a live message whose entry is not in the
 //! stream, and a refused or failed call has written nothing.
 //!
+//! With an idempotency key (a publish retried after its reply was lost, say), the call takes
+//! the key's record as a second key and the window, and the event's position in its request:
+//!
+//! ```text
+//! FCALL sse_publish 2 sse:{<topic>}:stream sse:{<first topic>}:idempotency:<key>
+//!       <data> <event or ""> <maxlen> <max-age-ms or 0> <window-ms> [<index> <count>]
+//! ```
+//!
+//! A position the record already holds with the same content is not written again: the call
+//! returns `[<its id>, 1]` instead of `[<new id>, 0]`; a record made for another request is a
+//! `CONFLICT` error, and nothing is written ([`idempotency`]). A batch is one `MULTI` of such
+//! calls, position `0` to `count - 1`, all with the first event's record.
+//!
 //! ## Ids
 //!
 //! The event id is the stream id Redis assigns (`<ms>-<seq>`): strictly increasing per topic,
@@ -42,10 +56,12 @@
 //! Cluster, `FUNCTION LOAD` goes to every master (replicas get it by replication), and the
 //! gateways subscribe with `SSUBSCRIBE`; the channel name is the same.
 
+pub mod idempotency;
 pub mod keys;
 pub mod payload;
 pub mod script;
 
+pub use idempotency::{IdempotencyKey, InvalidIdempotencyKey, Record};
 pub use keys::{PROBE_MESSAGE, live_channel, stream_key, topic_of_channel};
 pub use payload::{PayloadError, PublishedEvent};
 pub use script::{FUNCTION, LIBRARY, PublishCall, Retention, cluster_library};

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::idempotency::Record;
 use super::keys::stream_key;
 use crate::Event;
 
@@ -45,13 +46,14 @@ impl Default for Retention {
     }
 }
 
-/// One `FCALL sse_publish 1 <key> <args…>`: the key and the four arguments.
+/// One `FCALL sse_publish <numkeys> <keys…> <args…>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublishCall {
-    /// The topic's stream key, the call's only key.
-    pub key: String,
-    /// `data`, `event` (empty for none), `maxlen`, `max-age-ms` (0 for none).
-    pub args: [Bytes; 4],
+    /// The topic's stream key, and with an idempotency key its record's key.
+    pub keys: Vec<String>,
+    /// `data`, `event` (empty for none), `maxlen`, `max-age-ms` (0 for none); recorded, then
+    /// `window-ms`, `index` and `count`.
+    pub args: Vec<Bytes>,
 }
 
 impl PublishCall {
@@ -60,8 +62,8 @@ impl PublishCall {
         let name = event.name.as_ref().map_or("", |n| n.as_str());
         let max_age_ms = retention.max_age.map_or(0, |age| age.as_millis());
         Self {
-            key: stream_key(&event.topic),
-            args: [
+            keys: vec![stream_key(&event.topic)],
+            args: vec![
                 event.data.clone(),
                 Bytes::copy_from_slice(name.as_bytes()),
                 Bytes::from(retention.max_len.to_string()),
@@ -70,11 +72,28 @@ impl PublishCall {
         }
     }
 
+    /// The call that publishes `event`, position `index` of a request of `count` events, at
+    /// most once under `record` (see [`super::idempotency`]).
+    pub fn recorded(
+        event: &Event,
+        retention: Retention,
+        record: &Record,
+        index: usize,
+        count: usize,
+    ) -> Self {
+        let mut call = Self::new(event, retention);
+        call.keys.push(record.key.clone());
+        let window_ms = record.window.as_millis().max(1);
+        call.args
+            .extend([window_ms.to_string(), index.to_string(), count.to_string()].map(Bytes::from));
+        call
+    }
+
     /// The `FCALL` command itself (with the `runtime` feature, which brings the redis crate).
     #[cfg(feature = "runtime")]
     pub fn command(&self) -> redis::Cmd {
         let mut cmd = redis::cmd("FCALL");
-        cmd.arg(FUNCTION).arg(1).arg(&self.key);
+        cmd.arg(FUNCTION).arg(self.keys.len()).arg(&self.keys);
         for arg in &self.args {
             cmd.arg(&arg[..]);
         }
@@ -85,6 +104,7 @@ impl PublishCall {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::IdempotencyKey;
     use crate::{EventName, Topic};
 
     #[test]
@@ -96,11 +116,28 @@ mod tests {
             max_age: Some(Duration::from_secs(60)),
         };
         let call = PublishCall::new(&event, retention);
-        assert_eq!(call.key, "sse:{orders}:stream");
+        assert_eq!(call.keys, ["sse:{orders}:stream"]);
+        assert_eq!(texts(&call), ["{\"n\":1}", "created", "500", "60000"]);
+
+        let key = IdempotencyKey::parse(b"k1").unwrap();
+        let first = Topic::parse("first").unwrap();
+        let record = Record::new(&first, &key, Duration::from_secs(300));
+        let call = PublishCall::recorded(&event, retention, &record, 1, 3);
         assert_eq!(
-            call.args.map(|a| String::from_utf8(a.to_vec()).unwrap()),
-            ["{\"n\":1}", "created", "500", "60000"]
+            call.keys,
+            ["sse:{orders}:stream", "sse:{first}:idempotency:k1"]
         );
+        assert_eq!(
+            texts(&call),
+            ["{\"n\":1}", "created", "500", "60000", "300000", "1", "3"]
+        );
+    }
+
+    fn texts(call: &PublishCall) -> Vec<String> {
+        call.args
+            .iter()
+            .map(|a| String::from_utf8(a.to_vec()).unwrap())
+            .collect()
     }
 
     #[test]

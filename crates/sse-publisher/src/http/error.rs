@@ -84,6 +84,12 @@ pub(crate) enum ApiError {
     /// and the detail says so).
     #[error("{}", unavailable_detail(.0))]
     Unavailable(#[source] PublishError),
+    /// The `Idempotency-Key` header is not a valid key.
+    #[error("invalid Idempotency-Key header")]
+    BadIdempotencyKey(#[source] sse_core::schema::InvalidIdempotencyKey),
+    /// The idempotency key was used for a different request: nothing was written.
+    #[error(transparent)]
+    KeyReused(PublishError),
     /// A batch across hash slots on a Redis Cluster: nothing was written.
     #[error(transparent)]
     CrossSlot(PublishError),
@@ -120,6 +126,7 @@ impl From<PublishError> for ApiError {
             | PublishError::NoReply(_)
             | PublishError::NotReplicated { .. } => Self::Unavailable(error),
             PublishError::CrossSlot { .. } => Self::CrossSlot(error),
+            PublishError::KeyReused(_) => Self::KeyReused(error),
             PublishError::Refused(_) | PublishError::Config(_) | PublishError::BadReply { .. } => {
                 Self::Internal(error)
             }
@@ -147,6 +154,8 @@ impl ApiError {
             }
             Self::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::BadIdempotencyKey(_) => (StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
+            Self::KeyReused(_) => (StatusCode::CONFLICT, "idempotency_key_reused"),
             Self::CrossSlot(_) => (StatusCode::UNPROCESSABLE_ENTITY, "cross_slot_batch"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "publish_failed"),

@@ -2,7 +2,7 @@
 //!
 //! | route | does |
 //! |---|---|
-//! | `POST /v1/publish` | publish one event or a batch ([`publish`]); `OPTIONS` answers CORS preflights |
+//! | `POST /v1/publish` | publish one event or a batch ([`publish`]), at most once per `Idempotency-Key`; `OPTIONS` answers CORS preflights |
 //! | `GET /healthz` | the process is up |
 //! | `GET /readyz` | Redis answers and the service is not shutting down |
 //! | `GET /metrics` | Prometheus metrics |
@@ -67,6 +67,9 @@ pub(crate) async fn route(
                 .unwrap_or_else(|error| {
                     if let Some(reason) = error.auth_reason() {
                         app.metrics.auth_failures.with_label_values(&[reason]).inc();
+                    }
+                    if matches!(error, ApiError::KeyReused(_)) {
+                        app.metrics.idempotency_conflicts.inc();
                     }
                     error.into_response()
                 });

@@ -1,17 +1,28 @@
 //! `POST /v1/publish`: content type, auth, a bounded body, decoding, then one atomic publish.
 //!
 //! Checks run cheapest first and all before Redis is touched, so a refused request has
-//! written nothing.
+//! written nothing. With an `Idempotency-Key` header the publish happens at most once per key
+//! (see `sse_core::schema::idempotency`): `201` when written, `200` with
+//! `Idempotent-Replayed: true` and the first ids when a request with that key and the same
+//! events wrote them already, `409` when the key was used for other events.
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
 
+use sse_core::schema::IdempotencyKey;
+
 use super::App;
 use super::error::ApiError;
+use crate::Outcome;
 use crate::request::{self, Decoded};
+
+/// The request header that makes a publish happen at most once per key.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The response header that says a request was answered from an earlier one with its key.
+const REPLAYED: &str = "idempotent-replayed";
 
 /// Handles one publish request.
 pub(crate) async fn handle(
@@ -20,6 +31,7 @@ pub(crate) async fn handle(
 ) -> Result<http::Response<Full<Bytes>>, ApiError> {
     let caller = app.auth.check(request.headers()).await?;
     require_json(request.headers())?;
+    let key = idempotency_key(request.headers())?;
     let body = tokio::time::timeout(
         app.limits.body_timeout,
         read_body(request, app.limits.max_body),
@@ -33,19 +45,46 @@ pub(crate) async fn handle(
         Decoded::One(event) => caller.may_publish([event])?,
         Decoded::Batch(events) => caller.may_publish(events)?,
     }
-    let response = match decoded {
-        Decoded::One(event) => {
-            let id = app.publisher.publish(&event).await?;
-            app.metrics.events_published.inc();
-            json!({ "id": id.to_string(), "topic": event.topic.as_str() })
+    let publisher = &app.publisher;
+    let (ids, outcome) = match (&decoded, &key) {
+        (Decoded::One(event), None) => (vec![publisher.publish(event).await?], Outcome::Written),
+        (Decoded::One(event), Some(key)) => {
+            let (id, outcome) = publisher.publish_once(event, key).await?;
+            (vec![id], outcome)
         }
-        Decoded::Batch(events) => {
-            let ids = app.publisher.publish_batch(&events).await?;
-            app.metrics.events_published.inc_by(ids.len() as u64);
+        (Decoded::Batch(events), None) => {
+            (publisher.publish_batch(events).await?, Outcome::Written)
+        }
+        (Decoded::Batch(events), Some(key)) => publisher.publish_batch_once(events, key).await?,
+    };
+    let response = match &decoded {
+        Decoded::One(event) => json!({ "id": ids[0].to_string(), "topic": event.topic.as_str() }),
+        Decoded::Batch(_) => {
             json!({ "ids": ids.iter().map(ToString::to_string).collect::<Vec<_>>() })
         }
     };
-    Ok(super::json_response(StatusCode::CREATED, &response))
+    match outcome {
+        Outcome::Written => {
+            app.metrics.events_published.inc_by(ids.len() as u64);
+            Ok(super::json_response(StatusCode::CREATED, &response))
+        }
+        Outcome::Replayed => {
+            app.metrics.idempotent_replays.inc();
+            let mut response = super::json_response(StatusCode::OK, &response);
+            response
+                .headers_mut()
+                .insert(REPLAYED, HeaderValue::from_static("true"));
+            Ok(response)
+        }
+    }
+}
+
+/// The request's `Idempotency-Key`, if it has one.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+    headers
+        .get(IDEMPOTENCY_KEY)
+        .map(|value| IdempotencyKey::parse(value.as_bytes()).map_err(ApiError::BadIdempotencyKey))
+        .transpose()
 }
 
 /// `application/json`, with or without parameters such as `charset=utf-8`.
