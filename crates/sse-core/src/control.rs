@@ -14,8 +14,9 @@
 //! - `reason: "trimmed"`: events after `from` were already trimmed from the history
 //!   (retention), so some are missing;
 //! - `reason: "unknown-position"`: the topic's history never held `from` (Redis lost its data
-//!   and the stream started over, or the id was made up), so what follows is not known to
-//!   continue from it.
+//!   and the stream started over, the history expired after the topic was idle for
+//!   `--retention-idle`, or the id was made up), so what follows is not known to continue
+//!   from it.
 //!
 //! The control event carries no `id:`, so the client's last event id does not move.
 //!

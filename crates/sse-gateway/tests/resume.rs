@@ -14,15 +14,20 @@ use sse_testkit::{RedisServer, eventually};
 
 /// A publisher for `redis` whose streams keep `max_len` events.
 async fn publisher_keeping(redis: &RedisServer, max_len: u64) -> Publisher {
+    let retention = Retention {
+        max_len,
+        ..Retention::default()
+    };
+    publisher_with(redis, retention).await
+}
+
+/// A publisher for `redis` with `retention`.
+async fn publisher_with(redis: &RedisServer, retention: Retention) -> Publisher {
     let options = RedisFlags {
         redis_url: redis.url(),
         redis_cluster: false,
         redis_timeout: Duration::from_secs(5),
         ..RedisFlags::default()
-    };
-    let retention = Retention {
-        max_len,
-        max_age: None,
     };
     Publisher::connect(&options, retention)
         .await
@@ -295,6 +300,48 @@ async fn a_forged_position_gets_an_unknown_position_event_then_everything_retain
     let live = publish(&publisher, "f", None, "live").await;
     let event = client.next_event(PATIENCE).await;
     assert_eq!((event.data.as_str(), event.last_event_id), ("live", live));
+}
+
+#[tokio::test]
+async fn a_position_in_a_history_that_expired_while_idle_gets_an_unknown_position_event() {
+    let redis = RedisServer::start();
+    let gateway = start_gateway(&redis, &[]);
+    let idle = Duration::from_millis(300);
+    let publisher = publisher_with(
+        &redis,
+        Retention {
+            max_idle: Some(idle),
+            ..Retention::default()
+        },
+    )
+    .await;
+    let mut last = String::new();
+    for n in 0..3 {
+        last = publish(&publisher, "idle", None, &format!("old {n}")).await;
+    }
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("sse:{idle}:stream")
+        .query(&mut redis.connection())
+        .expect("PTTL");
+    assert!(
+        (1..=300).contains(&ttl),
+        "the last append set the expiry: {ttl} ms"
+    );
+    sse_testkit::wait_until("the idle topic's history expires", PATIENCE, || {
+        let exists: bool = redis::cmd("EXISTS")
+            .arg("sse:{idle}:stream")
+            .query(&mut redis.connection())
+            .expect("EXISTS");
+        !exists
+    });
+    let after = publish(&publisher, "idle", None, "after").await;
+
+    let mut client = gateway.resume("/events?topic=idle", &last).await;
+    let notice = client.next_event(PATIENCE).await;
+    assert_eq!(notice.event_type, "sse.truncated");
+    assert_eq!(notice.data, truncated("idle", "unknown-position", &last));
+    let event = client.next_event(PATIENCE).await;
+    assert_eq!((event.data.as_str(), event.last_event_id), ("after", after));
 }
 
 #[tokio::test]

@@ -68,6 +68,12 @@ pub struct Config {
     #[arg(long, env = "SSE_RETENTION_AGE", value_parser = humantime::parse_duration)]
     pub retention_age: Option<Duration>,
 
+    /// Delete a topic's whole history once nothing was published to it for this long (e.g.
+    /// 7d), so that idle topics (one per user or order) do not hold Redis memory forever;
+    /// unset keeps it.
+    #[arg(long, env = "SSE_RETENTION_IDLE", value_parser = parse_positive_duration)]
+    pub retention_idle: Option<Duration>,
+
     /// How long a publish's `Idempotency-Key` is remembered: a retry with the same key within
     /// it writes nothing and gets the first attempt's ids.
     #[arg(long, env = "SSE_IDEMPOTENCY_WINDOW", default_value = "5m", value_parser = parse_positive_duration)]

@@ -47,6 +47,7 @@ pub async fn run(
     let retention = Retention {
         max_len: config.retention,
         max_age: config.retention_age,
+        max_idle: config.retention_idle,
     };
     let publisher = Publisher::connect(&config.redis, retention)
         .await

@@ -571,7 +571,7 @@ mod tests {
         };
         let retention = Retention {
             max_len: 10,
-            max_age: None,
+            ..Retention::default()
         };
         let Err(error) = Publisher::connect(&options, retention).await else {
             panic!("an http:// URL was accepted as a Redis URL");

@@ -316,6 +316,7 @@ fn fcall_from_any_redis_client_takes_the_key_too() {
             .arg("")
             .arg(1000)
             .arg(0)
+            .arg(0)
             .arg(300_000)
             .query::<(String, i64)>(&mut connection)
     };
@@ -334,6 +335,7 @@ fn fcall_from_any_redis_client_takes_the_key_too() {
         .arg("x")
         .arg("")
         .arg(1000)
+        .arg(0)
         .arg(0)
         .arg(300_000)
         .query::<(String, i64)>(&mut connection)

@@ -437,3 +437,24 @@ async fn a_stopped_service_returns_ok_and_stops_listening() {
         "the port is closed after shutdown"
     );
 }
+
+#[tokio::test]
+async fn with_retention_idle_each_publish_sets_the_histories_expiry_and_without_it_none() {
+    let redis = RedisServer::start();
+    let ttl = |topic: &str| -> i64 {
+        redis::cmd("PTTL")
+            .arg(harness::key(topic))
+            .query(&mut redis.connection())
+            .expect("PTTL")
+    };
+    let idle = start_publisher(&redis, &["--retention-idle", "1h"]);
+    idle.publish_one("idle", "a").await;
+    assert!(
+        (3_590_000..=3_600_000).contains(&ttl("idle")),
+        "{} ms",
+        ttl("idle")
+    );
+    let keeping = start_publisher(&redis, &[]);
+    keeping.publish_one("kept", "a").await;
+    assert_eq!(ttl("kept"), -1, "no expiry without --retention-idle");
+}

@@ -19,12 +19,13 @@
 //! `sse_publish`:
 //!
 //! ```text
-//! FCALL sse_publish 1 sse:{<topic>}:stream <data> <event or ""> <maxlen> <max-age-ms or 0>
+//! FCALL sse_publish 1 sse:{<topic>}:stream <data> <event or ""> <maxlen> <max-age-ms or 0> [<idle-ms>]
 //! ```
 //!
 //! It validates the topic and event name (the same rules as [`crate::Topic`] and
 //! [`crate::EventName`]), `XADD`s the entry with `MAXLEN ~ <maxlen>` (and `XTRIM MINID ~` for
-//! a max age), then `PUBLISH`es the live message (`SPUBLISH` on a Redis Cluster: the library
+//! a max age; with an `<idle-ms>` other than 0, `PEXPIRE`s the stream by it, so a topic nobody
+//! publishes to any more frees its history), then `PUBLISH`es the live message (`SPUBLISH` on a Redis Cluster: the library
 //! loaded there, [`script::cluster_library`], differs in that one word), and returns the new id. Being one function
 //! call, it runs atomically: no reader ever sees a live message whose entry is not in the
 //! stream, and a refused or failed call has written nothing.
@@ -34,7 +35,7 @@
 //!
 //! ```text
 //! FCALL sse_publish 2 sse:{<topic>}:stream sse:{<first topic>}:idempotency:<key>
-//!       <data> <event or ""> <maxlen> <max-age-ms or 0> <window-ms> [<index> <count>]
+//!       <data> <event or ""> <maxlen> <max-age-ms or 0> <idle-ms or 0> <window-ms> [<index> <count>]
 //! ```
 //!
 //! A position the record already holds with the same content is not written again: the call

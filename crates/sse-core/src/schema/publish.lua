@@ -2,13 +2,14 @@
 --
 -- The publish function of the SSE gateway's Redis schema (see schema/mod.rs).
 --
---   FCALL sse_publish 1 sse:{<topic>}:stream <data> <event> <maxlen> <max-age-ms>
+--   FCALL sse_publish 1 sse:{<topic>}:stream <data> <event> <maxlen> <max-age-ms> [<idle-ms>]
 --   FCALL sse_publish 2 sse:{<topic>}:stream sse:{<topic>}:idempotency:<key>
---                       <data> <event> <maxlen> <max-age-ms> <window-ms> [<index> <count>]
+--                       <data> <event> <maxlen> <max-age-ms> <idle-ms> <window-ms> [<index> <count>]
 --
 -- One atomic call: append the event to the topic's stream (XADD, trimmed to about <maxlen>
--- entries, and to <max-age-ms> when that is not 0), then announce "<id>\n<event>\n<data>" on the
--- topic's channel. Returns the id Redis assigned. Invalid input is refused before anything is
+-- entries, and to <max-age-ms> when that is not 0; when <idle-ms> is not 0, the whole stream
+-- expires that long after this append unless another one comes first), then announce
+-- "<id>\n<event>\n<data>" on the topic's channel. Returns the id Redis assigned. Invalid input is refused before anything is
 -- written, so a failed call has written nothing.
 --
 -- With a second key, the call publishes at most once per idempotency key (schema/idempotency.rs):
@@ -28,8 +29,8 @@
 -- there has the next line changed to 'SPUBLISH', nothing else.
 local ANNOUNCE = 'PUBLISH'
 
-local USAGE = 'usage: FCALL sse_publish 1 sse:{<topic>}:stream <data> <event or ""> <maxlen> <max-age-ms or 0>' ..
-  ', or FCALL sse_publish 2 sse:{<topic>}:stream sse:{<topic>}:idempotency:<key> <data> <event or ""> <maxlen> <max-age-ms or 0> <window-ms> [<index> <count>]'
+local USAGE = 'usage: FCALL sse_publish 1 sse:{<topic>}:stream <data> <event or ""> <maxlen> <max-age-ms or 0> [<idle-ms or 0>]' ..
+  ', or FCALL sse_publish 2 sse:{<topic>}:stream sse:{<topic>}:idempotency:<key> <data> <event or ""> <maxlen> <max-age-ms or 0> <idle-ms or 0> <window-ms> [<index> <count>]'
 
 local function fail(message)
   return redis.error_reply('ERR sse_publish: ' .. message)
@@ -43,8 +44,8 @@ local function whole(value, least)
 end
 
 local function publish(keys, args)
-  local keyed = #keys == 2 and (#args == 5 or #args == 7)
-  if not keyed and (#keys ~= 1 or #args ~= 4) then
+  local keyed = #keys == 2 and (#args == 6 or #args == 8)
+  if not keyed and (#keys ~= 1 or (#args ~= 4 and #args ~= 5)) then
     return fail(USAGE)
   end
   local stream, data, event = keys[1], args[1], args[2]
@@ -56,12 +57,15 @@ local function publish(keys, args)
   if #event > 128 or string.find(event, '[\r\n%z]') or string.sub(event, 1, 4) == 'sse.' then
     return fail('event name must be at most 128 bytes, without CR, LF or NUL, and not start with "sse."')
   end
-  local maxlen, max_age = whole(args[3], 1), whole(args[4], 0)
+  local maxlen, max_age, idle = whole(args[3], 1), whole(args[4], 0), whole(args[5] or 0, 0)
   if not maxlen then
     return fail('maxlen must be a whole number of at least 1; ' .. USAGE)
   end
   if not max_age then
     return fail('max-age-ms must be a whole number of milliseconds, 0 for no age limit; ' .. USAGE)
+  end
+  if not idle then
+    return fail('idle-ms must be a whole number of milliseconds, 0 to keep an idle stream; ' .. USAGE)
   end
 
   -- With a record: its key, this event's position in its request and digest, and whether
@@ -74,7 +78,7 @@ local function publish(keys, args)
       return fail('key ' .. string.format('%q', string.sub(record, 1, 300)) ..
         ' is not sse:{<topic>}:idempotency:<key> with a key of 1 to 255 visible ASCII characters')
     end
-    window, index, count = whole(args[5], 1), whole(args[6] or 0, 0), whole(args[7] or 1, 1)
+    window, index, count = whole(args[6], 1), whole(args[7] or 0, 0), whole(args[8] or 1, 1)
     if not window then
       return fail('window-ms must be a whole number of milliseconds, at least 1; ' .. USAGE)
     end
@@ -109,6 +113,9 @@ local function publish(keys, args)
     if oldest > 0 then
       redis.call('XTRIM', stream, 'MINID', '~', string.format('%d', oldest))
     end
+  end
+  if idle > 0 then
+    redis.call('PEXPIRE', stream, idle)
   end
   redis.call(ANNOUNCE, 'sse:{' .. topic .. '}:live', id .. '\n' .. event .. '\n' .. data)
   if record then

@@ -24,6 +24,11 @@ pub fn cluster_library() -> String {
 const ANNOUNCE_LINE: &str = "local ANNOUNCE = 'PUBLISH'\n";
 const CLUSTER_ANNOUNCE_LINE: &str = "local ANNOUNCE = 'SPUBLISH'\n";
 
+/// `limit` in whole milliseconds, `0` for none.
+fn millis(limit: Option<Duration>) -> u128 {
+    limit.map_or(0, |limit| limit.as_millis())
+}
+
 /// The function that publishes one event.
 pub const FUNCTION: &str = "sse_publish";
 
@@ -35,6 +40,9 @@ pub struct Retention {
     pub max_len: u64,
     /// Entries older than this are trimmed, also approximately (`XTRIM … MINID ~`).
     pub max_age: Option<Duration>,
+    /// The whole stream expires once nothing was appended for this long (`PEXPIRE` on every
+    /// append), so an idle topic holds no memory.
+    pub max_idle: Option<Duration>,
 }
 
 impl Default for Retention {
@@ -42,6 +50,7 @@ impl Default for Retention {
         Self {
             max_len: 10_000,
             max_age: None,
+            max_idle: None,
         }
     }
 }
@@ -51,8 +60,9 @@ impl Default for Retention {
 pub struct PublishCall {
     /// The topic's stream key, and with an idempotency key its record's key.
     pub keys: Vec<String>,
-    /// `data`, `event` (empty for none), `maxlen`, `max-age-ms` (0 for none); recorded, then
-    /// `window-ms`, `index` and `count`.
+    /// `data`, `event` (empty for none), `maxlen`, `max-age-ms` (0 for none), and `idle-ms`
+    /// with a `max_idle`; recorded, then `idle-ms` (0 for none), `window-ms`, `index` and
+    /// `count`.
     pub args: Vec<Bytes>,
 }
 
@@ -60,15 +70,20 @@ impl PublishCall {
     /// The call that publishes `event` with `retention`.
     pub fn new(event: &Event, retention: Retention) -> Self {
         let name = event.name.as_ref().map_or("", |n| n.as_str());
-        let max_age_ms = retention.max_age.map_or(0, |age| age.as_millis());
+        let mut args = vec![
+            event.data.clone(),
+            Bytes::copy_from_slice(name.as_bytes()),
+            Bytes::from(retention.max_len.to_string()),
+            Bytes::from(millis(retention.max_age).to_string()),
+        ];
+        // Only when asked for: the four-argument call is what publishers of every version
+        // send, and it keeps working on a library loaded by an older one.
+        if retention.max_idle.is_some() {
+            args.push(Bytes::from(millis(retention.max_idle).to_string()));
+        }
         Self {
             keys: vec![stream_key(&event.topic)],
-            args: vec![
-                event.data.clone(),
-                Bytes::copy_from_slice(name.as_bytes()),
-                Bytes::from(retention.max_len.to_string()),
-                Bytes::from(max_age_ms.to_string()),
-            ],
+            args,
         }
     }
 
@@ -82,6 +97,9 @@ impl PublishCall {
         count: usize,
     ) -> Self {
         let mut call = Self::new(event, retention);
+        if retention.max_idle.is_none() {
+            call.args.push(Bytes::from_static(b"0"));
+        }
         call.keys.push(record.key.clone());
         let window_ms = record.window.as_millis().max(1);
         call.args
@@ -114,10 +132,21 @@ mod tests {
         let retention = Retention {
             max_len: 500,
             max_age: Some(Duration::from_secs(60)),
+            max_idle: Some(Duration::from_secs(3600)),
         };
         let call = PublishCall::new(&event, retention);
         assert_eq!(call.keys, ["sse:{orders}:stream"]);
-        assert_eq!(texts(&call), ["{\"n\":1}", "created", "500", "60000"]);
+        assert_eq!(
+            texts(&call),
+            ["{\"n\":1}", "created", "500", "60000", "3600000"]
+        );
+
+        let plain = PublishCall::new(&event, Retention::default());
+        assert_eq!(
+            texts(&plain),
+            ["{\"n\":1}", "created", "10000", "0"],
+            "no idle limit: the four arguments of every version"
+        );
 
         let key = IdempotencyKey::parse(b"k1").unwrap();
         let first = Topic::parse("first").unwrap();
@@ -129,7 +158,16 @@ mod tests {
         );
         assert_eq!(
             texts(&call),
-            ["{\"n\":1}", "created", "500", "60000", "300000", "1", "3"]
+            [
+                "{\"n\":1}",
+                "created",
+                "500",
+                "60000",
+                "3600000",
+                "300000",
+                "1",
+                "3"
+            ]
         );
     }
 
