@@ -115,6 +115,17 @@ pub struct Config {
     #[arg(long, env = "SSE_REPLAY_CACHE_TOTAL_BYTES", default_value = "256MiB")]
     pub replay_cache_total_bytes: ByteSize,
 
+    /// How often this node writes its subscriber counts to Redis (`GET /v1/topics/<topic>` on
+    /// the publisher adds them up over the fleet). A node that stops writing drops out of
+    /// the counts three refreshes later.
+    #[arg(long, env = "SSE_COUNT_REFRESH", default_value = "10s", value_parser = parse_positive_duration)]
+    pub count_refresh: Duration,
+
+    /// This node's name in the fleet's subscriber counts. Default: 16 random hex digits,
+    /// new at every start.
+    #[arg(long, env = "SSE_NODE_ID", value_parser = parse_node_id)]
+    pub node_id: Option<String>,
+
     /// With the cache on, how long a topic stays subscribed (and its recent events kept)
     /// after its last local client left, so that clients coming back after a network blip
     /// or a storm resume from memory (as Nchan keeps a channel's messages with nobody
@@ -198,4 +209,16 @@ fn parse_network(value: &str) -> Result<ipnet::IpNet, String> {
         .parse::<ipnet::IpNet>()
         .or_else(|_| value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
         .map_err(|_| format!("{value:?} is neither an address nor a CIDR network (10.0.0.0/8)"))
+}
+
+fn parse_node_id(value: &str) -> Result<String, String> {
+    let valid = (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err("must be 1 to 64 ASCII letters, digits, '-', '_' or '.'".to_owned())
+    }
 }

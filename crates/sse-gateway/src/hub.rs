@@ -384,6 +384,15 @@ impl Hub {
             .collect()
     }
 
+    /// The streams open here per topic; topics without one (lingering) are left out.
+    pub(crate) fn local_counts(&self) -> HashMap<Topic, usize> {
+        read(&self.topics)
+            .iter()
+            .filter(|(_, state)| !state.subscribers.is_empty())
+            .map(|(topic, state)| (topic.clone(), state.subscribers.len()))
+            .collect()
+    }
+
     /// Every connected client's outbox (for heartbeats and draining).
     pub(crate) fn outboxes(&self) -> Vec<Arc<Outbox>> {
         lock(&self.clients).values().cloned().collect()

@@ -40,6 +40,7 @@ mod connection;
 mod drain;
 mod error;
 mod events;
+mod fleet_counts;
 mod history;
 mod hub;
 mod metrics;
@@ -190,6 +191,7 @@ pub async fn run(
     };
     let redis = Redis::from_flags(&config.redis)?;
     let commands = redis.commands().map_err(StartError::RedisClient)?;
+    let count_writes = commands.clone();
     match redis.check_mode().await {
         Err(CheckError::Mismatch(error)) => return Err(error.into()),
         Err(CheckError::Unreachable(_)) => {
@@ -226,6 +228,17 @@ pub async fn run(
     );
     tokio::spawn(heartbeats(hub.clone(), config.heartbeat, stopping.clone()));
     tokio::spawn(hub.clone().sweep_lingering(stopping.clone()));
+    let counts = fleet_counts::FleetCounts {
+        hub: hub.clone(),
+        redis: count_writes,
+        node: config
+            .node_id
+            .clone()
+            .unwrap_or_else(fleet_counts::random_node_id),
+        refresh: config.count_refresh,
+        refreshes: metrics.count_refreshes.clone(),
+    };
+    let counts = tokio::spawn(counts.run(stopping.clone()));
 
     let app = Arc::new(app::App {
         hub,
@@ -292,6 +305,7 @@ pub async fn run(
     .await;
     stopping.cancel();
     let _ = link.await;
+    let _ = counts.await;
     Ok(())
 }
 

@@ -43,6 +43,8 @@ pub(crate) struct Metrics {
     pub(crate) history_truncated: IntCounter,
     /// `sse_slow_consumer_disconnects_total`: streams ended because a client fell behind.
     pub(crate) slow_consumer_disconnects: IntCounter,
+    /// `sse_count_refreshes_total{outcome}`: writes of this node's subscriber counts.
+    pub(crate) count_refreshes: IntCounterVec,
     /// `sse_dead_peer_disconnects_total`: connections closed because the client stopped
     /// acknowledging data (it vanished without closing: `TCP_USER_TIMEOUT`).
     pub(crate) dead_peer_disconnects: IntCounter,
@@ -140,6 +142,11 @@ impl Metrics {
             slow_consumer_disconnects: registry.counter(
                 "sse_slow_consumer_disconnects_total",
                 "Streams ended because the client fell more than --client-buffer behind.",
+            ),
+            count_refreshes: registry.counter_vec(
+                "sse_count_refreshes_total",
+                "Refreshes of this node's subscriber counts in Redis (--count-refresh), by outcome (ok, failed).",
+                "outcome",
             ),
             dead_peer_disconnects: registry.counter(
                 "sse_dead_peer_disconnects_total",

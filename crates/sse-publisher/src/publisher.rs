@@ -38,7 +38,8 @@ use redis::{ErrorKind, RedisError, ServerErrorKind};
 use sse_core::ErrorChain;
 use sse_core::runtime::redis::{CheckError, Commands, Mode, Redis, RedisConfigError, RedisFlags};
 use sse_core::schema::{
-    IdempotencyKey, LIBRARY, PublishCall, Record, Retention, cluster_library, stream_key,
+    FleetCount, IdempotencyKey, LIBRARY, PublishCall, Record, Retention, alive_key,
+    cluster_library, stream_key, subscribers_key,
 };
 use sse_core::{Event, EventId, Topic};
 
@@ -55,6 +56,22 @@ pub struct Publisher {
 /// How long an idempotency key is remembered unless [`Publisher::remembering_keys_for`] says
 /// otherwise.
 pub const DEFAULT_IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(300);
+
+/// What `GET /v1/topics/<topic>` answers: who listens, over the whole fleet, and what the
+/// topic's history holds. A topic nobody listens to and nobody published to is all zeros.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// Streams open on the topic, over every live gateway node (as of their last refresh).
+    pub subscribers: u64,
+    /// Live gateway nodes with at least one of them.
+    pub nodes: u64,
+    /// Events the topic's stream holds.
+    pub retained: u64,
+    /// The oldest of them.
+    pub first_id: Option<EventId>,
+    /// The newest of them.
+    pub last_id: Option<EventId>,
+}
 
 /// What a publish with an idempotency key did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -371,6 +388,77 @@ impl Publisher {
         };
         let (ids, outcome) = parse_replies(replies)?;
         Ok((ack.check(ids, acked)?, outcome))
+    }
+
+    /// Who listens to `topic` across the fleet, and what its history holds (see
+    /// `sse_core::schema::counts`): four reads, none of which writes.
+    ///
+    /// # Errors
+    /// [`PublishError::Unavailable`] or [`PublishError::NoReply`] when Redis does not answer,
+    /// [`PublishError::BadReply`] when it answers something else than the schema says.
+    pub async fn topic_info(&self, topic: &Topic) -> Result<TopicInfo, PublishError> {
+        let mut redis = self.connection.clone();
+        let fields: Vec<(String, u64)> = redis::cmd("HGETALL")
+            .arg(subscribers_key(topic))
+            .query_async(&mut redis)
+            .await
+            .map_err(PublishError::from_redis)?;
+        let alive: Vec<Option<String>> = if fields.is_empty() {
+            Vec::new()
+        } else {
+            let keys: Vec<String> = fields.iter().map(|(node, _)| alive_key(node)).collect();
+            redis::cmd("MGET")
+                .arg(keys)
+                .query_async(&mut redis)
+                .await
+                .map_err(PublishError::from_redis)?
+        };
+        let live: std::collections::HashSet<&str> = fields
+            .iter()
+            .zip(&alive)
+            .filter(|(_, alive)| alive.is_some())
+            .map(|((node, _), _)| node.as_str())
+            .collect();
+        let count = FleetCount::of(
+            fields.iter().map(|(node, count)| (node.as_str(), *count)),
+            |node| live.contains(node),
+        );
+        let key = stream_key(topic);
+        type Entries = Vec<(String, Vec<Vec<u8>>)>;
+        let (retained, first, last): (u64, Entries, Entries) = redis::pipe()
+            .cmd("XLEN")
+            .arg(&key)
+            .cmd("XRANGE")
+            .arg(&key)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1)
+            .cmd("XREVRANGE")
+            .arg(&key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut redis)
+            .await
+            .map_err(PublishError::from_redis)?;
+        let id = |entries: Entries| -> Result<Option<EventId>, PublishError> {
+            entries
+                .into_iter()
+                .next()
+                .map(|(id, _)| {
+                    EventId::parse(&id).map_err(|_| PublishError::BadReply { reply: id })
+                })
+                .transpose()
+        };
+        Ok(TopicInfo {
+            subscribers: count.subscribers,
+            nodes: count.nodes,
+            retained,
+            first_id: id(first)?,
+            last_id: id(last)?,
+        })
     }
 
     /// Whether Redis can take publishes now: it answers `PING` (a cluster: reports

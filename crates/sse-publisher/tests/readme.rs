@@ -174,3 +174,24 @@ fn the_readme_redis_cli_idempotency_example_publishes_once() {
         [&orders[0].id, "1"]
     );
 }
+
+#[test]
+fn the_readme_topic_info_example_answers() {
+    let redis = RedisServer::start();
+    let publisher = start_publisher(&redis, &["--token", "dev-token"]);
+    run(
+        &readme_commands("http")[0],
+        &publisher.url(""),
+        &redis.url(),
+    );
+    let commands = readme_commands("topic-info");
+    assert_eq!(commands.len(), 1, "{commands:#?}");
+    let info: Value = serde_json::from_str(&run(&commands[0], &publisher.url(""), &redis.url()))
+        .expect("a JSON answer");
+    let id = &entries(&redis, "orders")[0].id;
+    assert_eq!(
+        info,
+        serde_json::json!({"topic": "orders", "subscribers": 0, "nodes": 0, "retained": 1,
+                           "first_id": id, "last_id": id})
+    );
+}

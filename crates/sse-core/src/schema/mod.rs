@@ -10,8 +10,9 @@
 //! | history | `sse:{<topic>}:stream` | a Redis stream; entry fields `data` and, if named, `event` |
 //! | live | `sse:{<topic>}:live` | pub/sub messages `<id>\n<event>\n<data>`; on a Cluster also `sse.probe` ([`PROBE_MESSAGE`], skipped by readers) |
 //! | idempotency record | `sse:{<topic>}:idempotency:<key>` | a hash, for [`IdempotencyKey`] `<key>` of a request whose first event is on `<topic>`: `count` (the request's events) and per position `i` `digest:<i>` (SHA-1 of topic, name and data) and `id:<i>`; it expires after the window |
+//! | subscribers | `sse:{<topic>}:subscribers`, `sse:{nodes}:alive:<node>` | each gateway node's count of its open streams on the topic, and whether the node is alive ([`counts`]) |
 //!
-//! The topic is the Redis Cluster hash tag, so both live in one hash slot ([`keys`]).
+//! The topic is the Redis Cluster hash tag, so a topic's keys live in one hash slot ([`keys`]).
 //!
 //! ## Publishing: one atomic call
 //!
@@ -57,11 +58,13 @@
 //! Cluster, `FUNCTION LOAD` goes to every master (replicas get it by replication), and the
 //! gateways subscribe with `SSUBSCRIBE`; the channel name is the same.
 
+pub mod counts;
 pub mod idempotency;
 pub mod keys;
 pub mod payload;
 pub mod script;
 
+pub use counts::{FleetCount, alive_key, subscribers_key};
 pub use idempotency::{IdempotencyKey, InvalidIdempotencyKey, Record};
 pub use keys::{PROBE_MESSAGE, live_channel, stream_key, topic_of_channel};
 pub use payload::{PayloadError, PublishedEvent};

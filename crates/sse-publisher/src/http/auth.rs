@@ -9,9 +9,9 @@
 //! token does not allow refuses all of it.
 
 use http::{HeaderMap, header};
+use sse_core::Topic;
 use sse_core::jwt::{TokenError, TopicSet};
 use sse_core::runtime::jwt_flags::Tokens;
-use sse_core::{Event, Topic};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
@@ -76,20 +76,19 @@ impl Auth {
 }
 
 impl Caller {
-    /// Checks that every event's topic may be published to.
+    /// Checks that every one of `topics` may be published to (and so looked up).
     ///
     /// # Errors
     /// [`ApiError::Forbidden`] naming the first topic that may not.
     pub(crate) fn may_publish<'a>(
         &self,
-        events: impl IntoIterator<Item = &'a Event>,
+        topics: impl IntoIterator<Item = &'a Topic>,
     ) -> Result<(), ApiError> {
         let Self::Limited(allowed) = self else {
             return Ok(());
         };
-        let refused = events
+        let refused = topics
             .into_iter()
-            .map(|event| &event.topic)
             .find(|topic: &&Topic| !allowed.allows(topic));
         match refused {
             Some(topic) => Err(ApiError::Forbidden {

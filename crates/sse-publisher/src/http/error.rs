@@ -84,6 +84,14 @@ pub(crate) enum ApiError {
     /// and the detail says so).
     #[error("{}", unavailable_detail(.0))]
     Unavailable(#[source] PublishError),
+    /// The path names no valid topic.
+    #[error("{topic:?} is not a valid topic: {reason}")]
+    BadTopic {
+        /// The path's topic part.
+        topic: String,
+        /// Why not.
+        reason: String,
+    },
     /// The `Idempotency-Key` header is not a valid key.
     #[error("invalid Idempotency-Key header")]
     BadIdempotencyKey(#[source] sse_core::schema::InvalidIdempotencyKey),
@@ -155,6 +163,7 @@ impl ApiError {
             Self::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::BadIdempotencyKey(_) => (StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
+            Self::BadTopic { .. } => (StatusCode::BAD_REQUEST, "invalid_topic"),
             Self::KeyReused(_) => (StatusCode::CONFLICT, "idempotency_key_reused"),
             Self::CrossSlot(_) => (StatusCode::UNPROCESSABLE_ENTITY, "cross_slot_batch"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable"),

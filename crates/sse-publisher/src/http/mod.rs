@@ -3,6 +3,7 @@
 //! | route | does |
 //! |---|---|
 //! | `POST /v1/publish` | publish one event or a batch ([`publish`]), at most once per `Idempotency-Key`; `OPTIONS` answers CORS preflights |
+//! | `GET /v1/topics/<topic>` | subscribers across the fleet and the topic's history ([`topics`]) |
 //! | `GET /healthz` | the process is up |
 //! | `GET /readyz` | Redis answers and the service is not shutting down |
 //! | `GET /metrics` | Prometheus metrics |
@@ -10,6 +11,7 @@
 mod auth;
 mod error;
 mod publish;
+mod topics;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -64,15 +66,7 @@ pub(crate) async fn route(
             let origin = request.headers().get(header::ORIGIN).cloned();
             let mut response = publish::handle(&app, request)
                 .await
-                .unwrap_or_else(|error| {
-                    if let Some(reason) = error.auth_reason() {
-                        app.metrics.auth_failures.with_label_values(&[reason]).inc();
-                    }
-                    if matches!(error, ApiError::KeyReused(_)) {
-                        app.metrics.idempotency_conflicts.inc();
-                    }
-                    error.into_response()
-                });
+                .unwrap_or_else(|error| refused(&app, error));
             // A refused origin gets no CORS headers: the browser withholds the answer.
             app.cors.allow(origin.as_ref(), response.headers_mut());
             app.metrics
@@ -83,6 +77,12 @@ pub(crate) async fn route(
                 .with_label_values(&[response.status().as_str()])
                 .inc();
             response
+        }
+        (path, &Method::GET) if path.starts_with(topics::PREFIX) => {
+            let path = path.to_owned();
+            topics::handle(&app, &request, &path)
+                .await
+                .unwrap_or_else(|error| refused(&app, error))
         }
         ("/healthz", &Method::GET) => text_response(StatusCode::OK, "ok\n"),
         ("/readyz", &Method::GET) => readyz(&app).await,
@@ -95,6 +95,7 @@ pub(crate) async fn route(
             response
         }
         ("/v1/publish", _) => not_allowed(&method, "POST, OPTIONS"),
+        (path, _) if path.starts_with(topics::PREFIX) => not_allowed(&method, "GET"),
         ("/healthz" | "/readyz" | "/metrics", _) => not_allowed(&method, "GET"),
         _ => ApiError::NotFound {
             path: path.chars().take(200).collect(),
@@ -102,6 +103,17 @@ pub(crate) async fn route(
         .into_response(),
     };
     Ok(response)
+}
+
+/// The response to a refused request, counted in the metrics that count refusals.
+fn refused(app: &App, error: ApiError) -> Response<Full<Bytes>> {
+    if let Some(reason) = error.auth_reason() {
+        app.metrics.auth_failures.with_label_values(&[reason]).inc();
+    }
+    if matches!(error, ApiError::KeyReused(_)) {
+        app.metrics.idempotency_conflicts.inc();
+    }
+    error.into_response()
 }
 
 fn not_allowed(method: &Method, allow: &'static str) -> Response<Full<Bytes>> {

@@ -42,8 +42,8 @@ pub(crate) async fn handle(
     })??;
     let decoded = request::decode(&body, app.limits.max_batch)?;
     match &decoded {
-        Decoded::One(event) => caller.may_publish([event])?,
-        Decoded::Batch(events) => caller.may_publish(events)?,
+        Decoded::One(event) => caller.may_publish([&event.topic])?,
+        Decoded::Batch(events) => caller.may_publish(events.iter().map(|e| &e.topic))?,
     }
     let publisher = &app.publisher;
     let (ids, outcome) = match (&decoded, &key) {

@@ -147,6 +147,18 @@ impl TestPublisher {
         self.request(http::Method::GET, path).await
     }
 
+    /// `GET path` with the test token.
+    pub(crate) async fn get_authorized(&self, path: &str) -> Reply {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("send a request");
+        Reply::read(response).await
+    }
+
     /// Shuts the service down and returns what `run` returned.
     pub(crate) fn stop(self) -> Result<(), StartError> {
         self.service.stop()

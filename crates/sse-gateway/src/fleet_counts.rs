@@ -1,0 +1,140 @@
+//! Fleet-wide subscriber counts: this node's share, written to Redis in batches.
+//!
+//! Every `--count-refresh` the node renews its `alive` key and, in one pipeline, writes the
+//! count of every topic whose number of local streams changed since it last wrote it, plus
+//! those it has not rewritten for [`REWRITE_EVERY`] refreshes (so their keys never expire
+//! under a node that is alive); a topic it no longer serves loses its field. A connect or a
+//! disconnect costs nothing by itself: at steady state a node sends one command per refresh,
+//! and a topic with 10,000 streams here is one field. When the `alive` key was missing (the
+//! node just started, or Redis lost its data), everything is written again at once. The schema
+//! and how readers add the counts up: `sse_core::schema::counts`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::IntCounterVec;
+use sse_core::ErrorChain;
+use sse_core::Topic;
+use sse_core::runtime::redis::Commands;
+use sse_core::schema::counts::{
+    ALIVE_REFRESHES, REWRITE_EVERY, TOPIC_TTL_REFRESHES, alive_key, subscribers_key,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::Hub;
+
+/// This node's part in the fleet's counts.
+pub(crate) struct FleetCounts {
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) redis: Commands,
+    /// This node's id: its field in every topic's key.
+    pub(crate) node: String,
+    pub(crate) refresh: Duration,
+    /// `sse_count_refreshes_total{outcome}`.
+    pub(crate) refreshes: IntCounterVec,
+}
+
+/// What this node last wrote for a topic, and at which refresh.
+#[derive(Clone, Copy)]
+struct Written {
+    count: usize,
+    at: u64,
+}
+
+impl FleetCounts {
+    /// Refreshes until `stopping`, then removes this node from the counts at once.
+    pub(crate) async fn run(self, stopping: CancellationToken) {
+        let mut written = HashMap::new();
+        let mut ticker = tokio::time::interval(self.refresh);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut refresh = 0_u64;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = stopping.cancelled() => break,
+            }
+            refresh += 1;
+            let outcome = match self.write(&mut written, refresh).await {
+                Ok(()) => "ok",
+                Err(error) => {
+                    tracing::warn!(error = %ErrorChain(&error), "could not refresh the subscriber counts");
+                    // Unknown what arrived: write everything next time.
+                    written.clear();
+                    "failed"
+                }
+            };
+            self.refreshes.with_label_values(&[outcome]).inc();
+        }
+        // Readers stop counting this node's streams now, not when its key expires.
+        let mut goodbye = redis::cmd("DEL");
+        goodbye.arg(alive_key(&self.node));
+        let mut redis = self.redis.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(1), goodbye.exec_async(&mut redis)).await;
+    }
+
+    /// One refresh: renews `alive`, writes what changed since `written` said, updates it.
+    async fn write(
+        &self,
+        written: &mut HashMap<Topic, Written>,
+        refresh: u64,
+    ) -> redis::RedisResult<()> {
+        let mut redis = self.redis.clone();
+        let ttl = |refreshes: u32| {
+            u64::try_from((self.refresh * refreshes).as_millis()).unwrap_or(u64::MAX)
+        };
+        let known: Option<String> = redis::cmd("SET")
+            .arg(alive_key(&self.node))
+            .arg(1)
+            .arg("PX")
+            .arg(ttl(ALIVE_REFRESHES))
+            .arg("GET")
+            .query_async(&mut redis)
+            .await?;
+        if known.is_none() {
+            written.clear();
+        }
+        let counts = self.hub.local_counts();
+        let mut pipe = redis::pipe();
+        let mut changes = Vec::new();
+        for (topic, &count) in &counts {
+            let fresh = written.get(topic).is_some_and(|last| {
+                last.count == count && refresh - last.at < u64::from(REWRITE_EVERY)
+            });
+            if !fresh {
+                let key = subscribers_key(topic);
+                pipe.hset(&key, &self.node, count).ignore();
+                pipe.pexpire(
+                    &key,
+                    i64::try_from(ttl(TOPIC_TTL_REFRESHES)).unwrap_or(i64::MAX),
+                )
+                .ignore();
+                changes.push((topic.clone(), Some(count)));
+            }
+        }
+        for topic in written.keys().filter(|topic| !counts.contains_key(*topic)) {
+            pipe.hdel(subscribers_key(topic), &self.node).ignore();
+            changes.push((topic.clone(), None));
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        pipe.exec_async(&mut redis).await?;
+        for (topic, count) in changes {
+            match count {
+                Some(count) => {
+                    written.insert(topic, Written { count, at: refresh });
+                }
+                None => {
+                    written.remove(&topic);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A node id for this process: 16 random hex digits.
+pub(crate) fn random_node_id() -> String {
+    format!("{:016x}", fastrand::u64(..))
+}

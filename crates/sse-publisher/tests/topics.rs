@@ -1,0 +1,71 @@
+//! `GET /v1/topics/<topic>`: the fleet's subscriber count for a topic (the shares of the
+//! gateway nodes alive, `sse_core::schema::counts`) and what its history holds, authorized
+//! like publishing. A topic that never existed answers 200 with zeros.
+
+mod harness;
+
+use harness::start_publisher;
+use serde_json::json;
+use sse_testkit::RedisServer;
+
+#[tokio::test]
+async fn a_topic_nobody_used_is_all_zeros_not_404() {
+    let redis = RedisServer::start();
+    let publisher = start_publisher(&redis, &[]);
+    let reply = publisher.get_authorized("/v1/topics/nobody").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        reply.json(),
+        json!({"topic": "nobody", "subscribers": 0, "nodes": 0, "retained": 0,
+               "first_id": null, "last_id": null})
+    );
+}
+
+#[tokio::test]
+async fn the_history_and_the_live_nodes_shares_are_reported() {
+    let redis = RedisServer::start();
+    let publisher = start_publisher(&redis, &[]);
+    let ids: Vec<String> = [
+        publisher.publish_one("orders", "1").await,
+        publisher.publish_one("orders", "2").await,
+        publisher.publish_one("orders", "3").await,
+    ]
+    .into();
+    // Two nodes' shares as gateways write them, and a third of a node that is gone.
+    let mut redis_connection = redis.connection();
+    redis::pipe()
+        .hset("sse:{orders}:subscribers", "node-a", 5)
+        .hset("sse:{orders}:subscribers", "node-b", 2)
+        .hset("sse:{orders}:subscribers", "node-dead", 7)
+        .set("sse:{nodes}:alive:node-a", 1)
+        .set("sse:{nodes}:alive:node-b", 1)
+        .exec(&mut redis_connection)
+        .expect("write the shares");
+
+    let reply = publisher.get_authorized("/v1/topics/orders").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        reply.json(),
+        json!({"topic": "orders", "subscribers": 7, "nodes": 2, "retained": 3,
+               "first_id": ids[0], "last_id": ids[2]})
+    );
+}
+
+#[tokio::test]
+async fn topic_info_is_refused_like_a_publish() {
+    let redis = RedisServer::start();
+    let publisher = start_publisher(&redis, &[]);
+    publisher
+        .get("/v1/topics/orders")
+        .await
+        .assert_error(401, "unauthorized", &[]);
+    publisher
+        .get_authorized("/v1/topics/not%20a%20topic")
+        .await
+        .assert_error(400, "invalid_topic", &["not a valid topic"]);
+    let post = publisher
+        .request(http::Method::POST, "/v1/topics/orders")
+        .await;
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), Some("GET"));
+}
