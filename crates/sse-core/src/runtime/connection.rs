@@ -282,20 +282,28 @@ where
     let mut shutdown = std::pin::pin!(shutdown);
     let mut shutting_down = false;
     std::future::poll_fn(|cx| {
-        if !shutting_down && shutdown.as_mut().poll(cx).is_ready() {
+        loop {
+            // The connection first, then the shutdown: a request whose bytes arrived before
+            // the shutdown began is read (and answered) even when this task first runs after
+            // it began; hyper closes a connection at once that has read nothing.
+            match Pin::new(&mut *connection).poll(cx) {
+                Poll::Ready(result) => {
+                    return Poll::Ready(result.map(|()| {
+                        if shutting_down {
+                            Driven::ShutDown
+                        } else {
+                            Driven::Finished
+                        }
+                    }));
+                }
+                Poll::Pending if takeover.is_due() => return Poll::Ready(Ok(Driven::TakenOver)),
+                Poll::Pending => {}
+            }
+            if shutting_down || shutdown.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
             shutting_down = true;
             Pin::new(&mut *connection).graceful_shutdown();
-        }
-        match Pin::new(&mut *connection).poll(cx) {
-            Poll::Ready(result) => Poll::Ready(result.map(|()| {
-                if shutting_down {
-                    Driven::ShutDown
-                } else {
-                    Driven::Finished
-                }
-            })),
-            Poll::Pending if takeover.is_due() => Poll::Ready(Ok(Driven::TakenOver)),
-            Poll::Pending => Poll::Pending,
         }
     })
     .await
