@@ -45,6 +45,10 @@ struct Written {
 impl FleetCounts {
     /// Refreshes until `stopping`, then removes this node from the counts at once.
     pub(crate) async fn run(self, stopping: CancellationToken) {
+        // Both series exist from the start, so a dashboard shows 0 failures, not no data.
+        for outcome in ["ok", "failed"] {
+            self.refreshes.with_label_values(&[outcome]);
+        }
         let mut written = HashMap::new();
         let mut ticker = tokio::time::interval(self.refresh);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -95,31 +99,29 @@ impl FleetCounts {
             written.clear();
         }
         let counts = self.hub.local_counts();
-        let mut pipe = redis::pipe();
+        let mut pipes = Pipelines::new(&redis);
         let mut changes = Vec::new();
+        let topic_ttl = i64::try_from(ttl(TOPIC_TTL_REFRESHES)).unwrap_or(i64::MAX);
         for (topic, &count) in &counts {
             let fresh = written.get(topic).is_some_and(|last| {
                 last.count == count && refresh - last.at < u64::from(REWRITE_EVERY)
             });
             if !fresh {
                 let key = subscribers_key(topic);
+                let pipe = pipes.for_key(&key);
                 pipe.hset(&key, &self.node, count).ignore();
-                pipe.pexpire(
-                    &key,
-                    i64::try_from(ttl(TOPIC_TTL_REFRESHES)).unwrap_or(i64::MAX),
-                )
-                .ignore();
+                pipe.pexpire(&key, topic_ttl).ignore();
                 changes.push((topic.clone(), Some(count)));
             }
         }
         for topic in written.keys().filter(|topic| !counts.contains_key(*topic)) {
-            pipe.hdel(subscribers_key(topic), &self.node).ignore();
+            let key = subscribers_key(topic);
+            pipes.for_key(&key).hdel(&key, &self.node).ignore();
             changes.push((topic.clone(), None));
         }
-        if changes.is_empty() {
-            return Ok(());
+        for pipe in pipes.into_pipelines() {
+            pipe.exec_async(&mut redis).await?;
         }
-        pipe.exec_async(&mut redis).await?;
         for (topic, count) in changes {
             match count {
                 Some(count) => {
@@ -131,6 +133,41 @@ impl FleetCounts {
             }
         }
         Ok(())
+    }
+}
+
+/// The pipelines one refresh sends: one on a single Redis; on a Redis Cluster one per hash
+/// slot, because a cluster pipeline's commands must share a slot.
+enum Pipelines {
+    Single(redis::Pipeline),
+    PerSlot(HashMap<redis::cluster_routing::Slot, redis::Pipeline>),
+}
+
+impl Pipelines {
+    fn new(redis: &Commands) -> Self {
+        match redis {
+            Commands::Single(_) => Self::Single(redis::pipe()),
+            Commands::Cluster(_) => Self::PerSlot(HashMap::new()),
+        }
+    }
+
+    /// The pipeline a command on `key` goes into.
+    fn for_key(&mut self, key: &str) -> &mut redis::Pipeline {
+        match self {
+            Self::Single(pipe) => pipe,
+            Self::PerSlot(pipes) => pipes
+                .entry(redis::cluster_routing::Slot::for_key(key))
+                .or_insert_with(redis::pipe),
+        }
+    }
+
+    /// The pipelines that have commands.
+    fn into_pipelines(self) -> Vec<redis::Pipeline> {
+        match self {
+            Self::Single(pipe) if pipe.is_empty() => Vec::new(),
+            Self::Single(pipe) => vec![pipe],
+            Self::PerSlot(pipes) => pipes.into_values().collect(),
+        }
     }
 }
 

@@ -308,6 +308,51 @@ async fn topics_on_every_shard_lose_nothing_when_every_master_drops_the_subscrip
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_topic_info_and_keyed_publishes_work_on_every_shard() {
+    let cluster = RedisCluster::start();
+    let nodes = [
+        gateway(&cluster, &["--count-refresh", "200ms"]),
+        gateway(&cluster, &["--count-refresh", "200ms"]),
+    ];
+    let publisher = publisher(&cluster).await;
+    let names = one_topic_per_shard(&cluster);
+    let mut clients = Vec::new();
+    for name in &names {
+        clients.push(nodes[0].subscribe(&[name]).await);
+        clients.push(nodes[1].subscribe(&[name]).await);
+        clients.push(nodes[1].subscribe(&[name]).await);
+    }
+    for name in &names {
+        let topic = topic(name);
+        let key = sse_core::schema::IdempotencyKey::parse(format!("once-{name}").as_bytes())
+            .expect("a valid key");
+        let event = Event::new(topic.clone(), "once".to_owned());
+        let (id, _) = publisher.publish_once(&event, &key).await.expect("publish");
+        let (again, outcome) = publisher.publish_once(&event, &key).await.expect("again");
+        assert_eq!((again, outcome), (id, sse_publisher::Outcome::Replayed));
+        let info = eventually(
+            &format!("{name} counts 3 streams on 2 nodes"),
+            PATIENCE,
+            || async {
+                let info = publisher.topic_info(&topic).await.ok()?;
+                (info.subscribers == 3 && info.nodes == 2).then_some(info)
+            },
+        )
+        .await;
+        assert_eq!((info.retained, info.last_id), (1, Some(id)), "{name}");
+    }
+    for gateway in &nodes {
+        assert_eq!(
+            gateway
+                .metric("sse_count_refreshes_total{outcome=\"failed\"}")
+                .await,
+            0,
+            "every refresh reached its shards"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_seed_list_with_a_dead_node_still_starts() {
     let cluster = RedisCluster::start();
