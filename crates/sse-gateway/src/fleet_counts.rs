@@ -1,11 +1,12 @@
 //! Fleet-wide subscriber counts: this node's share, written to Redis in batches.
 //!
-//! Every `--count-refresh` the node renews its `alive` key and, in one pipeline, writes the
-//! count of every topic whose number of local streams changed since it last wrote it, plus
+//! Every `--count-refresh` the node renews its `alive` key (and its entry in the members set)
+//! and, in one pipeline, writes the count of every topic whose number of local streams
+//! changed since it last wrote it (to the topic's key and to its own sorted set of topics), plus
 //! those it has not rewritten for [`REWRITE_EVERY`] refreshes (so their keys never expire
 //! under a node that is alive); a topic it no longer serves loses its field. A connect or a
-//! disconnect costs nothing by itself: at steady state a node sends one command per refresh,
-//! and a topic with 10,000 streams here is one field. When the `alive` key was missing (the
+//! disconnect costs nothing by itself: at steady state a node sends one pipeline of three
+//! commands per refresh, and a topic with 10,000 streams here is one field. When the `alive` key was missing (the
 //! node just started, or Redis lost its data), everything is written again at once. The schema
 //! and how readers add the counts up: `sse_core::schema::counts`.
 
@@ -18,7 +19,8 @@ use sse_core::ErrorChain;
 use sse_core::Topic;
 use sse_core::runtime::redis::Commands;
 use sse_core::schema::counts::{
-    ALIVE_REFRESHES, REWRITE_EVERY, TOPIC_TTL_REFRESHES, alive_key, subscribers_key,
+    ALIVE_REFRESHES, FORGET_NODES_AFTER, MEMBERS_KEY, REWRITE_EVERY, TOPIC_TTL_REFRESHES,
+    alive_key, node_topics_key, subscribers_key,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -63,16 +65,21 @@ impl FleetCounts {
                 Ok(()) => "ok",
                 Err(error) => {
                     tracing::warn!(error = %ErrorChain(&error), "could not refresh the subscriber counts");
-                    // Unknown what arrived: write everything next time.
-                    written.clear();
+                    // Unknown what arrived: write everything next time, and remove what went
+                    // meanwhile (so `written` keeps its topics).
+                    for last in written.values_mut() {
+                        last.count = usize::MAX;
+                    }
                     "failed"
                 }
             };
             self.refreshes.with_label_values(&[outcome]).inc();
         }
         // Readers stop counting this node's streams now, not when its key expires.
-        let mut goodbye = redis::cmd("DEL");
-        goodbye.arg(alive_key(&self.node));
+        let mut goodbye = redis::pipe();
+        goodbye
+            .del(&[alive_key(&self.node), node_topics_key(&self.node)])
+            .zrem(MEMBERS_KEY, &self.node);
         let mut redis = self.redis.clone();
         let _ = tokio::time::timeout(Duration::from_secs(1), goodbye.exec_async(&mut redis)).await;
     }
@@ -87,12 +94,29 @@ impl FleetCounts {
         let ttl = |refreshes: u32| {
             u64::try_from((self.refresh * refreshes).as_millis()).unwrap_or(u64::MAX)
         };
-        let known: Option<String> = redis::cmd("SET")
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let forget_before = now.saturating_sub(FORGET_NODES_AFTER).as_millis();
+        let (known,): (Option<String>,) = redis::pipe()
+            .cmd("SET")
             .arg(alive_key(&self.node))
             .arg(1)
             .arg("PX")
             .arg(ttl(ALIVE_REFRESHES))
             .arg("GET")
+            .zadd(
+                MEMBERS_KEY,
+                &self.node,
+                u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
+            )
+            .ignore()
+            .zrembyscore(
+                MEMBERS_KEY,
+                "-inf",
+                u64::try_from(forget_before).unwrap_or(0),
+            )
+            .ignore()
             .query_async(&mut redis)
             .await?;
         if known.is_none() {
@@ -101,6 +125,8 @@ impl FleetCounts {
         let counts = self.hub.local_counts();
         let mut pipes = Pipelines::new(&redis);
         let mut changes = Vec::new();
+        // This node's topics by their counts, for the fleet's busiest topics.
+        let own = node_topics_key(&self.node);
         let topic_ttl = i64::try_from(ttl(TOPIC_TTL_REFRESHES)).unwrap_or(i64::MAX);
         for (topic, &count) in &counts {
             let fresh = written.get(topic).is_some_and(|last| {
@@ -111,13 +137,21 @@ impl FleetCounts {
                 let pipe = pipes.for_key(&key);
                 pipe.hset(&key, &self.node, count).ignore();
                 pipe.pexpire(&key, topic_ttl).ignore();
+                pipes
+                    .for_key(&own)
+                    .zadd(&own, topic.as_str(), count)
+                    .ignore();
                 changes.push((topic.clone(), Some(count)));
             }
         }
         for topic in written.keys().filter(|topic| !counts.contains_key(*topic)) {
             let key = subscribers_key(topic);
             pipes.for_key(&key).hdel(&key, &self.node).ignore();
+            pipes.for_key(&own).zrem(&own, topic.as_str()).ignore();
             changes.push((topic.clone(), None));
+        }
+        if !changes.is_empty() {
+            pipes.for_key(&own).pexpire(&own, topic_ttl).ignore();
         }
         for pipe in pipes.into_pipelines() {
             pipe.exec_async(&mut redis).await?;

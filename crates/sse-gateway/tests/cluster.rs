@@ -342,6 +342,16 @@ async fn counts_topic_info_and_keyed_publishes_work_on_every_shard() {
         .await;
         assert_eq!((info.retained, info.last_id), (1, Some(id)), "{name}");
     }
+    let busiest = publisher
+        .busiest_topics("shard-", 10)
+        .await
+        .expect("busiest");
+    let mut expected: Vec<(Topic, u64)> = names.iter().map(|name| (topic(name), 3)).collect();
+    expected.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    assert_eq!(
+        busiest, expected,
+        "every shard's topic, from both nodes' sets"
+    );
     for gateway in &nodes {
         assert_eq!(
             gateway

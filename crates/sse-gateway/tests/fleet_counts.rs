@@ -160,3 +160,54 @@ fn hset_calls(redis: &RedisServer) -> u64 {
         .and_then(|rest| rest.split(',').next()?.parse().ok())
         .unwrap_or(0)
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_busiest_topics_add_up_over_the_live_nodes() {
+    let redis = RedisServer::start();
+    let mut nodes: Vec<_> = (0..2)
+        .map(|_| start_gateway(&redis, &["--count-refresh", REFRESH]))
+        .collect();
+    let publisher = publisher(&redis).await;
+    let mut clients = Vec::new();
+    for (node, topics) in [
+        (0, &["busy", "calm"][..]),
+        (0, &["busy"]),
+        (1, &["busy", "orders:1"]),
+        (1, &["orders:2"]),
+        (1, &["orders:2"]),
+    ] {
+        clients.push(nodes[node].subscribe(topics).await);
+    }
+    let expected = |list: &[(&str, u64)]| -> Vec<(Topic, u64)> {
+        list.iter().map(|(name, n)| (topic(name), *n)).collect()
+    };
+    let busiest = |prefix: &'static str, limit: usize, list: Vec<(Topic, u64)>| {
+        let publisher = &publisher;
+        async move {
+            eventually(
+                &format!("the busiest {prefix:?}* are {list:?}"),
+                PATIENCE,
+                || {
+                    let list = list.clone();
+                    async move {
+                        let got = publisher.busiest_topics(prefix, limit).await.ok()?;
+                        (got == list).then_some(())
+                    }
+                },
+            )
+            .await;
+        }
+    };
+    busiest(
+        "",
+        10,
+        expected(&[("busy", 3), ("orders:2", 2), ("calm", 1), ("orders:1", 1)]),
+    )
+    .await;
+    busiest("orders:", 10, expected(&[("orders:2", 2), ("orders:1", 1)])).await;
+    busiest("", 1, expected(&[("busy", 3)])).await;
+
+    // A node that stops leaves the list with its topics.
+    nodes.remove(1).stop().expect("the node stops");
+    busiest("", 10, expected(&[("busy", 2), ("calm", 1)])).await;
+}

@@ -254,11 +254,11 @@ async fn an_acl_user_with_its_password_in_a_file_works_and_a_wrong_one_fails_at_
     let users = [
         (
             "gateway",
-            "+info +ping +time +xrange +xrevrange +xinfo +xlen +subscribe +unsubscribe +ssubscribe +sunsubscribe +spublish +cluster|info +set +hset +hdel +pexpire +del",
+            "+info +ping +time +xrange +xrevrange +xinfo +xlen +subscribe +unsubscribe +ssubscribe +sunsubscribe +spublish +cluster|info +set +hset +hdel +pexpire +del +zadd +zrem +zremrangebyscore",
         ),
         (
             "publisher",
-            "+fcall +function|load +multi +exec +wait +ping +info +cluster|info +xadd +xtrim +publish +spublish +time +hmget +hset +pexpire +hgetall +mget +xlen +xrange +xrevrange",
+            "+fcall +function|load +multi +exec +wait +ping +info +cluster|info +xadd +xtrim +publish +spublish +time +hmget +hset +pexpire +hgetall +mget +xlen +xrange +xrevrange +zrange +zunion",
         ),
     ];
     for (user, commands) in users {

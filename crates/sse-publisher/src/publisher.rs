@@ -38,8 +38,8 @@ use redis::{ErrorKind, RedisError, ServerErrorKind};
 use sse_core::ErrorChain;
 use sse_core::runtime::redis::{CheckError, Commands, Mode, Redis, RedisConfigError, RedisFlags};
 use sse_core::schema::{
-    FleetCount, IdempotencyKey, LIBRARY, PublishCall, Record, Retention, alive_key,
-    cluster_library, stream_key, subscribers_key,
+    FleetCount, IdempotencyKey, LIBRARY, MEMBERS_KEY, PublishCall, Record, Retention, alive_key,
+    cluster_library, node_topics_key, stream_key, subscribers_key,
 };
 use sse_core::{Event, EventId, Topic};
 
@@ -459,6 +459,65 @@ impl Publisher {
             first_id: id(first)?,
             last_id: id(last)?,
         })
+    }
+
+    /// The topics with the most subscribers over the live gateway nodes, busiest first (ties
+    /// by name), those starting with `prefix`, at most `limit` (see
+    /// `sse_core::schema::counts`): three reads.
+    ///
+    /// # Errors
+    /// As [`Publisher::topic_info`].
+    pub async fn busiest_topics(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(Topic, u64)>, PublishError> {
+        let mut redis = self.connection.clone();
+        let nodes: Vec<String> = redis::cmd("ZRANGE")
+            .arg(MEMBERS_KEY)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut redis)
+            .await
+            .map_err(PublishError::from_redis)?;
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let alive: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(nodes.iter().map(|node| alive_key(node)).collect::<Vec<_>>())
+            .query_async(&mut redis)
+            .await
+            .map_err(PublishError::from_redis)?;
+        let live: Vec<String> = nodes
+            .iter()
+            .zip(&alive)
+            .filter(|(_, alive)| alive.is_some())
+            .map(|(node, _)| node_topics_key(node))
+            .collect();
+        if live.is_empty() {
+            return Ok(Vec::new());
+        }
+        let scored: Vec<(String, f64)> = redis::cmd("ZUNION")
+            .arg(live.len())
+            .arg(&live)
+            .arg("WITHSCORES")
+            .query_async(&mut redis)
+            .await
+            .map_err(PublishError::from_redis)?;
+        let mut topics: Vec<(Topic, u64)> = scored
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .filter_map(|(name, score)| {
+                // Scores are counts of streams: whole and non-negative.
+                #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let count = score.max(0.0) as u64;
+                Some((Topic::parse(&name).ok()?, count))
+            })
+            .filter(|(_, count)| *count > 0)
+            .collect();
+        topics.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.as_str().cmp(b.0.as_str())));
+        topics.truncate(limit);
+        Ok(topics)
     }
 
     /// Whether Redis can take publishes now: it answers `PING` (a cluster: reports

@@ -195,3 +195,25 @@ fn the_readme_topic_info_example_answers() {
                            "first_id": id, "last_id": id})
     );
 }
+
+#[test]
+fn the_readme_topic_list_example_answers() {
+    let redis = RedisServer::start();
+    let publisher = start_publisher(&redis, &["--token", "dev-token"]);
+    let mut connection = redis.connection();
+    redis::pipe()
+        .zadd("sse:{nodes}:members", "n1", 1)
+        .set("sse:{nodes}:alive:n1", 1)
+        .zadd("sse:{nodes}:topics:n1", "orders", 3)
+        .zadd("sse:{nodes}:topics:n1", "audit", 9)
+        .exec(&mut connection)
+        .expect("a node's counts");
+    let commands = readme_commands("topic-list");
+    assert_eq!(commands.len(), 1, "{commands:#?}");
+    let list: Value = serde_json::from_str(&run(&commands[0], &publisher.url(""), &redis.url()))
+        .expect("a JSON answer");
+    assert_eq!(
+        list,
+        serde_json::json!({"topics": [{"topic": "orders", "subscribers": 3}]})
+    );
+}

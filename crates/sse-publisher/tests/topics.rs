@@ -69,3 +69,58 @@ async fn topic_info_is_refused_like_a_publish() {
     assert_eq!(post.status, 405);
     assert_eq!(post.header("allow"), Some("GET"));
 }
+
+#[tokio::test]
+async fn the_busiest_topics_come_from_the_live_nodes_sets() {
+    let redis = RedisServer::start();
+    let publisher = start_publisher(&redis, &[]);
+    let empty = publisher.get_authorized("/v1/topics").await;
+    assert_eq!(empty.json(), json!({"topics": []}), "no node, no topics");
+
+    let mut redis_connection = redis.connection();
+    redis::pipe()
+        .zadd("sse:{nodes}:members", "node-a", 1)
+        .zadd("sse:{nodes}:members", "node-b", 1)
+        .zadd("sse:{nodes}:members", "node-dead", 1)
+        .set("sse:{nodes}:alive:node-a", 1)
+        .set("sse:{nodes}:alive:node-b", 1)
+        .zadd("sse:{nodes}:topics:node-a", "user:1", 4)
+        .zadd("sse:{nodes}:topics:node-a", "news", 1)
+        .zadd("sse:{nodes}:topics:node-b", "user:1", 1)
+        .zadd("sse:{nodes}:topics:node-b", "user:2", 3)
+        .zadd("sse:{nodes}:topics:node-dead", "news", 100)
+        .exec(&mut redis_connection)
+        .expect("write the nodes' sets");
+
+    let all = publisher.get_authorized("/v1/topics").await;
+    assert_eq!(all.status, 200, "{}", all.text());
+    assert_eq!(
+        all.json(),
+        json!({"topics": [
+            {"topic": "user:1", "subscribers": 5},
+            {"topic": "user:2", "subscribers": 3},
+            {"topic": "news", "subscribers": 1},
+        ]})
+    );
+    let users = publisher
+        .get_authorized("/v1/topics?prefix=user%3A&limit=1")
+        .await;
+    assert_eq!(
+        users.json(),
+        json!({"topics": [{"topic": "user:1", "subscribers": 5}]})
+    );
+    for (query, says) in [
+        ("limit=0", "from 1 to 1000"),
+        ("limit=many", "from 1 to 1000"),
+        ("sort=asc", "unknown query parameter"),
+    ] {
+        publisher
+            .get_authorized(&format!("/v1/topics?{query}"))
+            .await
+            .assert_error(400, "invalid_query", &[says]);
+    }
+    publisher
+        .get("/v1/topics")
+        .await
+        .assert_error(401, "unauthorized", &[]);
+}

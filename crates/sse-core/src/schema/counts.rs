@@ -5,10 +5,13 @@
 //! |---|---|---|
 //! | `sse:{<topic>}:subscribers` | a hash: node id → the streams that node has open on the topic | by each node when its count changed, and at least every [`REWRITE_EVERY`] refreshes; expires [`TOPIC_TTL_REFRESHES`] refreshes after the last write |
 //! | `sse:{nodes}:alive:<node>` | `1`, while the node is alive | by the node every refresh, with an expiry of [`ALIVE_REFRESHES`] refreshes |
+//! | `sse:{nodes}:topics:<node>` | a sorted set: the node's topics, scored by its streams on each | with the topic's key; expires like it |
+//! | `sse:{nodes}:members` | a sorted set: node ids, scored by the time (ms) of their last refresh | by each node every refresh; ids older than [`FORGET_NODES_AFTER`] are dropped |
 //!
 //! A reader counts only the fields of nodes whose `alive` key exists: a node killed without
 //! a word drops out of every count within [`ALIVE_REFRESHES`] refreshes, and its stale fields
-//! go with the topic's key later. A node whose `alive` key was missing when it renewed it
+//! go with the topic's key later. The busiest topics over the fleet are the union of the live
+//! nodes' `topics` sets (`ZUNION`, one slot thanks to the shared tag). A node whose `alive` key was missing when it renewed it
 //! (it just started, or Redis lost its data) writes all its counts again at once. The topic's
 //! key carries the topic as hash tag, so it lives in the topic's slot on a Redis Cluster; the
 //! `alive` keys share the tag `{nodes}`, so a reader checks any number of nodes in one `MGET`.
@@ -21,6 +24,17 @@ pub const ALIVE_REFRESHES: u32 = 3;
 pub const REWRITE_EVERY: u32 = 60;
 /// A topic's key expires this many refreshes after a node last wrote it.
 pub const TOPIC_TTL_REFRESHES: u32 = 3 * REWRITE_EVERY;
+
+/// Node ids that have not refreshed for this long leave `sse:{nodes}:members`.
+pub const FORGET_NODES_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// `sse:{nodes}:members`.
+pub const MEMBERS_KEY: &str = "sse:{nodes}:members";
+
+/// `sse:{nodes}:topics:<node>`.
+pub fn node_topics_key(node: &str) -> String {
+    format!("sse:{{nodes}}:topics:{node}")
+}
 
 /// `sse:{<topic>}:subscribers`.
 pub fn subscribers_key(topic: &Topic) -> String {

@@ -64,7 +64,7 @@ pub mod keys;
 pub mod payload;
 pub mod script;
 
-pub use counts::{FleetCount, alive_key, subscribers_key};
+pub use counts::{FleetCount, MEMBERS_KEY, alive_key, node_topics_key, subscribers_key};
 pub use idempotency::{IdempotencyKey, InvalidIdempotencyKey, Record};
 pub use keys::{PROBE_MESSAGE, live_channel, stream_key, topic_of_channel};
 pub use payload::{PayloadError, PublishedEvent};

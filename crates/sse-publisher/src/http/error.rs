@@ -84,6 +84,12 @@ pub(crate) enum ApiError {
     /// and the detail says so).
     #[error("{}", unavailable_detail(.0))]
     Unavailable(#[source] PublishError),
+    /// The query string of a list request is not what it takes.
+    #[error("{detail}")]
+    BadQuery {
+        /// What is wrong.
+        detail: String,
+    },
     /// The path names no valid topic.
     #[error("{topic:?} is not a valid topic: {reason}")]
     BadTopic {
@@ -164,6 +170,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::BadIdempotencyKey(_) => (StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
             Self::BadTopic { .. } => (StatusCode::BAD_REQUEST, "invalid_topic"),
+            Self::BadQuery { .. } => (StatusCode::BAD_REQUEST, "invalid_query"),
             Self::KeyReused(_) => (StatusCode::CONFLICT, "idempotency_key_reused"),
             Self::CrossSlot(_) => (StatusCode::UNPROCESSABLE_ENTITY, "cross_slot_batch"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable"),

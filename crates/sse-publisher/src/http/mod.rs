@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `POST /v1/publish` | publish one event or a batch ([`publish`]), at most once per `Idempotency-Key`; `OPTIONS` answers CORS preflights |
 //! | `GET /v1/topics/<topic>` | subscribers across the fleet and the topic's history ([`topics`]) |
+//! | `GET /v1/topics?prefix=&limit=` | the busiest topics across the fleet |
 //! | `GET /healthz` | the process is up |
 //! | `GET /readyz` | Redis answers and the service is not shutting down |
 //! | `GET /metrics` | Prometheus metrics |
@@ -78,6 +79,9 @@ pub(crate) async fn route(
                 .inc();
             response
         }
+        (topics::LIST, &Method::GET) => topics::list(&app, &request)
+            .await
+            .unwrap_or_else(|error| refused(&app, error)),
         (path, &Method::GET) if path.starts_with(topics::PREFIX) => {
             let path = path.to_owned();
             topics::handle(&app, &request, &path)
@@ -95,7 +99,9 @@ pub(crate) async fn route(
             response
         }
         ("/v1/publish", _) => not_allowed(&method, "POST, OPTIONS"),
-        (path, _) if path.starts_with(topics::PREFIX) => not_allowed(&method, "GET"),
+        (path, _) if path == topics::LIST || path.starts_with(topics::PREFIX) => {
+            not_allowed(&method, "GET")
+        }
         ("/healthz" | "/readyz" | "/metrics", _) => not_allowed(&method, "GET"),
         _ => ApiError::NotFound {
             path: path.chars().take(200).collect(),

@@ -1,6 +1,9 @@
 //! `GET /v1/topics/<topic>`: who listens to a topic across the fleet, and what its history
 //! holds. Authorized like publishing to the topic; a topic nobody listens to and nobody
 //! published to answers `200` with zeros (a topic exists when someone listens).
+//!
+//! `GET /v1/topics?prefix=<p>&limit=<n>`: the busiest topics over the fleet (those a JWT may
+//! publish to, for a JWT), at most `limit` (default 20, at most 1000).
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -14,6 +17,53 @@ use super::error::ApiError;
 
 /// The route's prefix; the rest of the path is the topic.
 pub(crate) const PREFIX: &str = "/v1/topics/";
+/// The list's path.
+pub(crate) const LIST: &str = "/v1/topics";
+/// Topics listed unless `limit` says otherwise, and the most it may say.
+const DEFAULT_LIMIT: usize = 20;
+const MAX_LIMIT: usize = 1000;
+
+/// Handles one list request.
+pub(crate) async fn list(
+    app: &App,
+    request: &Request<Incoming>,
+) -> Result<http::Response<Full<Bytes>>, ApiError> {
+    let caller = app.auth.check(request.headers()).await?;
+    let (mut prefix, mut limit) = (String::new(), DEFAULT_LIMIT);
+    let query = request.uri().query().unwrap_or_default();
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        match &*name {
+            "prefix" => prefix = value.into_owned(),
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+                    .ok_or_else(|| ApiError::BadQuery {
+                        detail: format!(
+                            "limit must be a whole number from 1 to {MAX_LIMIT}, not {value:?}"
+                        ),
+                    })?;
+            }
+            _ => {
+                return Err(ApiError::BadQuery {
+                    detail: format!("unknown query parameter {name:?}; use prefix and limit"),
+                });
+            }
+        }
+    }
+    let topics = app.publisher.busiest_topics(&prefix, MAX_LIMIT).await?;
+    let listed: Vec<_> = topics
+        .iter()
+        .filter(|(topic, _)| caller.may_publish([topic]).is_ok())
+        .take(limit)
+        .map(|(topic, subscribers)| json!({"topic": topic.as_str(), "subscribers": subscribers}))
+        .collect();
+    Ok(super::json_response(
+        StatusCode::OK,
+        &json!({ "topics": listed }),
+    ))
+}
 
 /// Handles one topic-info request for `path` (which starts with [`PREFIX`]).
 pub(crate) async fn handle(
