@@ -65,11 +65,8 @@ impl FleetCounts {
                 Ok(()) => "ok",
                 Err(error) => {
                     tracing::warn!(error = %ErrorChain(&error), "could not refresh the subscriber counts");
-                    // Unknown what arrived: write everything next time, and remove what went
-                    // meanwhile (so `written` keeps its topics).
-                    for last in written.values_mut() {
-                        last.count = usize::MAX;
-                    }
+                    // Unknown what arrived: write everything next time.
+                    forget(&mut written);
                     "failed"
                 }
             };
@@ -120,7 +117,9 @@ impl FleetCounts {
             .query_async(&mut redis)
             .await?;
         if known.is_none() {
-            written.clear();
+            // Redis does not know this node (it lost its data, or the node was away longer
+            // than its alive key): write everything, and remove what went meanwhile.
+            forget(written);
         }
         let counts = self.hub.local_counts();
         let mut pipes = Pipelines::new(&redis);
@@ -167,6 +166,14 @@ impl FleetCounts {
             }
         }
         Ok(())
+    }
+}
+
+/// Makes every topic in `written` due for a rewrite, keeping them all, so that one this node
+/// no longer serves still loses its field.
+fn forget(written: &mut HashMap<Topic, Written>) {
+    for last in written.values_mut() {
+        last.count = usize::MAX;
     }
 }
 
