@@ -33,6 +33,8 @@ pub(crate) struct FleetCounts {
     /// This node's id: its field in every topic's key.
     pub(crate) node: String,
     pub(crate) refresh: Duration,
+    /// The longest a refresh may take (`--redis-timeout`); then it counts as failed.
+    pub(crate) timeout: Duration,
     /// `sse_count_refreshes_total{outcome}`.
     pub(crate) refreshes: IntCounterVec,
 }
@@ -61,10 +63,18 @@ impl FleetCounts {
                 () = stopping.cancelled() => break,
             }
             refresh += 1;
-            let outcome = match self.write(&mut written, refresh).await {
-                Ok(()) => "ok",
-                Err(error) => {
-                    tracing::warn!(error = %ErrorChain(&error), "could not refresh the subscriber counts");
+            let written_now = tokio::time::timeout(self.timeout, self.write(&mut written, refresh));
+            let outcome = match written_now.await {
+                Ok(Ok(())) => "ok",
+                failed => {
+                    match failed {
+                        Ok(Err(error)) => {
+                            tracing::warn!(error = %ErrorChain(&error), "could not refresh the subscriber counts")
+                        }
+                        _ => {
+                            tracing::warn!(timeout = ?self.timeout, "refreshing the subscriber counts timed out")
+                        }
+                    }
                     // Unknown what arrived: write everything next time.
                     forget(&mut written);
                     "failed"

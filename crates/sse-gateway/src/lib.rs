@@ -191,7 +191,9 @@ pub async fn run(
     };
     let redis = Redis::from_flags(&config.redis)?;
     let commands = redis.commands().map_err(StartError::RedisClient)?;
-    let count_writes = commands.clone();
+    // A connection of its own: whatever happens to the count writes (a master that died,
+    // a slot that moved) never delays a resume's or a gap fill's reads.
+    let count_writes = redis.commands().map_err(StartError::RedisClient)?;
     match redis.check_mode().await {
         Err(CheckError::Mismatch(error)) => return Err(error.into()),
         Err(CheckError::Unreachable(_)) => {
@@ -236,6 +238,7 @@ pub async fn run(
             .clone()
             .unwrap_or_else(fleet_counts::random_node_id),
         refresh: config.count_refresh,
+        timeout: redis.timeout(),
         refreshes: metrics.count_refreshes.clone(),
     };
     let counts = tokio::spawn(counts.run(stopping.clone()));
