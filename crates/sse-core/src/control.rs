@@ -18,6 +18,10 @@
 //!   `--retention-idle`, or the id was made up), so what follows is not known to continue
 //!   from it.
 //!
+//! A live stream gets it too when a pub/sub outage outlasted the topic's retention (or Redis
+//! lost data meanwhile): then `from` is the topic's position when the outage began, and the
+//! events after it that the stream still holds follow.
+//!
 //! The control event carries no `id:`, so the client's last event id does not move.
 //!
 //! # `sse.token_expired`

@@ -31,13 +31,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use sse_core::control::{Truncation, history_truncated};
 use sse_core::schema::PublishedEvent;
 use sse_core::{EventId, Frame, Topic};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::outbox::{Delivery, Outbox};
+use crate::outbox::{Delivery, Gap, Outbox};
 use crate::replay_cache::{Budget, CacheLimits, Ring};
 
 /// What became of an event handed to [`Hub::deliver_live`].
@@ -359,11 +360,25 @@ impl Hub {
             .and_then(|state| lock(&state.live).ring.since(from))
     }
 
-    /// Drops `topic`'s recent events: the link could not prove that the stream lost
-    /// nothing after the topic's position during a pub/sub gap.
-    pub(crate) fn forget_recent(&self, topic: &Topic) {
-        if let Some(state) = read(&self.topics).get(topic) {
-            lock(&state.live).ring.forget();
+    /// Records that `topic`'s stream does not continue exactly from `from`, the topic's
+    /// position when a pub/sub gap began (the stream was trimmed past it, or Redis lost it):
+    /// its recent events are dropped, so no resume is served across the gap, and every
+    /// local client is told with `sse.truncated` before the events read after the gap.
+    pub(crate) fn lost_history(&self, topic: &Topic, reason: Truncation, from: EventId) {
+        let map = read(&self.topics);
+        let Some(state) = map.get(topic) else {
+            return;
+        };
+        lock(&state.live).ring.forget();
+        let gap = Arc::new(Gap {
+            topic: topic.clone(),
+            from,
+            notice: history_truncated(topic, reason, from),
+        });
+        for outbox in state.subscribers.values() {
+            if !outbox.push_gap(gap.clone()) {
+                self.metrics.slow_consumer_disconnects.inc();
+            }
         }
     }
 
@@ -440,6 +455,7 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbox::Queued;
     use bytes::Bytes;
     use std::task::{Context, Poll, Waker};
 
@@ -465,7 +481,14 @@ mod tests {
 
     fn taken(outbox: &Outbox) -> Vec<u64> {
         match outbox.poll_take(&mut Context::from_waker(Waker::noop()), true) {
-            Poll::Ready(batch) => batch.events.iter().map(|d| d.id.ms).collect(),
+            Poll::Ready(batch) => batch
+                .events
+                .iter()
+                .map(|queued| match queued {
+                    Queued::Event(delivery) => delivery.id.ms,
+                    Queued::Gap(_) => panic!("no gap was reported"),
+                })
+                .collect(),
             Poll::Pending => Vec::new(),
         }
     }

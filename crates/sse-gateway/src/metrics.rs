@@ -39,7 +39,8 @@ pub(crate) struct Metrics {
     pub(crate) replay_reads_coalesced: IntCounter,
     /// `sse_replay_cache_bytes`: bytes of recent events held in memory, over every topic.
     pub(crate) replay_cache_bytes: IntGauge,
-    /// `sse_history_truncated_total`: resumes that could not continue exactly.
+    /// `sse_history_truncated_total`: streams told that their position could not continue
+    /// exactly (on resuming, or live after a pub/sub gap).
     pub(crate) history_truncated: IntCounter,
     /// `sse_slow_consumer_disconnects_total`: streams ended because a client fell behind.
     pub(crate) slow_consumer_disconnects: IntCounter,
@@ -137,7 +138,7 @@ impl Metrics {
             ),
             history_truncated: registry.counter(
                 "sse_history_truncated_total",
-                "Resumes that could not continue exactly (history trimmed or position unknown).",
+                "Streams told their position could not continue exactly (history trimmed or position unknown), resuming or live after a pub/sub gap.",
             ),
             slow_consumer_disconnects: registry.counter(
                 "sse_slow_consumer_disconnects_total",

@@ -17,6 +17,11 @@
 //! the topic's Redis stream still holds them, and the body reads them again before going live
 //! ([`Outbox::finish_replay`]). A client that makes no progress at all is cut as usual.
 //!
+//! Besides events, the hub can queue a [`Gap`]: a topic's stream lost events after the
+//! position every live client of it had reached (a pub/sub outage outlasted its retention,
+//! or Redis lost data). It waits in the queue in order, so the client learns of it between
+//! the last event before the gap and the first after it.
+//!
 //! Heartbeats need no timer per connection: one shared tick ([`Outbox::tick`]) marks a
 //! heartbeat due on every outbox whose body wrote nothing since the previous tick.
 
@@ -45,6 +50,36 @@ impl Delivery {
     }
 }
 
+/// Events of `topic` after `from` that its stream no longer holds: what a client at that
+/// position missed, told by `notice` (`sse.truncated`).
+#[derive(Debug)]
+pub(crate) struct Gap {
+    /// The topic whose history lost events.
+    pub(crate) topic: Topic,
+    /// The position the events were lost after.
+    pub(crate) from: EventId,
+    /// The control event that says so.
+    pub(crate) notice: Frame,
+}
+
+/// What the hub queues for a client, in order.
+#[derive(Debug, Clone)]
+pub(crate) enum Queued {
+    /// An event of one of its topics.
+    Event(Arc<Delivery>),
+    /// Events lost from a topic's stream.
+    Gap(Arc<Gap>),
+}
+
+impl Queued {
+    fn cost(&self) -> usize {
+        match self {
+            Self::Event(delivery) => delivery.cost(),
+            Self::Gap(gap) => gap.notice.message().len(),
+        }
+    }
+}
+
 /// Why an outbox stopped taking events; the body ends the stream once it sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Closed {
@@ -57,8 +92,8 @@ pub(crate) enum Closed {
 /// What the body takes out of the outbox in one go.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
-    /// Events, oldest first.
-    pub(crate) events: VecDeque<Arc<Delivery>>,
+    /// Events (and gaps), oldest first.
+    pub(crate) events: VecDeque<Queued>,
     /// Whether a heartbeat is due (only ever set when `events` is empty).
     pub(crate) heartbeat: bool,
     /// Set when the outbox is closed; then `events` is empty.
@@ -77,7 +112,7 @@ pub(crate) struct Outbox {
 
 #[derive(Debug, Default)]
 struct State {
-    events: VecDeque<Arc<Delivery>>,
+    events: VecDeque<Queued>,
     bytes: usize,
     closed: Option<Closed>,
     heartbeat_due: bool,
@@ -118,11 +153,20 @@ impl Outbox {
     /// Queues an event. Returns `false` if this push overflowed the outbox (which is now
     /// closed); pushing to an already closed outbox is a no-op returning `true`.
     pub(crate) fn push(&self, delivery: Arc<Delivery>) -> bool {
+        self.queue(Queued::Event(delivery))
+    }
+
+    /// Queues a gap after the events queued so far, like [`Outbox::push`].
+    pub(crate) fn push_gap(&self, gap: Arc<Gap>) -> bool {
+        self.queue(Queued::Gap(gap))
+    }
+
+    fn queue(&self, item: Queued) -> bool {
         let mut state = self.lock();
         if state.closed.is_some() {
             return true;
         }
-        let bytes = state.bytes + delivery.cost();
+        let bytes = state.bytes + item.cost();
         if bytes > self.capacity && state.replaying && std::mem::take(&mut state.progressed) {
             state.events = VecDeque::new();
             state.bytes = 0;
@@ -136,7 +180,7 @@ impl Outbox {
             state.closed = Some(Closed::Overflow);
             self.connection.cancel();
         } else {
-            state.events.push_back(delivery);
+            state.events.push_back(item);
             state.bytes = bytes;
         }
         if let Some(waker) = state.waker.take() {
@@ -240,6 +284,14 @@ mod tests {
         })
     }
 
+    /// The event's id milliseconds, or `None` for a gap.
+    fn event_ms(queued: &Queued) -> Option<u64> {
+        match queued {
+            Queued::Event(delivery) => Some(delivery.id.ms),
+            Queued::Gap(_) => None,
+        }
+    }
+
     fn take(outbox: &Outbox) -> Poll<Batch> {
         outbox.poll_take(&mut Context::from_waker(Waker::noop()), true)
     }
@@ -252,9 +304,32 @@ mod tests {
         let Poll::Ready(batch) = take(&outbox) else {
             panic!("events are ready")
         };
-        let ids: Vec<u64> = batch.events.iter().map(|d| d.id.ms).collect();
-        assert_eq!(ids, [1, 2]);
+        let ids: Vec<Option<u64>> = batch.events.iter().map(event_ms).collect();
+        assert_eq!(ids, [Some(1), Some(2)]);
         assert!(take(&outbox).is_pending());
+    }
+
+    #[test]
+    fn a_gap_waits_in_order_between_the_events_around_it() {
+        let outbox = Outbox::new(1024, CancellationToken::new(), false);
+        assert!(outbox.push(delivery(1, "before")));
+        let topic = Topic::parse("t").unwrap();
+        let notice = sse_core::control::history_truncated(
+            &topic,
+            sse_core::control::Truncation::Trimmed,
+            EventId::new(1, 0),
+        );
+        assert!(outbox.push_gap(Arc::new(Gap {
+            topic,
+            from: EventId::new(1, 0),
+            notice,
+        })));
+        assert!(outbox.push(delivery(5, "after")));
+        let Poll::Ready(batch) = take(&outbox) else {
+            panic!("events are ready")
+        };
+        let ids: Vec<Option<u64>> = batch.events.iter().map(event_ms).collect();
+        assert_eq!(ids, [Some(1), None, Some(5)]);
     }
 
     #[test]

@@ -362,8 +362,8 @@ impl PubSubLink {
     async fn fill_gap(&self, topic: &Topic, last_id: sse_core::EventId) -> Result<(), Lost> {
         let resume = self.timed(self.history.resume(topic, last_id)).await??;
         if let Some(reason) = resume.truncated {
-            tracing::info!(%topic, %last_id, reason = reason.as_str(), "the stream does not continue exactly from the topic's position after a gap: forgetting its recent events");
-            self.hub.forget_recent(topic);
+            tracing::info!(%topic, %last_id, reason = reason.as_str(), "the stream does not continue exactly from the topic's position after a gap: telling its clients, forgetting its recent events");
+            self.hub.lost_history(topic, reason, last_id);
         }
         let mut page = resume.page;
         loop {

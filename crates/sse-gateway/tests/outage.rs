@@ -173,21 +173,7 @@ async fn events_published_while_the_node_cannot_subscribe_are_filled_from_the_st
     )
     .await;
 
-    let mut control = redis.connection();
-    redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("default")
-        .arg("-subscribe")
-        .exec(&mut control)
-        .unwrap();
-    let killed: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query(&mut control)
-        .unwrap();
-    assert_eq!(killed, 1);
-    wait_for_readyz(&node, 503, "the node cannot resubscribe").await;
+    harness::cut_pubsub(&redis, &node).await;
     for seq in 1..=GAP {
         for topic in TOPICS {
             let data = format!("{topic}:{seq}");
@@ -198,13 +184,7 @@ async fn events_published_while_the_node_cannot_subscribe_are_filled_from_the_st
             });
         }
     }
-    redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("default")
-        .arg("+subscribe")
-        .exec(&mut control)
-        .unwrap();
-    wait_for_readyz(&node, 200, "the node resubscribed").await;
+    harness::restore_pubsub(&redis, &node).await;
 
     let filled = metric(&node, "sse_gap_filled_events_total").await;
     assert_eq!(filled, Some((GAP * TOPICS.len()) as u64));

@@ -5,7 +5,9 @@
 
 mod harness;
 
-use harness::{PATIENCE, publish, publisher, start_gateway};
+use harness::{
+    PATIENCE, cut_pubsub, publish, publisher, publisher_keeping, restore_pubsub, start_gateway,
+};
 use sse_testkit::{RedisServer, SseClient, eventually};
 
 /// Calls of `command` Redis has served (`INFO commandstats`).
@@ -181,4 +183,85 @@ async fn concurrent_resumes_of_one_topic_share_their_reads() {
         "{CLIENTS} resumes from one position cost {xranges} XRANGE calls"
     );
     assert!(gateway.metric("sse_replay_reads_coalesced_total").await >= CLIENTS as u64 - 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_gap_fill_a_resume_from_memory_is_still_exact() {
+    let redis = RedisServer::start();
+    let gateway = start_gateway(&redis, &[]);
+    let publisher = publisher(&redis).await;
+    let mut live = gateway.subscribe(&["mended"]).await;
+    let before_cut = publish(&publisher, "mended", None, "0").await;
+    gets(&mut live, &["0".to_owned()]).await;
+
+    cut_pubsub(&redis, &gateway).await;
+    let mut missed: Vec<String> = (1..6).map(|n| n.to_string()).collect();
+    for data in &missed {
+        publish(&publisher, "mended", None, data).await;
+    }
+    restore_pubsub(&redis, &gateway).await;
+    gets(&mut live, &missed).await; // from the gap fill, with nothing before them
+    assert_eq!(gateway.metric("sse_gap_filled_events_total").await, 5);
+    publish(&publisher, "mended", None, "6").await;
+    missed.push("6".to_owned());
+    gets(&mut live, &missed[5..]).await; // live again: the gap fill is over
+
+    let before = reads(&redis);
+    let mut back = gateway.resume("/events?topic=mended", &before_cut).await;
+    gets(&mut back, &missed).await;
+    assert_eq!(reads(&redis), before, "served from memory, across the gap");
+    assert_eq!(
+        gateway
+            .metric(r#"sse_replays_total{source="memory"}"#)
+            .await,
+        1
+    );
+    assert_eq!(gateway.metric("sse_history_truncated_total").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_the_stream_no_longer_holds_is_told_never_served_from_memory() {
+    let redis = RedisServer::start();
+    harness::trim_exactly(&redis);
+    let gateway = start_gateway(&redis, &["--replay-cache-events", "4"]);
+    let publisher = publisher_keeping(&redis, 4).await;
+    let mut live = gateway.subscribe(&["outlasted"]).await;
+    let before_cut = publish(&publisher, "outlasted", None, "0").await;
+    gets(&mut live, &["0".to_owned()]).await;
+
+    cut_pubsub(&redis, &gateway).await;
+    let mut ids = Vec::new();
+    for n in 1..=10 {
+        ids.push(publish(&publisher, "outlasted", None, &n.to_string()).await);
+    }
+    restore_pubsub(&redis, &gateway).await;
+    let retained: Vec<String> = (7..=10).map(|n| n.to_string()).collect();
+    let notice = format!(r#"{{"topic":"outlasted","reason":"trimmed","from":"{before_cut}"}}"#);
+
+    // The live client is told, between the last event before the gap and the first after.
+    let told = live.next_event(PATIENCE).await;
+    assert_eq!(
+        (told.event_type.as_str(), told.data.as_str()),
+        ("sse.truncated", notice.as_str())
+    );
+    assert_eq!(told.last_event_id, before_cut, "the notice carries no id");
+    gets(&mut live, &retained).await;
+
+    // A resume from before the gap is not served from memory: Redis says what is missing.
+    let before = reads(&redis);
+    let mut back = gateway.resume("/events?topic=outlasted", &before_cut).await;
+    let told = back.next_event(PATIENCE).await;
+    assert_eq!(
+        (told.event_type.as_str(), told.data.as_str()),
+        ("sse.truncated", notice.as_str())
+    );
+    gets(&mut back, &retained).await;
+    assert!(reads(&redis) > before, "read from the stream");
+
+    // What the node read after the gap is contiguous again: a resume inside it is exact.
+    let before = reads(&redis);
+    let mut recent = gateway.resume("/events?topic=outlasted", &ids[6]).await;
+    gets(&mut recent, &retained[1..]).await;
+    assert_eq!(reads(&redis), before, "served from memory");
+    assert_eq!(gateway.metric("sse_history_truncated_total").await, 2);
 }

@@ -6,33 +6,10 @@ mod harness;
 use std::time::Duration;
 
 use harness::feed::Feed;
-use harness::{PATIENCE, publish, publisher, start_gateway};
+use harness::{PATIENCE, publish, publisher, publisher_keeping, publisher_with, start_gateway};
 use sse_core::schema::Retention;
 use sse_core::{Cursor, Event, Topic};
-use sse_publisher::{Publisher, RedisFlags};
 use sse_testkit::{RedisServer, eventually};
-
-/// A publisher for `redis` whose streams keep `max_len` events.
-async fn publisher_keeping(redis: &RedisServer, max_len: u64) -> Publisher {
-    let retention = Retention {
-        max_len,
-        ..Retention::default()
-    };
-    publisher_with(redis, retention).await
-}
-
-/// A publisher for `redis` with `retention`.
-async fn publisher_with(redis: &RedisServer, retention: Retention) -> Publisher {
-    let options = RedisFlags {
-        redis_url: redis.url(),
-        redis_cluster: false,
-        redis_timeout: Duration::from_secs(5),
-        ..RedisFlags::default()
-    };
-    Publisher::connect(&options, retention)
-        .await
-        .expect("the redis url is valid")
-}
 
 /// The `sse.truncated` data the gateway documents.
 fn truncated(topic: &str, reason: &str, from: &str) -> String {
@@ -158,13 +135,7 @@ async fn a_multi_topic_cursor_resumes_every_topic_exactly_on_another_node() {
 #[tokio::test]
 async fn a_position_trimmed_away_gets_a_truncated_event_then_everything_retained() {
     let redis = RedisServer::start();
-    // `MAXLEN ~` trims whole stream nodes; with one entry per node it trims exactly.
-    redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("stream-node-max-entries")
-        .arg(1)
-        .exec(&mut redis.connection())
-        .unwrap();
+    harness::trim_exactly(&redis);
     // A replay cache must keep fewer events than the streams retain (README): then a
     // position it holds is still in the stream.
     let gateway = start_gateway(
@@ -221,13 +192,7 @@ async fn a_position_trimmed_away_gets_a_truncated_event_then_everything_retained
 #[tokio::test]
 async fn a_multi_topic_resume_truncates_only_the_topic_that_was_trimmed() {
     let redis = RedisServer::start();
-    // `MAXLEN ~` trims whole stream nodes; with one entry per node it trims exactly.
-    redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("stream-node-max-entries")
-        .arg(1)
-        .exec(&mut redis.connection())
-        .unwrap();
+    harness::trim_exactly(&redis);
     // Fewer cached events than retained, as the README requires.
     let gateway = start_gateway(&redis, &["--replay-cache-events", "4"]);
     let publisher = publisher_keeping(&redis, 5).await;

@@ -42,7 +42,7 @@ use crate::app::StreamSlot;
 use crate::history::{HistoryError, Resume};
 use crate::hub::{Membership, Start};
 use crate::metrics::Metrics;
-use crate::outbox::{Closed, Delivery, Outbox};
+use crate::outbox::{Closed, Delivery, Gap, Outbox, Queued};
 use crate::shared_reads::{Position, SharedReads, Ticket};
 
 const CURSOR_IS_AN_ID: &str = "an encoded cursor holds only letters, digits, '-' and '.'";
@@ -116,7 +116,7 @@ pub(crate) struct SseBody {
     /// Bytes ready to go out, in order.
     out: VecDeque<Bytes>,
     /// Events taken from the outbox, not yet written.
-    live: VecDeque<Arc<Delivery>>,
+    live: VecDeque<Queued>,
     reads: Arc<SharedReads>,
     /// Taken once every topic is live: which shared reads this stream may join.
     ticket: Ticket,
@@ -206,8 +206,11 @@ impl SseBody {
                 Poll::Pending => self.poll_signals(cx),
             },
             Phase::Live => {
-                if let Some(delivery) = self.live.pop_front() {
-                    self.deliver_live(&delivery);
+                if let Some(queued) = self.live.pop_front() {
+                    match queued {
+                        Queued::Event(delivery) => self.deliver_live(&delivery),
+                        Queued::Gap(gap) => self.missed(&gap),
+                    }
                     return Poll::Ready(true);
                 }
                 match self.outbox.poll_take(cx, true) {
@@ -389,6 +392,18 @@ impl SseBody {
         self.metrics
             .delivery_latency
             .observe(now_ms.saturating_sub(delivery.id.ms) as f64 / 1000.0);
+    }
+
+    /// Tells the client of events its topic's stream lost after `gap.from`, if it stands
+    /// there: one that read past it from the stream itself (resuming during a pub/sub
+    /// outage) was told by its own replay, or missed nothing.
+    fn missed(&mut self, gap: &Gap) {
+        if self.ending || self.cursor.get(&gap.topic).is_none_or(|at| at > gap.from) {
+            return;
+        }
+        self.metrics.history_truncated.inc();
+        tracing::info!(topic = %gap.topic, from = %gap.from, "the topic's stream lost events after the client's position");
+        self.out.push_back(gap.notice.message().clone());
     }
 
     /// Queues an event with the client's id: the event's own, or the cursor for several topics.

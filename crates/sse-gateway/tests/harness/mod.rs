@@ -21,7 +21,7 @@ use sse_core::schema::Retention;
 use sse_core::{Event, EventName, Topic};
 use sse_gateway::{Config, StartError};
 use sse_publisher::{Publisher, RedisFlags};
-use sse_testkit::{RedisServer, ServerThread, SseClient};
+use sse_testkit::{RedisServer, ServerThread, SseClient, eventually};
 
 /// How long any single wait may take before it fails the test. It bounds a hang; it asserts
 /// nothing about speed.
@@ -167,13 +167,27 @@ pub(crate) async fn metric_at(addr: SocketAddr, series: &str) -> u64 {
 
 /// A publisher (the library) for `redis`.
 pub(crate) async fn publisher(redis: &RedisServer) -> Publisher {
+    publisher_with(redis, Retention::default()).await
+}
+
+/// A publisher for `redis` whose streams keep `max_len` events.
+pub(crate) async fn publisher_keeping(redis: &RedisServer, max_len: u64) -> Publisher {
+    let retention = Retention {
+        max_len,
+        ..Retention::default()
+    };
+    publisher_with(redis, retention).await
+}
+
+/// A publisher for `redis` with `retention`.
+pub(crate) async fn publisher_with(redis: &RedisServer, retention: Retention) -> Publisher {
     let options = RedisFlags {
         redis_url: redis.url(),
         redis_cluster: false,
         redis_timeout: Duration::from_secs(5),
         ..RedisFlags::default()
     };
-    Publisher::connect(&options, Retention::default())
+    Publisher::connect(&options, retention)
         .await
         .expect("the redis url is valid")
 }
@@ -394,4 +408,52 @@ impl Drop for LocalCluster {
     fn drop(&mut self) {
         self.stop_script();
     }
+}
+
+/// Makes `MAXLEN ~` trim exactly: it trims whole stream nodes, so one entry per node.
+pub(crate) fn trim_exactly(redis: &RedisServer) {
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("stream-node-max-entries")
+        .arg(1)
+        .exec(&mut redis.connection())
+        .expect("CONFIG SET");
+}
+
+/// Drops the node's pub/sub connection and keeps it from subscribing again (its user may not
+/// `SUBSCRIBE`), so that what is published until [`restore_pubsub`] reaches the node only by
+/// the gap fill that follows.
+pub(crate) async fn cut_pubsub(redis: &RedisServer, gateway: &TestGateway) {
+    let mut control = redis.connection();
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg("-subscribe")
+        .exec(&mut control)
+        .expect("ACL SETUSER");
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut control)
+        .expect("CLIENT KILL TYPE pubsub");
+    assert_eq!(killed, 1, "the node's one pub/sub connection");
+    eventually("the node cannot resubscribe", PATIENCE, || async {
+        (gateway.fetch("/readyz").await.0 == 503).then_some(())
+    })
+    .await;
+}
+
+/// Lets the node subscribe again, and waits until it has.
+pub(crate) async fn restore_pubsub(redis: &RedisServer, gateway: &TestGateway) {
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg("+subscribe")
+        .exec(&mut redis.connection())
+        .expect("ACL SETUSER");
+    eventually("the node resubscribed", PATIENCE, || async {
+        (gateway.fetch("/readyz").await.0 == 200).then_some(())
+    })
+    .await;
 }
