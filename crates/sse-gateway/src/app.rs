@@ -13,6 +13,7 @@ use crate::client_limits::{ClientLimits, ClientSlot};
 use crate::drain::Drain;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::presence::{Here, Presence};
 use crate::shared_reads::SharedReads;
 
 // === impl App ===
@@ -72,6 +73,8 @@ pub(crate) struct App {
     pub(crate) client_limits: Arc<ClientLimits>,
     /// New streams per second (`--accept-rate`), when limited.
     pub(crate) admission: Option<Admission>,
+    /// Who is listening here (`--presence`).
+    pub(crate) presence: Option<Arc<Presence>>,
 }
 
 // === impl StreamSlot ===
@@ -83,6 +86,8 @@ pub(crate) struct StreamSlot {
     metrics: Arc<Metrics>,
     /// The stream's share of its client's limits, given back with the slot.
     pub(crate) client: Option<ClientSlot>,
+    /// The stream's subject in the node's presence, while it is open.
+    pub(crate) presence: Option<Here>,
     opened: Instant,
 }
 
@@ -103,6 +108,7 @@ impl StreamSlot {
             open: open.clone(),
             metrics: metrics.clone(),
             client: None,
+            presence: None,
             opened: Instant::now(),
         })
     }

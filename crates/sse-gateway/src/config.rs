@@ -126,6 +126,17 @@ pub struct Config {
     #[arg(long, env = "SSE_NODE_ID", value_parser = parse_node_id)]
     pub node_id: Option<String>,
 
+    /// Record which subjects (a token's `sub`) are listening on each topic, over the fleet,
+    /// and publish their joins and leaves on the companion topic `presence:<topic>` (needs
+    /// subscriber auth; off by default: it costs Redis memory per listening subject).
+    #[arg(long, env = "SSE_PRESENCE")]
+    pub presence: bool,
+
+    /// With `--presence`, how long a subject's last stream must stay closed before it leaves:
+    /// a reconnect within it is neither a leave nor a join.
+    #[arg(long, env = "SSE_PRESENCE_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub presence_grace: Duration,
+
     /// With the cache on, how long a topic stays subscribed (and its recent events kept)
     /// after its last local client left, so that clients coming back after a network blip
     /// or a storm resume from memory (as Nchan keeps a channel's messages with nobody

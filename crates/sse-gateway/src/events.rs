@@ -130,6 +130,11 @@ pub(crate) async fn open<B>(
             max: app.limits.max_streams,
         })?;
     slot.client = Some(client);
+    slot.presence = app
+        .presence
+        .as_ref()
+        .zip(subject)
+        .and_then(|(presence, subject)| presence.enter(&topics, subject));
     let outbox = Arc::new(Outbox::new(
         app.limits.client_buffer,
         connection.abort.clone(),

@@ -25,6 +25,7 @@ use sse_core::schema::counts::{
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::Hub;
+use crate::pipelines::Pipelines;
 
 /// This node's part in the fleet's counts.
 pub(crate) struct FleetCounts {
@@ -184,41 +185,6 @@ impl FleetCounts {
 fn forget(written: &mut HashMap<Topic, Written>) {
     for last in written.values_mut() {
         last.count = usize::MAX;
-    }
-}
-
-/// The pipelines one refresh sends: one on a single Redis; on a Redis Cluster one per hash
-/// slot, because a cluster pipeline's commands must share a slot.
-enum Pipelines {
-    Single(redis::Pipeline),
-    PerSlot(HashMap<redis::cluster_routing::Slot, redis::Pipeline>),
-}
-
-impl Pipelines {
-    fn new(redis: &Commands) -> Self {
-        match redis {
-            Commands::Single(_) => Self::Single(redis::pipe()),
-            Commands::Cluster(_) => Self::PerSlot(HashMap::new()),
-        }
-    }
-
-    /// The pipeline a command on `key` goes into.
-    fn for_key(&mut self, key: &str) -> &mut redis::Pipeline {
-        match self {
-            Self::Single(pipe) => pipe,
-            Self::PerSlot(pipes) => pipes
-                .entry(redis::cluster_routing::Slot::for_key(key))
-                .or_insert_with(redis::pipe),
-        }
-    }
-
-    /// The pipelines that have commands.
-    fn into_pipelines(self) -> Vec<redis::Pipeline> {
-        match self {
-            Self::Single(pipe) if pipe.is_empty() => Vec::new(),
-            Self::Single(pipe) => vec![pipe],
-            Self::PerSlot(pipes) => pipes.into_values().collect(),
-        }
     }
 }
 

@@ -45,6 +45,8 @@ mod history;
 mod hub;
 mod metrics;
 mod outbox;
+mod pipelines;
+mod presence;
 mod pubsub;
 mod replay_cache;
 mod response;
@@ -107,6 +109,11 @@ pub enum StartError {
     /// No HTTP client could be built for forward auth.
     #[error("cannot build the HTTP client for --auth-url")]
     HttpClient(#[source] reqwest::Error),
+    /// `--presence` without anything that names subscribers.
+    #[error(
+        "--presence needs subscriber auth (--jwt-secret, --jwt-public-key, --jwks-url or --auth-url) to know who is listening"
+    )]
+    PresenceWithoutAuth,
 }
 
 /// Subscriber checks as `config` asks for them, or `None` when nothing is checked. A JWKS
@@ -230,13 +237,34 @@ pub async fn run(
     );
     tokio::spawn(heartbeats(hub.clone(), config.heartbeat, stopping.clone()));
     tokio::spawn(hub.clone().sweep_lingering(stopping.clone()));
+    let node = config
+        .node_id
+        .clone()
+        .unwrap_or_else(fleet_counts::random_node_id);
+    let presence = if config.presence {
+        if auth.is_none() {
+            return Err(StartError::PresenceWithoutAuth);
+        }
+        let presence = Arc::new(presence::Presence::default());
+        let writer = presence::PresenceWriter {
+            presence: presence.clone(),
+            redis: count_writes.clone(),
+            node: node.clone(),
+            grace: config.presence_grace,
+            refresh: config.count_refresh,
+            timeout: redis.timeout(),
+            writes: metrics.presence_writes.clone(),
+            events: metrics.presence_events.clone(),
+        };
+        tokio::spawn(writer.run(stopping.clone()));
+        Some(presence)
+    } else {
+        None
+    };
     let counts = fleet_counts::FleetCounts {
         hub: hub.clone(),
         redis: count_writes,
-        node: config
-            .node_id
-            .clone()
-            .unwrap_or_else(fleet_counts::random_node_id),
+        node,
         refresh: config.count_refresh,
         timeout: redis.timeout(),
         refreshes: metrics.count_refreshes.clone(),
@@ -277,6 +305,7 @@ pub async fn run(
             config.trusted_proxies.clone(),
         )),
         admission: config.accept_rate.map(admission::Admission::new),
+        presence,
     });
     tracing::info!(addr = ?listener.local_addr().ok(), "sse-gateway listening");
     let drain_over = Duration::from_secs(config.drain_seconds);

@@ -46,6 +46,10 @@ pub(crate) struct Metrics {
     pub(crate) slow_consumer_disconnects: IntCounter,
     /// `sse_count_refreshes_total{outcome}`: writes of this node's subscriber counts.
     pub(crate) count_refreshes: IntCounterVec,
+    /// `sse_presence_writes_total{outcome}`: rounds that wrote presence changes.
+    pub(crate) presence_writes: IntCounterVec,
+    /// `sse_presence_events_total{event}`: joins and leaves this node published.
+    pub(crate) presence_events: IntCounterVec,
     /// `sse_dead_peer_disconnects_total`: connections closed because the client stopped
     /// acknowledging data (it vanished without closing: `TCP_USER_TIMEOUT`).
     pub(crate) dead_peer_disconnects: IntCounter,
@@ -148,6 +152,16 @@ impl Metrics {
                 "sse_count_refreshes_total",
                 "Refreshes of this node's subscriber counts in Redis (--count-refresh), by outcome (ok, failed).",
                 "outcome",
+            ),
+            presence_writes: registry.counter_vec(
+                "sse_presence_writes_total",
+                "Rounds that wrote this node's presence changes (or removed a gone node's) to Redis (--presence), by outcome (ok, failed).",
+                "outcome",
+            ),
+            presence_events: registry.counter_vec(
+                "sse_presence_events_total",
+                "Joins and leaves this node's presence writes published on companion topics, by event (join, leave).",
+                "event",
             ),
             dead_peer_disconnects: registry.counter(
                 "sse_dead_peer_disconnects_total",

@@ -8,7 +8,7 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::cluster::{master_of, one_topic_per_shard};
+use harness::cluster::{master_of, one_topic_per_shard, one_topic_per_shard_of};
 use harness::feed::Feed;
 use harness::{PATIENCE, TestGateway, publish, start_gateway_with};
 use sse_core::parser::Item;
@@ -361,6 +361,62 @@ async fn counts_topic_info_and_keyed_publishes_work_on_every_shard() {
             "every refresh reached its shards"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_joins_and_lists_on_every_shard() {
+    use harness::tokens::{SECRET, bearer, hs256, now};
+    let cluster = RedisCluster::start();
+    let node = gateway(
+        &cluster,
+        &[
+            "--jwt-secret",
+            SECRET,
+            "--presence",
+            "--count-refresh",
+            "200ms",
+        ],
+    );
+    let publisher = publisher(&cluster).await;
+    let token = |subject: &str| {
+        bearer(&hs256(&serde_json::json!({
+            "exp": now() + 3600, "sub": subject, "sse": {"subscribe": ["*"]}
+        })))
+    };
+    let watching = token("watcher");
+    let listening = token("alice");
+    let mut streams = Vec::new();
+    // Topics whose companions `presence:<topic>` live on three different masters.
+    for name in one_topic_per_shard_of(&cluster, "presence:") {
+        let path = format!("/events?topic=presence:{name}");
+        let mut watcher = node.get(&path, &[("Authorization", &watching)]).await;
+        assert_eq!(watcher.status(), 200);
+        watcher.position(PATIENCE).await;
+        let path = format!("/events?topic={name}");
+        let mut alice = node.get(&path, &[("Authorization", &listening)]).await;
+        assert_eq!(alice.status(), 200);
+        alice.position(PATIENCE).await;
+        let join = watcher.next_event(PATIENCE).await;
+        assert_eq!(
+            (join.event_type.as_str(), join.data),
+            ("join", format!(r#"{{"topic":"{name}","sub":"alice"}}"#))
+        );
+        let present = eventually(&format!("alice is present on {name}"), PATIENCE, || async {
+            publisher
+                .present(&topic(&name), None, 10)
+                .await
+                .ok()
+                .filter(|page| page.count == 1)
+        })
+        .await;
+        assert_eq!(present.subjects, ["alice"]);
+        streams.push((watcher, alice));
+    }
+    assert_eq!(
+        node.metric("sse_presence_writes_total{outcome=\"failed\"}")
+            .await,
+        0
+    );
 }
 
 #[tokio::test]

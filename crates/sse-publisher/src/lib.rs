@@ -26,7 +26,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 pub use config::{Config, ConfigError, LogFormat};
-pub use publisher::{DEFAULT_IDEMPOTENCY_WINDOW, Outcome, PublishError, Publisher, TopicInfo};
+pub use publisher::{
+    DEFAULT_IDEMPOTENCY_WINDOW, Outcome, Present, PublishError, Publisher, TopicInfo,
+};
 use sse_core::jwt;
 use sse_core::runtime::cors::Cors;
 pub use sse_core::runtime::redis::RedisFlags;

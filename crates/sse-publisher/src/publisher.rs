@@ -36,10 +36,12 @@ use std::time::Duration;
 use redis::cluster_routing::Slot;
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 use sse_core::ErrorChain;
-use sse_core::runtime::redis::{CheckError, Commands, Mode, Redis, RedisConfigError, RedisFlags};
+use sse_core::runtime::redis::{
+    CheckError, Commands, Mode, Redis, RedisConfigError, RedisFlags, is_function_missing,
+};
 use sse_core::schema::{
-    FleetCount, IdempotencyKey, LIBRARY, MEMBERS_KEY, PublishCall, Record, Retention, alive_key,
-    cluster_library, node_topics_key, stream_key, subscribers_key,
+    FleetCount, IdempotencyKey, MEMBERS_KEY, PublishCall, Record, Retention, alive_key,
+    node_topics_key, presence, stream_key, subscribers_key,
 };
 use sse_core::{Event, EventId, Topic};
 
@@ -71,6 +73,17 @@ pub struct TopicInfo {
     pub first_id: Option<EventId>,
     /// The newest of them.
     pub last_id: Option<EventId>,
+}
+
+/// A page of the subjects listening to a topic ([`Publisher::present`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Present {
+    /// The page's subjects, sorted.
+    pub subjects: Vec<String>,
+    /// Every subject present, over all pages.
+    pub count: u64,
+    /// Where the next page starts (its `after`), when there is one.
+    pub next: Option<String>,
 }
 
 /// What a publish with an idempotency key did.
@@ -255,16 +268,9 @@ impl Publisher {
     /// # Errors
     /// [`PublishError`] if Redis is unreachable or refuses the library.
     pub async fn load_function(&self) -> Result<(), PublishError> {
-        let library = match self.redis.mode() {
-            Mode::Single => LIBRARY.to_owned(),
-            // Sent to every master.
-            Mode::Cluster => cluster_library(),
-        };
-        redis::cmd("FUNCTION")
-            .arg("LOAD")
-            .arg("REPLACE")
-            .arg(library)
-            .exec_async(&mut self.connection.clone())
+        self.connection
+            .clone()
+            .load_functions()
             .await
             .map_err(PublishError::from_redis)
     }
@@ -403,22 +409,7 @@ impl Publisher {
             .query_async(&mut redis)
             .await
             .map_err(PublishError::from_redis)?;
-        let alive: Vec<Option<String>> = if fields.is_empty() {
-            Vec::new()
-        } else {
-            let keys: Vec<String> = fields.iter().map(|(node, _)| alive_key(node)).collect();
-            redis::cmd("MGET")
-                .arg(keys)
-                .query_async(&mut redis)
-                .await
-                .map_err(PublishError::from_redis)?
-        };
-        let live: std::collections::HashSet<&str> = fields
-            .iter()
-            .zip(&alive)
-            .filter(|(_, alive)| alive.is_some())
-            .map(|((node, _), _)| node.as_str())
-            .collect();
+        let live = alive_nodes(&mut redis, fields.iter().map(|(node, _)| node.as_str())).await?;
         let count = FleetCount::of(
             fields.iter().map(|(node, count)| (node.as_str(), *count)),
             |node| live.contains(node),
@@ -458,6 +449,53 @@ impl Publisher {
             retained,
             first_id: id(first)?,
             last_id: id(last)?,
+        })
+    }
+
+    /// The subjects listening to `topic` on live gateway nodes running `--presence` (see
+    /// `sse_core::schema::presence`), sorted, those after `after`, at most `limit`: two reads.
+    ///
+    /// # Errors
+    /// As [`Publisher::topic_info`].
+    pub async fn present(
+        &self,
+        topic: &Topic,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Present, PublishError> {
+        let Some(companion) = presence::companion(topic) else {
+            return Ok(Present::default());
+        };
+        let mut redis = self.connection.clone();
+        let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(presence::present_key(&companion))
+            .query_async(&mut redis)
+            .await
+            .map_err(PublishError::from_redis)?;
+        let nodes = fields
+            .iter()
+            .flat_map(|(_, nodes)| presence::nodes_of(nodes));
+        let live = alive_nodes(&mut redis, nodes).await?;
+        let subjects = presence::present(
+            fields
+                .iter()
+                .map(|(subject, nodes)| (subject.as_str(), nodes.as_str())),
+            |node| live.contains(node),
+        );
+        let count = subjects.len() as u64;
+        let mut page: Vec<String> = subjects
+            .into_iter()
+            .filter(|subject| after.is_none_or(|after| subject.as_str() > after))
+            .take(limit + 1)
+            .collect();
+        let next = (page.len() > limit).then(|| {
+            page.truncate(limit);
+            page.last().cloned().unwrap_or_default()
+        });
+        Ok(Present {
+            subjects: page,
+            count,
+            next,
         })
     }
 
@@ -648,6 +686,31 @@ impl Request for redis::Pipeline {
 }
 
 /// The hash slot of `topic`'s keys.
+/// Which of `nodes` are alive: their `alive` keys exist (one `MGET`, none for no nodes).
+async fn alive_nodes<'a>(
+    redis: &mut Commands,
+    nodes: impl Iterator<Item = &'a str>,
+) -> Result<std::collections::HashSet<&'a str>, PublishError> {
+    let nodes: Vec<&str> = nodes
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if nodes.is_empty() {
+        return Ok(std::collections::HashSet::new());
+    }
+    let keys: Vec<String> = nodes.iter().map(|node| alive_key(node)).collect();
+    let alive: Vec<Option<String>> = redis::cmd("MGET")
+        .arg(keys)
+        .query_async(redis)
+        .await
+        .map_err(PublishError::from_redis)?;
+    Ok(nodes
+        .into_iter()
+        .zip(alive)
+        .filter_map(|(node, alive)| alive.map(|_| node))
+        .collect())
+}
+
 fn slot_of(topic: &Topic) -> Slot {
     Slot::for_key(stream_key(topic))
 }
@@ -659,13 +722,6 @@ fn is_key_conflict(error: &RedisError) -> bool {
         .clone()
         .into_server_errors()
         .is_some_and(|errors| errors.iter().any(|(_, error)| error.code() == "CONFLICT"))
-}
-
-fn is_function_missing(error: &RedisError) -> bool {
-    error
-        .detail()
-        .is_some_and(|d| d.contains("Function not found"))
-        || error.to_string().contains("Function not found")
 }
 
 /// The ids of a request's calls' replies: an id, or with an idempotency key `[id, replayed]`.

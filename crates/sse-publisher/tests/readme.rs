@@ -192,7 +192,37 @@ fn the_readme_topic_info_example_answers() {
     assert_eq!(
         info,
         serde_json::json!({"topic": "orders", "subscribers": 0, "nodes": 0, "retained": 1,
-                           "first_id": id, "last_id": id})
+                           "first_id": id, "last_id": id,
+                           "present": [], "present_count": 0, "present_next": null})
+    );
+}
+
+#[test]
+fn the_readme_presence_example_lists_a_page() {
+    let redis = RedisServer::start();
+    let publisher = start_publisher(&redis, &["--token", "dev-token"]);
+    redis::pipe()
+        .hset("sse:{presence:orders}:present", "alice", "n1")
+        .hset("sse:{presence:orders}:present", "bob", "n1")
+        .hset("sse:{presence:orders}:present", "carol", "n1")
+        .set("sse:{nodes}:alive:n1", 1)
+        .exec(&mut redis.connection())
+        .expect("a node's presence");
+    let commands = readme_commands("topic-present");
+    assert_eq!(commands.len(), 1, "{commands:#?}");
+    let info: Value = serde_json::from_str(&run(&commands[0], &publisher.url(""), &redis.url()))
+        .expect("a JSON answer");
+    assert_eq!(
+        (
+            &info["present"],
+            &info["present_count"],
+            &info["present_next"]
+        ),
+        (
+            &serde_json::json!(["alice", "bob"]),
+            &serde_json::json!(3),
+            &serde_json::json!("bob")
+        )
     );
 }
 

@@ -17,7 +17,8 @@ async fn a_topic_nobody_used_is_all_zeros_not_404() {
     assert_eq!(
         reply.json(),
         json!({"topic": "nobody", "subscribers": 0, "nodes": 0, "retained": 0,
-               "first_id": null, "last_id": null})
+               "first_id": null, "last_id": null,
+               "present": [], "present_count": 0, "present_next": null})
     );
 }
 
@@ -47,8 +48,70 @@ async fn the_history_and_the_live_nodes_shares_are_reported() {
     assert_eq!(
         reply.json(),
         json!({"topic": "orders", "subscribers": 7, "nodes": 2, "retained": 3,
-               "first_id": ids[0], "last_id": ids[2]})
+               "first_id": ids[0], "last_id": ids[2],
+               "present": [], "present_count": 0, "present_next": null})
     );
+}
+
+#[tokio::test]
+async fn the_subjects_present_on_live_nodes_are_listed_a_page_at_a_time() {
+    let redis = RedisServer::start();
+    let publisher = start_publisher(&redis, &[]);
+    // Presence as gateways running --presence write it, with a subject only a gone node holds.
+    redis::pipe()
+        .hset("sse:{presence:orders}:present", "carol", "node-a")
+        .hset("sse:{presence:orders}:present", "alice", "node-dead node-b")
+        .hset("sse:{presence:orders}:present", "bob", "node-a node-b")
+        .hset("sse:{presence:orders}:present", "dave", "node-dead")
+        .set("sse:{nodes}:alive:node-a", 1)
+        .set("sse:{nodes}:alive:node-b", 1)
+        .exec(&mut redis.connection())
+        .expect("write the presence");
+
+    let page = |query: &str| {
+        let path = format!("/v1/topics/orders{query}");
+        let publisher = &publisher;
+        async move {
+            let reply = publisher.get_authorized(&path).await;
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            let body = reply.json();
+            (
+                body["present"].clone(),
+                body["present_count"].clone(),
+                body["present_next"].clone(),
+            )
+        }
+    };
+    assert_eq!(
+        page("").await,
+        (json!(["alice", "bob", "carol"]), json!(3), json!(null))
+    );
+    assert_eq!(
+        page("?present_limit=2").await,
+        (json!(["alice", "bob"]), json!(3), json!("bob"))
+    );
+    assert_eq!(
+        page("?present_limit=2&present_after=bob").await,
+        (json!(["carol"]), json!(3), json!(null))
+    );
+    for bad in [
+        "?present_limit=0",
+        "?present_limit=x",
+        "?present_limit=1001",
+    ] {
+        publisher
+            .get_authorized(&format!("/v1/topics/orders{bad}"))
+            .await
+            .assert_error(
+                400,
+                "invalid_query",
+                &["present_limit must be a whole number"],
+            );
+    }
+    publisher
+        .get_authorized("/v1/topics/orders?who=all")
+        .await
+        .assert_error(400, "invalid_query", &["unknown query parameter"]);
 }
 
 #[tokio::test]

@@ -466,6 +466,32 @@ impl Commands {
             }
         }
     }
+
+    /// Loads (or reloads) the schema's function library (`sse_publish`, `sse_presence`):
+    /// on a cluster the variant for it, on every master. Idempotent.
+    ///
+    /// # Errors
+    /// The call's error: Redis unreachable, or refusing the library.
+    pub async fn load_functions(&mut self) -> Result<(), RedisError> {
+        let library = match self {
+            Self::Single(_) => crate::schema::LIBRARY.to_owned(),
+            Self::Cluster(_) => crate::schema::cluster_library(),
+        };
+        redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(library)
+            .exec_async(self)
+            .await
+    }
+}
+
+/// Whether `error` says a function of the library is missing (Redis restarted without it).
+pub fn is_function_missing(error: &RedisError) -> bool {
+    error
+        .detail()
+        .is_some_and(|detail| detail.contains("Function not found"))
+        || error.to_string().contains("Function not found")
 }
 
 /// Why [`Commands::ready`] failed.

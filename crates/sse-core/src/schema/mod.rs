@@ -11,6 +11,7 @@
 //! | live | `sse:{<topic>}:live` | pub/sub messages `<id>\n<event>\n<data>`; on a Cluster also `sse.probe` ([`PROBE_MESSAGE`], skipped by readers) |
 //! | idempotency record | `sse:{<topic>}:idempotency:<key>` | a hash, for [`IdempotencyKey`] `<key>` of a request whose first event is on `<topic>`: `count` (the request's events) and per position `i` `digest:<i>` (SHA-1 of topic, name and data) and `id:<i>`; it expires after the window |
 //! | subscribers | `sse:{<topic>}:subscribers`, `sse:{nodes}:alive:<node>` | each gateway node's count of its open streams on the topic, and whether the node is alive ([`counts`]) |
+//! | presence | `sse:{presence:<topic>}:present`, `sse:{nodes}:presence:<node>` | with `--presence`: which subjects have streams on the topic on which nodes; joins and leaves are events of the companion topic `presence:<topic>` ([`presence`]) |
 //!
 //! The topic is the Redis Cluster hash tag, so a topic's keys live in one hash slot ([`keys`]).
 //!
@@ -44,6 +45,9 @@
 //! `CONFLICT` error, and nothing is written ([`idempotency`]). A batch is one `MULTI` of such
 //! calls, position `0` to `count - 1`, all with the first event's record.
 //!
+//! The library also registers `sse_presence`, which gateways call to record who is listening
+//! and which appends joins and leaves exactly as `sse_publish` appends events ([`presence`]).
+//!
 //! ## Ids
 //!
 //! The event id is the stream id Redis assigns (`<ms>-<seq>`): strictly increasing per topic,
@@ -62,6 +66,7 @@ pub mod counts;
 pub mod idempotency;
 pub mod keys;
 pub mod payload;
+pub mod presence;
 pub mod script;
 
 pub use counts::{FleetCount, MEMBERS_KEY, alive_key, node_topics_key, subscribers_key};

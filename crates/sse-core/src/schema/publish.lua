@@ -1,6 +1,7 @@
 #!lua name=sse
 --
--- The publish function of the SSE gateway's Redis schema (see schema/mod.rs).
+-- The functions of the SSE gateway's Redis schema (see schema/mod.rs): sse_publish, and
+-- sse_presence, with which gateways record who is listening (schema/presence.rs).
 --
 --   FCALL sse_publish 1 sse:{<topic>}:stream <data> <event> <maxlen> <max-age-ms> [<idle-ms>]
 --   FCALL sse_publish 2 sse:{<topic>}:stream sse:{<topic>}:idempotency:<key>
@@ -41,6 +42,28 @@ local function whole(value, least)
   if number and number >= least and number == math.floor(number) then
     return number
   end
+end
+
+-- Appends one event to <topic>'s stream and announces it; returns its id.
+local function append(topic, stream, data, event, maxlen, max_age, idle)
+  local id
+  if event == '' then
+    id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'data', data)
+  else
+    id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'data', data, 'event', event)
+  end
+  if max_age > 0 then
+    local now = redis.call('TIME')
+    local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - max_age
+    if oldest > 0 then
+      redis.call('XTRIM', stream, 'MINID', '~', string.format('%d', oldest))
+    end
+  end
+  if idle > 0 then
+    redis.call('PEXPIRE', stream, idle)
+  end
+  redis.call(ANNOUNCE, 'sse:{' .. topic .. '}:live', id .. '\n' .. event .. '\n' .. data)
+  return id
 end
 
 local function publish(keys, args)
@@ -101,23 +124,7 @@ local function publish(keys, args)
     end
   end
 
-  local id
-  if event == '' then
-    id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'data', data)
-  else
-    id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'data', data, 'event', event)
-  end
-  if max_age > 0 then
-    local now = redis.call('TIME')
-    local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - max_age
-    if oldest > 0 then
-      redis.call('XTRIM', stream, 'MINID', '~', string.format('%d', oldest))
-    end
-  end
-  if idle > 0 then
-    redis.call('PEXPIRE', stream, idle)
-  end
-  redis.call(ANNOUNCE, 'sse:{' .. topic .. '}:live', id .. '\n' .. event .. '\n' .. data)
+  local id = append(topic, stream, data, event, maxlen, max_age, idle)
   if record then
     redis.call('HSET', record, 'count', count, 'digest:' .. index, digest, 'id:' .. index, id)
     if not recorded then
@@ -129,3 +136,116 @@ local function publish(keys, args)
 end
 
 redis.register_function('sse_publish', publish)
+
+--   FCALL sse_presence 2 sse:{presence:<topic>}:present sse:{presence:<topic>}:stream
+--                        <node> <maxlen> <idle-ms> <ttl-ms> <op> <subject> [<op> <subject> ...]
+--
+-- One gateway node's changes to who is listening on <topic>, in one atomic call. The hash
+-- sse:{presence:<topic>}:present maps each subject (a token's `sub`) to the space-separated
+-- ids of the nodes it has streams on. Op '+': <node> holds <subject> now; '-': no longer; '*'
+-- (with an empty subject): <node> holds nobody any more (it is gone). A subject that gets its
+-- first node is announced as event `join`, one that loses its last node as event `leave`, on
+-- the companion topic presence:<topic>, exactly as sse_publish appends and announces (stream
+-- trimmed to about <maxlen> entries, expiring <idle-ms> after its last append when not 0), with
+-- data {"topic":"<topic>","sub":"<subject>"}. The hash expires <ttl-ms> after the last call.
+-- Returns {<joins>, <leaves>}. Invalid input is refused before anything is written.
+local PRESENCE_USAGE = 'usage: FCALL sse_presence 2 sse:{presence:<topic>}:present sse:{presence:<topic>}:stream' ..
+  ' <node> <maxlen> <idle-ms or 0> <ttl-ms> <+|-|*> <subject> [<+|-|*> <subject> ...]'
+
+local function presence_fail(message)
+  return redis.error_reply('ERR sse_presence: ' .. message)
+end
+
+local function split(list)
+  local nodes = {}
+  for node in string.gmatch(list or '', '%S+') do
+    nodes[#nodes + 1] = node
+  end
+  return nodes
+end
+
+local function presence(keys, args)
+  if #keys ~= 2 or #args < 6 or #args % 2 ~= 0 then
+    return presence_fail(PRESENCE_USAGE)
+  end
+  local present, stream = keys[1], keys[2]
+  local companion = string.match(present, '^sse:{(presence:[%w_.:/%-]+)}:present$')
+  if not companion or #companion > 128 or stream ~= 'sse:{' .. companion .. '}:stream' then
+    return presence_fail('keys must be sse:{presence:<topic>}:present and sse:{presence:<topic>}:stream of one topic; ' ..
+      PRESENCE_USAGE)
+  end
+  local node = args[1]
+  if #node > 64 or not string.match(node, '^[%w_.%-]+$') then
+    return presence_fail('node must be 1 to 64 ASCII letters, digits, _ - or .')
+  end
+  local maxlen, idle, ttl = whole(args[2], 1), whole(args[3], 0), whole(args[4], 1)
+  if not maxlen or not idle or not ttl then
+    return presence_fail('maxlen and ttl-ms must be whole numbers of at least 1, idle-ms of at least 0; ' .. PRESENCE_USAGE)
+  end
+  for i = 5, #args, 2 do
+    local op, subject = args[i], args[i + 1]
+    if not (op == '+' or op == '-' or (op == '*' and subject == '')) then
+      return presence_fail('op must be + or - with a subject, or * with an empty one; ' .. PRESENCE_USAGE)
+    end
+    if (op ~= '*' and subject == '') or #subject > 1024 then
+      return presence_fail('a subject must be 1 to 1024 bytes')
+    end
+  end
+
+  local topic = string.sub(companion, 10)
+  local joins, leaves = 0, 0
+  local function announce(event, subject)
+    -- Topics need no escaping; cjson escapes the subject (a table would not keep key order).
+    local data = '{"topic":"' .. topic .. '","sub":' .. cjson.encode(subject) .. '}'
+    append(companion, stream, data, event, maxlen, 0, idle)
+  end
+  local function leave(subject, nodes)
+    local left = {}
+    for _, held in ipairs(nodes) do
+      if held ~= node then
+        left[#left + 1] = held
+      end
+    end
+    if #left == #nodes then
+      return
+    end
+    if #left == 0 then
+      redis.call('HDEL', present, subject)
+      announce('leave', subject)
+      leaves = leaves + 1
+    else
+      redis.call('HSET', present, subject, table.concat(left, ' '))
+    end
+  end
+  for i = 5, #args, 2 do
+    local op, subject = args[i], args[i + 1]
+    if op == '+' then
+      local nodes = split(redis.call('HGET', present, subject))
+      local held = false
+      for _, other in ipairs(nodes) do
+        held = held or other == node
+      end
+      if not held then
+        nodes[#nodes + 1] = node
+        redis.call('HSET', present, subject, table.concat(nodes, ' '))
+        if #nodes == 1 then
+          announce('join', subject)
+          joins = joins + 1
+        end
+      end
+    elseif op == '-' then
+      leave(subject, split(redis.call('HGET', present, subject)))
+    else
+      local all = redis.call('HGETALL', present)
+      for j = 1, #all, 2 do
+        leave(all[j], split(all[j + 1]))
+      end
+    end
+  end
+  if redis.call('EXISTS', present) == 1 then
+    redis.call('PEXPIRE', present, ttl)
+  end
+  return {joins, leaves}
+end
+
+redis.register_function('sse_presence', presence)

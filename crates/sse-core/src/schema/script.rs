@@ -110,13 +110,19 @@ impl PublishCall {
     /// The `FCALL` command itself (with the `runtime` feature, which brings the redis crate).
     #[cfg(feature = "runtime")]
     pub fn command(&self) -> redis::Cmd {
-        let mut cmd = redis::cmd("FCALL");
-        cmd.arg(FUNCTION).arg(self.keys.len()).arg(&self.keys);
-        for arg in &self.args {
-            cmd.arg(&arg[..]);
-        }
-        cmd
+        fcall(FUNCTION, &self.keys, &self.args)
     }
+}
+
+/// `FCALL <function> <numkeys> <keys…> <args…>`.
+#[cfg(feature = "runtime")]
+pub(crate) fn fcall(function: &str, keys: &[String], args: &[Bytes]) -> redis::Cmd {
+    let mut cmd = redis::cmd("FCALL");
+    cmd.arg(function).arg(keys.len()).arg(keys);
+    for arg in args {
+        cmd.arg(&arg[..]);
+    }
+    cmd
 }
 
 #[cfg(test)]

@@ -12,10 +12,15 @@ pub(crate) fn master_of(cluster: &RedisCluster, name: &str) -> u16 {
 
 /// Three topics whose slots are served by three different masters.
 pub(crate) fn one_topic_per_shard(cluster: &RedisCluster) -> Vec<String> {
+    one_topic_per_shard_of(cluster, "")
+}
+
+/// Three topics whose topics `<prefix><topic>` are served by three different masters.
+pub(crate) fn one_topic_per_shard_of(cluster: &RedisCluster, prefix: &str) -> Vec<String> {
     let mut chosen: Vec<(u16, String)> = Vec::new();
     for n in 0.. {
         let name = format!("shard-{n}");
-        let master = master_of(cluster, &name);
+        let master = master_of(cluster, &format!("{prefix}{name}"));
         if chosen.iter().all(|(m, _)| *m != master) {
             chosen.push((master, name));
         }

@@ -2,6 +2,10 @@
 //! holds. Authorized like publishing to the topic; a topic nobody listens to and nobody
 //! published to answers `200` with zeros (a topic exists when someone listens).
 //!
+//! With gateways running `--presence`, it also lists the subjects listening (`present`,
+//! sorted, `present_limit` at a time, default 100, at most 1000; `present_next` is the
+//! `present_after` of the next page, `null` on the last) and counts them (`present_count`).
+//!
 //! `GET /v1/topics?prefix=<p>&limit=<n>`: the busiest topics over the fleet (those a JWT may
 //! publish to, for a JWT), at most `limit` (default 20, at most 1000).
 
@@ -22,6 +26,8 @@ pub(crate) const LIST: &str = "/v1/topics";
 /// Topics listed unless `limit` says otherwise, and the most it may say.
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 1000;
+/// Subjects listed per page unless `present_limit` says otherwise.
+const DEFAULT_PRESENT_LIMIT: usize = 100;
 
 /// Handles one list request.
 pub(crate) async fn list(
@@ -34,17 +40,7 @@ pub(crate) async fn list(
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         match &*name {
             "prefix" => prefix = value.into_owned(),
-            "limit" => {
-                limit = value
-                    .parse()
-                    .ok()
-                    .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-                    .ok_or_else(|| ApiError::BadQuery {
-                        detail: format!(
-                            "limit must be a whole number from 1 to {MAX_LIMIT}, not {value:?}"
-                        ),
-                    })?;
-            }
+            "limit" => limit = parse_limit("limit", &value)?,
             _ => {
                 return Err(ApiError::BadQuery {
                     detail: format!("unknown query parameter {name:?}; use prefix and limit"),
@@ -78,7 +74,26 @@ pub(crate) async fn handle(
         reason: error.to_string(),
     })?;
     caller.may_publish([&topic])?;
+    let (mut after, mut limit) = (None, DEFAULT_PRESENT_LIMIT);
+    let query = request.uri().query().unwrap_or_default();
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        match &*name {
+            "present_after" => after = Some(value.into_owned()),
+            "present_limit" => limit = parse_limit("present_limit", &value)?,
+            _ => {
+                return Err(ApiError::BadQuery {
+                    detail: format!(
+                        "unknown query parameter {name:?}; use present_after and present_limit"
+                    ),
+                });
+            }
+        }
+    }
     let info = app.publisher.topic_info(&topic).await?;
+    let present = app
+        .publisher
+        .present(&topic, after.as_deref(), limit)
+        .await?;
     let body = json!({
         "topic": topic.as_str(),
         "subscribers": info.subscribers,
@@ -86,6 +101,20 @@ pub(crate) async fn handle(
         "retained": info.retained,
         "first_id": info.first_id.map(|id| id.to_string()),
         "last_id": info.last_id.map(|id| id.to_string()),
+        "present": present.subjects,
+        "present_count": present.count,
+        "present_next": present.next,
     });
     Ok(super::json_response(StatusCode::OK, &body))
+}
+
+/// A `limit`-like parameter `name`: a whole number from 1 to [`MAX_LIMIT`].
+fn parse_limit(name: &str, value: &str) -> Result<usize, ApiError> {
+    value
+        .parse()
+        .ok()
+        .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+        .ok_or_else(|| ApiError::BadQuery {
+            detail: format!("{name} must be a whole number from 1 to {MAX_LIMIT}, not {value:?}"),
+        })
 }
