@@ -8,6 +8,10 @@
 // the same expired token: the page closes the EventSource instead and, once the field holds
 // another token (at once if it already does), opens a new one with that token and
 // `lastEventId`, so nothing is lost or shown twice.
+//
+// The streams listening to each topic over the whole fleet come from the publisher's topic-info
+// endpoint (GET /v1/topics/<topic>, authorized like publishing: the Publish form's token),
+// asked every 2 s; they are as fresh as the gateways' --count-refresh (10 s by default).
 
 const $ = (id) => document.getElementById(id);
 let source = null;
@@ -19,6 +23,8 @@ let tokenInUse = "";
 let waitingForToken = null;
 // The pending restart after the browser gave up (see onerror).
 let retry = null;
+// The listener count's poll.
+let listenersPoll = null;
 
 function row(cells, className) {
   const tr = document.createElement("tr");
@@ -44,8 +50,32 @@ function onEvent(event) {
   row([String(count), label, event.lastEventId, event.data], event.type.startsWith("sse.") ? "control" : "");
 }
 
+// Shows how many streams listen to each of `topics` over the fleet, now and every 2 s.
+function watchListeners(topics) {
+  clearInterval(listenersPoll);
+  const show = async () => {
+    const parts = await Promise.all(topics.map(async (topic) => {
+      try {
+        // Topic characters (letters, digits, _ - . : /) need no escaping in a path.
+        const response = await fetch("/v1/topics/" + topic, {
+          headers: { Authorization: "Bearer " + $("publish-token").value },
+        });
+        if (!response.ok) return `${topic}: ${response.status} (the Publish token may read counts)`;
+        const info = await response.json();
+        return `${topic}: ${info.subscribers} on ${info.nodes} node${info.nodes === 1 ? "" : "s"}`;
+      } catch {
+        return `${topic}: –`;
+      }
+    }));
+    $("listeners").textContent = parts.join(" · ");
+  };
+  show();
+  listenersPoll = setInterval(show, 2000);
+}
+
 function connect(topics, lastEventId) {
   disconnect();
+  watchListeners(topics);
   let query = topics.map((t) => "topic=" + encodeURIComponent(t)).join("&");
   // A new EventSource cannot send Last-Event-ID itself; the query parameter carries it.
   if (lastEventId) query += "&lastEventId=" + encodeURIComponent(lastEventId);
@@ -84,6 +114,7 @@ function disconnect() {
   if (source) source.close();
   source = null;
   clearTimeout(retry);
+  clearInterval(listenersPoll);
   waitingForToken = null;
   setStatus("not connected");
 }

@@ -1,6 +1,7 @@
 // The demo page (deploy/demo) in a real Chromium, served through nginx, while the gateway that
 // serves its stream is killed: the browser's own EventSource must reconnect through nginx to the
-// other gateway, resume with Last-Event-ID, and show every event exactly once, in order.
+// other gateway, resume with Last-Event-ID, and show every event exactly once, in order. Before
+// that, the page shows its own stream in the fleet's listener count.
 //
 // Run by crates/sse-gateway/tests/browser.rs against deploy/local/run.sh; by hand:
 //   E2E_BASE_URL=http://127.0.0.1:8000 E2E_GATEWAYS=8080:<pid>,8082:<pid> node demo.e2e.mjs
@@ -103,6 +104,10 @@ async function run(page, pageErrors) {
     return (await page.textContent("#last-id")) !== "–";
   });
   log(`page open at position ${await page.textContent("#last-id")}`);
+  // Its own stream shows in the fleet's count once its gateway refreshed (--count-refresh 10 s).
+  const listening = `${TOPIC}: 1 on 1 node`;
+  await until(`the page to show "${listening}"`, 25_000, async () => (await page.textContent("#listeners")) === listening);
+  log(`the page shows the fleet's count: ${listening}`);
 
   const victim = await servingGateway(GATEWAYS);
   const survivor = GATEWAYS.find((g) => g !== victim);
