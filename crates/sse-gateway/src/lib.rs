@@ -37,6 +37,7 @@ mod auth;
 mod body;
 mod client_limits;
 mod connection;
+mod dev_cert;
 mod drain;
 mod error;
 mod events;
@@ -62,6 +63,7 @@ use std::time::Duration;
 
 pub use auth::{IssueError, TokenArgs, issue as issue_token};
 pub use config::{Config, LogFormat, Switch};
+pub use dev_cert::{CertArgs, CertError, Written, write_cert};
 pub use sse_core::jwt::{KeyError, PatternError};
 use sse_core::runtime::cors::Cors;
 pub use sse_core::runtime::cors::CorsError;

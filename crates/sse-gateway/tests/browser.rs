@@ -7,7 +7,10 @@
 //! on another origin subscribe with a token in a cookie (`withCredentials`) or in the query. A
 //! third runs `tests/browser/token-expiry.e2e.mjs` against gateways started with
 //! `SSE_JWT_SECRET`: the demo page's token expires twice mid-stream, and with each new token in
-//! its field the page resumes and shows every event exactly once, in order.
+//! its field the page resumes and shows every event exactly once, in order. A fourth runs
+//! `tests/browser/http2.e2e.mjs`: one page over nginx's TLS port (HTTP/2, the script's
+//! self-signed certificate) opens eight streams, more than the six HTTP/1.1 connections a
+//! browser allows per origin, and each receives its event.
 //!
 //! Needs `node` (18+, with `npm`) and `chromium` (or `CHROMIUM_BIN`); a missing one fails the
 //! test with the package to install. `npm ci` runs in `tests/browser` when its `node_modules`
@@ -222,6 +225,24 @@ fn demo_page_in_chromium_resumes_through_nginx_when_its_gateway_is_killed() {
         pids.iter()
             .all(|pid| !Path::new(&format!("/proc/{pid}")).exists())
     });
+}
+
+#[test]
+fn eight_streams_from_one_page_over_https_all_receive_through_nginx_over_http2() {
+    let root = workspace_root();
+    let mut cluster = harness::LocalCluster::start();
+    run_script(
+        &root,
+        "tests/browser/http2.e2e.mjs",
+        &[
+            (
+                "E2E_BASE_URL",
+                format!("https://127.0.0.1:{}", cluster.nginx_tls_port),
+            ),
+            ("E2E_ARTIFACTS", artifacts().display().to_string()),
+        ],
+    );
+    cluster.stop();
 }
 
 #[test]

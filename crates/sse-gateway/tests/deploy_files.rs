@@ -1,5 +1,5 @@
 //! The deployment and monitoring files are valid and agree with the code:
-//! - `docker-compose config` accepts `docker-compose.yml` and renders the eight services plus
+//! - `docker-compose config` accepts `docker-compose.yml` and renders the nine services plus
 //!   the seven of the `cluster` profile, every host nginx and Prometheus reach is one of them,
 //!   and with `deploy/compose/cluster.env` both binaries are pointed at the cluster's nodes;
 //! - `promtool` accepts `deploy/prometheus/prometheus.yml` and `alerts.yml`, and the alert unit
@@ -53,7 +53,7 @@ fn run(program: &str, args: &[&str], package: &str) -> String {
     stdout
 }
 
-const SERVICES: [&str; 8] = [
+const SERVICES: [&str; 9] = [
     "gateway-1",
     "gateway-2",
     "gateway-3",
@@ -62,6 +62,7 @@ const SERVICES: [&str; 8] = [
     "prometheus",
     "publisher",
     "redis",
+    "tls-cert",
 ];
 
 /// The services of the `cluster` profile: six nodes and the one-shot job that creates the
@@ -123,6 +124,10 @@ fn compose_file_renders_every_service() {
         "SSE_LOG_FORMAT: json",
         "--appendonly",
         "upstreams.compose.conf:/etc/nginx/sse/upstreams.conf:ro",
+        // nginx's TLS port, with the certificate the one-shot tls-cert service made.
+        "8443:8443",
+        "tls:/etc/nginx/sse/tls:ro",
+        "condition: service_completed_successfully",
     ] {
         assert!(
             rendered.contains(needle),

@@ -272,6 +272,8 @@ pub(crate) struct LocalCluster {
     pub(crate) publisher_port: u16,
     pub(crate) gateway_ports: [u16; 2],
     pub(crate) nginx_port: u16,
+    /// nginx's TLS (HTTP/2) port.
+    pub(crate) nginx_tls_port: u16,
     /// What the script printed until it was ready.
     pub(crate) said: String,
     /// What the script wrote to stderr so far (read on a thread of its own).
@@ -290,6 +292,7 @@ impl LocalCluster {
         use sse_testkit::free_port;
         use std::io::BufRead;
         let (redis_port, publisher_port, nginx_port) = (free_port(), free_port(), free_port());
+        let nginx_tls_port = free_port();
         let gateway_ports = [free_port(), free_port()];
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let mut script = std::process::Command::new("bash")
@@ -302,6 +305,7 @@ impl LocalCluster {
                 format!("{} {}", gateway_ports[0], gateway_ports[1]),
             )
             .env("NGINX_PORT", nginx_port.to_string())
+            .env("NGINX_TLS_PORT", nginx_tls_port.to_string())
             .env("SSE_PUBLISHER_BIN", publisher_binary())
             .env("SSE_GATEWAY_BIN", env!("CARGO_BIN_EXE_sse-gateway"))
             .envs(env.iter().copied())
@@ -318,6 +322,7 @@ impl LocalCluster {
             publisher_port,
             gateway_ports,
             nginx_port,
+            nginx_tls_port,
             said: String::new(),
             complaints: stderr.clone(),
         };
@@ -366,6 +371,7 @@ impl LocalCluster {
             self.gateway_ports[0],
             self.gateway_ports[1],
             self.nginx_port,
+            self.nginx_tls_port,
         ];
         sse_testkit::wait_until("every process the script started stops", PATIENCE, || {
             ports
