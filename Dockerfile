@@ -23,16 +23,22 @@ COPY crates/sse-core/Cargo.toml crates/sse-core/Cargo.toml
 COPY crates/sse-gateway/Cargo.toml crates/sse-gateway/Cargo.toml
 COPY crates/sse-publisher/Cargo.toml crates/sse-publisher/Cargo.toml
 COPY crates/sse-testkit/Cargo.toml crates/sse-testkit/Cargo.toml
+#    Every [[test]] and [[bench]] a manifest declares gets an empty file too: cargo reads them
+#    all, whatever it builds.
 RUN set -eux; \
     for crate in crates/*/; do \
         mkdir -p "$crate/src"; \
         : > "$crate/src/lib.rs"; \
         echo 'fn main() {}' > "$crate/src/main.rs"; \
+        for kind in test:tests bench:benches; do \
+            for name in $(awk -v section="[[${kind%:*}]]" '$0 == section { inside = 1; next } /^\[/ { inside = 0 } inside && $1 == "name" { gsub(/"/, "", $3); print $3 }' "$crate/Cargo.toml"); do \
+                mkdir -p "$crate/${kind#*:}"; \
+                echo 'fn main() {}' > "$crate/${kind#*:}/$name.rs"; \
+            done; \
+        done; \
     done; \
-    mkdir -p crates/sse-publisher/benches; \
-    echo 'fn main() {}' > crates/sse-publisher/benches/library.rs; \
     cargo build --release --locked -p sse-gateway -p sse-publisher; \
-    rm -rf crates/*/src crates/*/benches
+    rm -rf crates/*/src crates/*/tests crates/*/benches
 
 # 2. The sources. COPY keeps the files' modification times, which may be older than the dummy
 #    build's: touch them so cargo rebuilds the workspace crates (and only them).
