@@ -318,6 +318,10 @@ pub async fn run(
             h2_keep_alive: Some(config.heartbeat),
         },
         dead_peer_timeout: (config.heartbeat * 2).max(Duration::from_secs(10)),
+        send_buffer: match config.send_buffer.as_u64() {
+            0 => None,
+            bytes => Some(usize::try_from(bytes).unwrap_or(usize::MAX)),
+        },
     };
     if let Some(admin) = admin {
         tracing::info!(addr = ?admin.local_addr().ok(), "admin listener: /healthz, /readyz, /metrics");

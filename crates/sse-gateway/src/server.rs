@@ -7,7 +7,9 @@
 //! `--max-header-size` the request head (431). Here, in addition, a connection is closed when
 //! its peer acknowledges nothing for two heartbeats (`TCP_USER_TIMEOUT`: a half-open
 //! connection), and when its client fell more than `--client-buffer` behind (on HTTP/2, with
-//! every stream it carries: they all resume).
+//! every stream it carries: they all resume). Its kernel send buffer is capped at
+//! `--send-buffer`: autotuned, a client that stops reading would pin up to `tcp_wmem`'s
+//! maximum of kernel memory.
 //!
 //! An HTTP/1.1 event stream leaves hyper once its response head is written: its connection
 //! task takes the socket back and a small task writes the stream ([`crate::takeover`]).
@@ -38,6 +40,8 @@ pub(crate) struct ConnectionLimits {
     /// make every stream send data at least every two `--heartbeat` periods, so a vanished
     /// client (a half-open connection) is found within two heartbeats plus this.
     pub(crate) dead_peer_timeout: Duration,
+    /// `SO_SNDBUF` for every connection (`--send-buffer`); `None`: the kernel's autotuning.
+    pub(crate) send_buffer: Option<usize>,
 }
 
 /// Serves `app` on `listener` until `shutdown` completes; then drains the node (see
@@ -59,8 +63,11 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let _ =
-            socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(limits.dead_peer_timeout));
+        let socket = socket2::SockRef::from(&stream);
+        let _ = socket.set_tcp_user_timeout(Some(limits.dead_peer_timeout));
+        if let Some(bytes) = limits.send_buffer {
+            let _ = socket.set_send_buffer_size(bytes);
+        }
         connections.spawn(
             serve_connection(stream, peer, app.clone(), connections.clone(), limits)
                 .instrument(tracing::debug_span!("conn", %peer)),

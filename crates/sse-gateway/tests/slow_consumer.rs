@@ -204,7 +204,103 @@ async fn stalled_clients_cost_bounded_memory_and_do_not_slow_others() {
     drop(stalled);
 }
 
+/// What a stalled client costs the kernel is bounded too: its connection's send buffer is
+/// capped (`--send-buffer`), so the data queued for it stays near that size instead of
+/// growing to `tcp_wmem`'s maximum, and once it is cut its socket is reset, not closed, so
+/// the kernel does not keep it (in FIN-WAIT, its send queue full) after the node let it go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_client_leaves_nothing_queued_in_the_kernel() {
+    const MAX_EVENTS: usize = 4000;
+    /// The cap asked for; the kernel doubles it, and counts its own overhead against it.
+    const SEND_BUFFER: u64 = 16 * 1024;
+    let redis = RedisServer::start();
+    let node = start_gateway(
+        &redis,
+        &["--client-buffer", "16KiB", "--send-buffer", "16KiB"],
+    );
+    let publisher = publisher(&redis).await;
+    let mut stalled = RawStream::open(node.addr, "/events?topic=kernel").await;
+    stalled.position().await;
+    let client_port = stalled.socket.local_addr().expect("its address").port();
+    let mut fast = node.subscribe(&["kernel"]).await;
+
+    let payload = "k".repeat(4096);
+    let mut published = 0;
+    let mut most_queued = 0;
+    while metric(&node, SLOW_DISCONNECTS).await == 0 {
+        assert!(published < MAX_EVENTS, "the stalled client was not cut");
+        publish_through(&publisher, &mut fast, "kernel", &payload, published).await;
+        published += 1;
+        if let Some(socket) = server_socket(node.addr.port(), client_port) {
+            most_queued = most_queued.max(socket.send_queue);
+        }
+    }
+    assert!(
+        most_queued > 0,
+        "the node's socket to the stalled client held unsent data before the cut"
+    );
+    assert!(
+        most_queued <= 4 * SEND_BUFFER,
+        "with --send-buffer 16KiB the kernel queued {most_queued} bytes for a client that does not read"
+    );
+    eventually(
+        "the cut client's socket is gone from the node's side",
+        PATIENCE,
+        || async {
+            match server_socket(node.addr.port(), client_port) {
+                None => Some(()),
+                Some(socket) if socket.state == TCP_CLOSE => Some(()),
+                Some(_) => None,
+            }
+        },
+    )
+    .await;
+    let end = stalled.until_end().await;
+    assert!(
+        matches!(end, End::Reset(std::io::ErrorKind::ConnectionReset)),
+        "the cut connection was reset, not closed: {end:?}"
+    );
+    drop(stalled);
+}
+
 // === helpers ===
+
+/// `st` of `/proc/net/tcp` for a closed socket.
+const TCP_CLOSE: u8 = 7;
+
+/// One socket of `/proc/net/tcp`: its state and the bytes it has not had acknowledged.
+#[derive(Debug)]
+struct KernelSocket {
+    state: u8,
+    send_queue: u64,
+}
+
+/// The node's side of its connection to `client_port` (local port `node_port`), if the
+/// kernel still has it.
+fn server_socket(node_port: u16, client_port: u16) -> Option<KernelSocket> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let port = |address: &str| {
+        let (_, port) = address.split_once(':')?;
+        u16::from_str_radix(port, 16).ok()
+    };
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (local, remote, state, queues) = (
+            fields.get(1)?,
+            fields.get(2)?,
+            fields.get(3)?,
+            fields.get(4)?,
+        );
+        if port(local)? != node_port || port(remote)? != client_port {
+            return None;
+        }
+        let (send_queue, _) = queues.split_once(':')?;
+        Some(KernelSocket {
+            state: u8::from_str_radix(state, 16).ok()?,
+            send_queue: u64::from_str_radix(send_queue, 16).ok()?,
+        })
+    })
+}
 
 /// Publishes event number `seq` on `topic` and waits until `fast` (a client on `topic`)
 /// received it; returns its id.
@@ -261,7 +357,7 @@ enum End {
     /// The server closed the connection.
     Eof,
     /// The connection broke.
-    Reset(#[expect(dead_code, reason = "shown in failure messages")] std::io::ErrorKind),
+    Reset(std::io::ErrorKind),
 }
 
 /// An event stream over a bare socket with a small receive buffer, read only when the test

@@ -102,7 +102,7 @@ impl Future for TakeoverWriter {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         if this.abort.is_cancelled() {
-            tracing::debug!("client fell behind; connection closed");
+            this.cut();
             return Poll::Ready(());
         }
         if let Some(ended) = this.peer_closed(cx) {
@@ -168,10 +168,20 @@ impl TakeoverWriter {
             .cancelled
             .get_or_insert_with(|| Box::pin(abort.clone().cancelled_owned()));
         if cancelled.as_mut().poll(cx).is_ready() {
-            tracing::debug!("client fell behind; connection closed");
+            self.cut();
             return Poll::Ready(());
         }
         Poll::Pending
+    }
+
+    /// The client fell behind: the connection is reset (`SO_LINGER` 0) as the writer drops
+    /// it, not closed. A close would queue a FIN behind the unsent data of a client that is
+    /// not reading, and the kernel would keep that socket, its send queue full, until its
+    /// retries give up (minutes); a reset frees it at once. Nothing the client needs is lost:
+    /// it resumes by `Last-Event-ID` from what it read.
+    fn cut(&self) {
+        tracing::debug!("client fell behind; connection reset");
+        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(std::time::Duration::ZERO));
     }
 
     /// Whether the client closed its side (`Ok`) or the socket failed (`Err`); registers for
