@@ -141,6 +141,12 @@ pub(crate) struct Shared {
     /// headers before its subscription is active.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub(crate) settle: Duration,
+    /// Time only this many connections, spread over the topics: they parse every event and
+    /// measure its latency; all others only scan for the sequence numbers (loss, duplicates
+    /// and reordering stay exact on every connection) and read no clock per event. Default:
+    /// every connection is timed.
+    #[arg(long, value_name = "N")]
+    pub(crate) timed_sample: Option<u32>,
 }
 
 /// Options of the ramp scenario.

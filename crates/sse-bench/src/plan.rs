@@ -42,6 +42,8 @@ pub(crate) struct Plan {
     /// The CPUs the driver may run on (empty if unknown), whose busy time is measured.
     pub(crate) driver_cpus: BTreeSet<u32>,
     pub(crate) settle: Duration,
+    /// How many connections are timed (`--timed-sample`); `None`: all.
+    pub(crate) timed_sample: Option<usize>,
     pub(crate) publish: PublishPlan,
     /// The report's `params`, without scenario-specific ones.
     pub(crate) params: Params,
@@ -59,6 +61,12 @@ pub(crate) enum PlanError {
 }
 
 impl Plan {
+    /// The ports the subscribe URLs point at: the server's side of every stream.
+    pub(crate) fn server_ports(&self) -> Vec<u16> {
+        let ports: BTreeSet<u16> = self.subscribe.iter().map(|e| e.addr.port()).collect();
+        ports.into_iter().collect()
+    }
+
     /// Resolves `shared` for a run over `topics` topics.
     ///
     /// # Errors
@@ -117,6 +125,7 @@ impl Plan {
             driver_cores: cores.driver,
             topic_prefix: prefix,
             tokens: tokens.as_ref().map(Tokens::len),
+            timed_sample: shared.timed_sample,
             scenario: ScenarioParams::None {},
         };
         Ok(Self {
@@ -137,6 +146,7 @@ impl Plan {
             cores,
             driver_cpus,
             settle: shared.settle,
+            timed_sample: shared.timed_sample.map(|n| n as usize),
             publish: PublishPlan {
                 endpoint: shared.publish_url.clone(),
                 body: Template::new(&shared.publish_body),

@@ -31,6 +31,8 @@ pub(crate) struct Report {
     /// From the time each event was due by the schedule: includes any wait in the driver.
     pub(crate) latency_from_schedule_ms: Latency,
     pub(crate) server_rss_kib: ServerRss,
+    /// `None` where `/proc` cannot be read.
+    pub(crate) kernel_memory: Option<KernelMemory>,
     #[serde(flatten)]
     pub(crate) load: Load,
     #[serde(flatten)]
@@ -92,6 +94,9 @@ pub(crate) struct Params {
     pub(crate) topic_prefix: String,
     /// Distinct subscriber tokens (`--tokens`), sent round-robin; `None` without.
     pub(crate) tokens: Option<usize>,
+    /// `--timed-sample`: how many connections were asked to be timed; `None`: all
+    /// (`connections.timed` says how many were).
+    pub(crate) timed_sample: Option<u32>,
     #[serde(flatten)]
     pub(crate) scenario: ScenarioParams,
 }
@@ -129,6 +134,9 @@ pub(crate) struct Connections {
     pub(crate) failed_by_status: BTreeMap<u16, u64>,
     pub(crate) ended_by_server: u64,
     pub(crate) seconds_to_open: f64,
+    /// Live connections that timed every event: the latency percentiles are theirs alone.
+    /// The others counted and checked every event without timing it (`--timed-sample`).
+    pub(crate) timed: u64,
 }
 
 /// What was published and what arrived, over a run or a ramp step.
@@ -200,6 +208,55 @@ pub(crate) struct ServerRss {
     pub(crate) peak: u64,
     /// `(idle - before) / live`.
     pub(crate) per_connection_idle: f64,
+}
+
+/// The kernel's TCP memory beside the server's RSS (see `kernel`): what the sockets' buffers
+/// hold, which no process's RSS shows.
+#[derive(Debug, Serialize)]
+pub(crate) struct KernelMemory {
+    /// The ports whose sockets are the server's side: the subscribe URLs'.
+    pub(crate) server_ports: Vec<u16>,
+    pub(crate) page_size: u64,
+    /// `/proc/net/sockstat` TCP `mem` × page size: **machine-wide**, both ends of every
+    /// loopback connection (the driver's receive queues too) and anything else running.
+    pub(crate) tcp_mem_kib: Readings,
+    /// The summed `tx_queue` of the server's sockets (local port a server port, any state
+    /// but `LISTEN`, so closed ones still in `FIN_WAIT1` count): written by the server, not
+    /// yet acknowledged by the client. The peak is of readings every 5 s.
+    pub(crate) server_send_queue_kib: Readings,
+    /// The server's sockets at idle, and by TCP state.
+    pub(crate) server_sockets_idle: u64,
+    pub(crate) server_states_idle: BTreeMap<&'static str, u64>,
+}
+
+/// A kernel figure before the first connection, at idle and at its highest in the run, in
+/// KiB; per connection, what it grew by over the live connections.
+#[derive(Debug, Serialize)]
+pub(crate) struct Readings {
+    pub(crate) before: Option<u64>,
+    pub(crate) idle: Option<u64>,
+    pub(crate) peak: Option<u64>,
+    /// `(idle − before) / live`.
+    pub(crate) per_connection_idle: Option<f64>,
+    /// `(peak − before) / live`.
+    pub(crate) per_connection_peak: Option<f64>,
+}
+
+impl Readings {
+    /// The figures of `before`, `idle` and `peak` over `live` connections.
+    pub(crate) fn of(before: Option<u64>, idle: Option<u64>, peak: Option<u64>, live: u64) -> Self {
+        let per_connection = |value: Option<u64>| {
+            let (value, before) = value.zip(before)?;
+            (live > 0).then(|| round(value.saturating_sub(before) as f64 / live as f64, 3))
+        };
+        Self {
+            before,
+            idle,
+            peak,
+            per_connection_idle: per_connection(idle),
+            per_connection_peak: per_connection(peak),
+        }
+    }
 }
 
 /// Server memory when a number of connections were live.
@@ -398,6 +455,7 @@ pub(crate) fn print_table(report: &Report) {
     section("latency_ms", &report.latency_ms);
     section("latency_from_schedule_ms", &report.latency_from_schedule_ms);
     section("server_rss_kib", &report.server_rss_kib);
+    section("kernel_memory", &report.kernel_memory);
     section("load", &report.load);
     match &report.details {
         Details::Steady {} => {}

@@ -18,13 +18,17 @@ use std::time::Duration;
 
 use crate::acked::Acked;
 use crate::bound::Busy;
+use crate::clock::Ticker;
 use crate::fleet::{Fleet, StormPlan};
-use crate::memory::MemoryWatch;
+use crate::kernel;
+use crate::memory::{MemoryWatch, Peaks};
 use crate::plan::Plan;
 use crate::procfs;
 use crate::progress::Progress;
 use crate::publish::{Published, Publisher};
-use crate::report::{Connections, Details, Latency, Load, Params, Report, ServerRss, round};
+use crate::report::{
+    Connections, Details, KernelMemory, Latency, Load, Params, Readings, Report, ServerRss, round,
+};
 use crate::tally::Tally;
 use crate::window::{Measurement, Window};
 
@@ -40,7 +44,12 @@ pub(crate) struct Stage {
     rss_idle: u64,
     pss_before: Option<u64>,
     pss_idle: Option<u64>,
+    /// The ports of the server's sockets, and the kernel's TCP memory before and at idle.
+    ports: Vec<u16>,
+    kernel_before: kernel::Sample,
+    kernel_idle: kernel::Sample,
     _progress: Progress,
+    _clock: Ticker,
 }
 
 impl Stage {
@@ -51,8 +60,16 @@ impl Stage {
         let acked = Arc::new(Acked::new(plan.topics.len()));
         let rss_before = procfs::total_rss_kib(&plan.pids);
         let pss_before = procfs::total_pss_kib(&plan.pids);
-        let memory = MemoryWatch::start(plan.pids.clone(), tally.clone(), plan.connections);
+        let ports = plan.server_ports();
+        let kernel_before = kernel::sample(&ports, kernel::page_size());
+        let memory = MemoryWatch::start(
+            plan.pids.clone(),
+            ports.clone(),
+            tally.clone(),
+            plan.connections,
+        );
         let progress = Progress::start(tally.clone(), plan.connections);
+        let clock = Ticker::start(tally.clone());
         let fleet = Fleet::open(&plan, &tally, &acked, storm).await;
         eprintln!(
             "{} of {} connections live after {:.1}s ({} failed); settling for {:?}",
@@ -65,6 +82,7 @@ impl Stage {
         tokio::time::sleep(plan.settle).await;
         let rss_idle = procfs::total_rss_kib(&plan.pids);
         let pss_idle = procfs::total_pss_kib(&plan.pids);
+        let kernel_idle = kernel::sample(&ports, kernel::page_size());
         Self {
             plan,
             tally,
@@ -75,7 +93,11 @@ impl Stage {
             rss_idle,
             pss_before,
             pss_idle,
+            ports,
+            kernel_before,
+            kernel_idle,
             _progress: progress,
+            _clock: clock,
         }
     }
 
@@ -136,6 +158,31 @@ impl Stage {
         self.memory.samples()
     }
 
+    /// The kernel's TCP memory before, at idle and at its peak (`peaks`, from the watch), over
+    /// `live` connections; `None` where `/proc/net/sockstat` cannot be read.
+    fn kernel_memory(&self, peaks: Peaks, live: u64) -> Option<KernelMemory> {
+        let (before, idle) = (&self.kernel_before, &self.kernel_idle);
+        before.tcp_mem_kib?;
+        let kib = |bytes: u64| bytes / 1024;
+        let tcp_mem_peak = peaks.tcp_mem_kib.max(idle.tcp_mem_kib);
+        let send_queue_peak = peaks
+            .server_send_queue_bytes
+            .max(idle.server.send_queue_bytes);
+        Some(KernelMemory {
+            server_ports: self.ports.clone(),
+            page_size: kernel::page_size(),
+            tcp_mem_kib: Readings::of(before.tcp_mem_kib, idle.tcp_mem_kib, tcp_mem_peak, live),
+            server_send_queue_kib: Readings::of(
+                Some(kib(before.server.send_queue_bytes)),
+                Some(kib(idle.server.send_queue_bytes)),
+                Some(kib(send_queue_peak)),
+                live,
+            ),
+            server_sockets_idle: idle.server.sockets,
+            server_states_idle: idle.server.states.clone(),
+        })
+    }
+
     /// Closes the connections and assembles the report; `whole` measured the run, which was
     /// asked to publish `params.rate`.
     pub(crate) async fn finish(
@@ -145,8 +192,10 @@ impl Stage {
         whole: Measurement,
         details: Details,
     ) -> Report {
-        let peak = self.memory.peak().max(self.rss_idle);
+        let peaks = self.memory.peaks();
+        let peak = peaks.rss_kib.max(self.rss_idle);
         let live = self.tally.live.load(Ordering::Relaxed);
+        let kernel_memory = self.kernel_memory(peaks, live);
         let per_connection_idle = if live == 0 {
             0.0
         } else {
@@ -159,6 +208,7 @@ impl Stage {
             failed_by_status: self.tally.failed_by_status.snapshot(),
             ended_by_server: self.tally.ended_by_server.load(Ordering::Relaxed),
             seconds_to_open: round(self.fleet.seconds_to_open, 2),
+            timed: self.tally.timed.load(Ordering::Relaxed),
         };
         let load = self.load(&whole, params.rate);
         self.fleet.stop().await;
@@ -178,6 +228,7 @@ impl Stage {
                 peak,
                 per_connection_idle: round(per_connection_idle, 2),
             },
+            kernel_memory,
             load,
             details,
         }
