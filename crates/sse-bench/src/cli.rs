@@ -45,6 +45,16 @@ pub(crate) enum Scenario {
         #[command(flatten)]
         storm: StormOptions,
     },
+    /// Open --connections streams on one topic that read their response head and then
+    /// nothing (a small SO_RCVBUF fills fast), publish --rate events of --payload padding
+    /// for --duration, and sample the server's RSS, the kernel's TCP memory and the server's
+    /// sockets by TCP state; --healthy readers alongside must get every event.
+    Stalled {
+        #[command(flatten)]
+        shared: Shared,
+        #[command(flatten)]
+        stalled: StalledOptions,
+    },
 }
 
 impl Scenario {
@@ -52,7 +62,9 @@ impl Scenario {
     pub(crate) fn shared(&self) -> &Shared {
         match self {
             Self::Idle(shared) | Self::Fanout(shared) | Self::Topics(shared) => shared,
-            Self::Ramp { shared, .. } | Self::ReconnectStorm { shared, .. } => shared,
+            Self::Ramp { shared, .. }
+            | Self::ReconnectStorm { shared, .. }
+            | Self::Stalled { shared, .. } => shared,
         }
     }
 }
@@ -193,6 +205,23 @@ pub(crate) struct StormOptions {
     /// every client caught up, and the calls per command in between are reported.
     #[arg(long = "redis-stats", value_name = "URL", value_parser = parse_redis_url)]
     pub(crate) redis_stats: Vec<String>,
+}
+
+/// Options of the stalled scenario.
+#[derive(Debug, Args)]
+pub(crate) struct StalledOptions {
+    /// Ordinary readers on the same topic, which must get every event.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) healthy: usize,
+    /// SO_RCVBUF of each stalled stream's socket, set before connecting, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
+    pub(crate) stalled_rcvbuf: u32,
+    /// How often the server's memory and sockets are sampled.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub(crate) sample_interval: Duration,
+    /// How long to go on sampling after publishing ended, the stalled streams still open.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub(crate) hold_after: Duration,
 }
 
 /// `Name: value` → a header.

@@ -42,6 +42,7 @@ mod report;
 mod scan;
 mod scenarios;
 mod sequence;
+mod stall;
 mod tally;
 mod template;
 mod tokens;
@@ -52,7 +53,7 @@ use clap::Parser;
 
 use crate::cli::{Cli, Scenario};
 use crate::plan::Plan;
-use crate::scenarios::{idle, ramp, steady, storm};
+use crate::scenarios::{idle, ramp, stalled, steady, storm};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -61,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let shared = scenario.shared();
     let topics = match scenario {
-        Scenario::Fanout(_) => 1,
+        Scenario::Fanout(_) | Scenario::Stalled { .. } => 1,
         _ => shared
             .topics
             .map_or((shared.connections / 10).max(1), |topics| topics) as usize,
@@ -73,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Topics(_) => steady::run("topics", plan).await,
         Scenario::Ramp { ramp, .. } => ramp::run(plan, ramp).await,
         Scenario::ReconnectStorm { storm, .. } => storm::run(plan, storm).await,
+        Scenario::Stalled { stalled, .. } => stalled::run(plan, stalled).await,
     };
     report::print_table(&report);
     if let Some(path) = &shared.json {

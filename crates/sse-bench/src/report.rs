@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::bound::{BoundBy, Busy, Cores};
+use crate::kernel::Side;
 use crate::tally::Latencies;
 
 /// The whole report.
@@ -110,6 +111,14 @@ pub(crate) enum ScenarioParams {
         rates: Vec<u64>,
         step_s: f64,
         max_p99_ms: f64,
+    },
+    Stalled {
+        /// Healthy readers beside the stalled streams (`--healthy`).
+        healthy: usize,
+        /// The stalled streams' `SO_RCVBUF`, asked before connecting.
+        stalled_rcvbuf: u32,
+        sample_interval_s: f64,
+        hold_after_s: f64,
     },
     Storm {
         storm_at_s: f64,
@@ -412,6 +421,72 @@ pub(crate) struct RedisCommands {
     pub(crate) read_commands: u64,
 }
 
+/// How stalled readers weighed on the server (the `stalled` scenario).
+#[derive(Debug, Serialize)]
+pub(crate) struct Stalled {
+    /// Stalled streams asked for, opened (answered 200) and failed.
+    pub(crate) connections: usize,
+    pub(crate) opened: u64,
+    pub(crate) failed: u64,
+    /// Their `SO_RCVBUF`, asked before connecting (the kernel doubles it).
+    pub(crate) receive_buffer_bytes: u32,
+    /// Healthy readers on the same topic: the run's `events` and latency are theirs.
+    pub(crate) healthy: usize,
+    /// Before any stream opened.
+    pub(crate) baseline: StalledSample,
+    /// The highest of each figure over the samples.
+    pub(crate) peak: StalledPeak,
+    /// `(peak − baseline) / opened`: what one stalled stream cost at most.
+    pub(crate) per_stream_peak_rss_kib: Option<f64>,
+    pub(crate) per_stream_peak_tcp_mem_kib: Option<f64>,
+    pub(crate) per_stream_peak_server_send_queue_kib: Option<f64>,
+    /// The last sample, `--hold-after` past the end of publishing, streams still open.
+    pub(crate) end: StalledSample,
+    /// A second after the driver closed the stalled streams.
+    pub(crate) after_close: StalledSample,
+    /// Every `--sample-interval` from the start of publishing, `end` last.
+    pub(crate) samples: Vec<StalledSample>,
+}
+
+/// One reading of the server's memory and sockets.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct StalledSample {
+    /// Seconds since publishing started.
+    pub(crate) t_s: f64,
+    /// Summed RSS of the `--pid` processes.
+    pub(crate) rss_kib: u64,
+    /// `/proc/net/sockstat` TCP `mem` × page size, machine-wide.
+    pub(crate) tcp_mem_kib: Option<u64>,
+    /// The server's side (local port a subscribe URL's port) and the clients' side.
+    pub(crate) server: Side,
+    pub(crate) clients: Side,
+}
+
+/// The highest figures over a run's samples.
+#[derive(Debug, Serialize)]
+pub(crate) struct StalledPeak {
+    pub(crate) rss_kib: u64,
+    pub(crate) tcp_mem_kib: Option<u64>,
+    pub(crate) server_send_queue_bytes: u64,
+    pub(crate) server_sockets: u64,
+    /// Server sockets in `FIN_WAIT1`: closed by the server with data still queued.
+    pub(crate) server_fin_wait1: u64,
+}
+
+impl StalledPeak {
+    /// The peaks of `samples`.
+    pub(crate) fn of(samples: &[StalledSample]) -> Self {
+        let max = |value: fn(&StalledSample) -> u64| samples.iter().map(value).max().unwrap_or(0);
+        Self {
+            rss_kib: max(|s| s.rss_kib),
+            tcp_mem_kib: samples.iter().filter_map(|s| s.tcp_mem_kib).max(),
+            server_send_queue_bytes: max(|s| s.server.send_queue_bytes),
+            server_sockets: max(|s| s.server.sockets),
+            server_fin_wait1: max(|s| s.server.states.get("FIN_WAIT1").copied().unwrap_or(0)),
+        }
+    }
+}
+
 /// How the readiness polls of a storm were answered.
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct ReadyPolls {
@@ -436,6 +511,9 @@ pub(crate) enum Details {
     },
     Storm {
         storm: Box<Storm>,
+    },
+    Stalled {
+        stalled: Box<Stalled>,
     },
 }
 
@@ -490,6 +568,28 @@ pub(crate) fn print_table(report: &Report) {
             section("best", best);
         }
         Details::Storm { storm } => section("storm", storm),
+        Details::Stalled { stalled } => {
+            let Stalled { samples, .. } = stalled.as_ref();
+            columns(
+                "stalled.samples",
+                samples,
+                &[
+                    ("t_s", "t_s"),
+                    ("rss_kib", "rss_kib"),
+                    ("tcp_mem_kib", "tcp_mem_kib"),
+                    ("server sockets", "server/sockets"),
+                    ("server send queue B", "server/send_queue_bytes"),
+                    ("server states", "server/states"),
+                    ("client sockets", "clients/sockets"),
+                    ("client recv queue B", "clients/receive_queue_bytes"),
+                ],
+            );
+            let mut summary = serde_json::to_value(stalled).unwrap_or_default();
+            if let Some(fields) = summary.as_object_mut() {
+                fields.remove("samples");
+            }
+            section("stalled", &summary);
+        }
     }
     println!("{:-<64}", "");
 }

@@ -4,11 +4,14 @@
 //! - `idle`: memory per connection, nothing published;
 //! - `steady`: `fanout` (one topic) and `topics` (many), one rate for one duration;
 //! - `ramp`: rising rates until one fails; the best one;
+//! - `stalled`: streams that stop reading, and what they cost the server's memory and the
+//!   kernel's;
 //! - `storm`: connections dropped at once, resumed with `Last-Event-ID` after an away time,
 //!   timed until each has caught up.
 
 pub(crate) mod idle;
 pub(crate) mod ramp;
+pub(crate) mod stalled;
 pub(crate) mod steady;
 pub(crate) mod storm;
 
