@@ -77,7 +77,9 @@ pub(crate) struct Fleet {
 }
 
 impl Fleet {
-    /// Opens `plan.connections` subscribers; the first `storm.clients` take part in the
+    /// Opens this shard's `plan.connections` subscribers (connection numbers are of the
+    /// whole run, so topics and the timed sample are the same however the run is split);
+    /// the first `storm.clients` take part in the
     /// storm; `acked` is what the publisher has seen acknowledged. Returns once every one is
     /// live or has failed (or after a timeout).
     pub(crate) async fn open(
@@ -93,7 +95,7 @@ impl Fleet {
         let mut tasks = JoinSet::new();
         let mut subscribers = vec![0; plan.topics.len()];
         let opening = Instant::now();
-        for index in 0..plan.connections {
+        for (opened, index) in plan.shard.indices(plan.total_connections).enumerate() {
             let topic = index % plan.topics.len();
             subscribers[topic] += 1;
             let subscriber = Subscriber {
@@ -116,7 +118,7 @@ impl Fleet {
                 ),
             };
             tasks.spawn(subscriber.run(tally.clone(), signals.clone()));
-            let due = Duration::from_secs_f64((index + 1) as f64 / plan.ramp as f64);
+            let due = Duration::from_secs_f64((opened + 1) as f64 / plan.ramp as f64);
             tokio::time::sleep_until(opening + due).await;
         }
         let deadline = Instant::now() + OPEN_TIMEOUT;

@@ -32,6 +32,7 @@ mod conn;
 mod fleet;
 mod kernel;
 mod memory;
+mod merge;
 mod payload;
 mod plan;
 mod procfs;
@@ -58,9 +59,16 @@ use crate::scenarios::{idle, ramp, stalled, steady, storm};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let Cli { scenario } = Cli::parse();
+    if let Scenario::Merge { reports, json } = &scenario {
+        let merged = merge::merge_files(reports)?;
+        return output(&merged, json.as_deref());
+    }
+    let Some(shared) = scenario.shared() else {
+        anyhow::bail!("no scenario to run");
+    };
+    scenario.check(shared).map_err(anyhow::Error::msg)?;
     // Every connection is a file descriptor; the soft limit (often 1024) would cap the run.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let shared = scenario.shared();
     let topics = match scenario {
         Scenario::Fanout(_) | Scenario::Stalled { .. } => 1,
         _ => shared
@@ -75,11 +83,17 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Ramp { ramp, .. } => ramp::run(plan, ramp).await,
         Scenario::ReconnectStorm { storm, .. } => storm::run(plan, storm).await,
         Scenario::Stalled { stalled, .. } => stalled::run(plan, stalled).await,
+        Scenario::Merge { .. } => anyhow::bail!("merge runs nothing"),
     };
-    report::print_table(&report);
-    if let Some(path) = &shared.json {
-        let json = serde_json::to_vec_pretty(&report)?;
-        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    output(&serde_json::to_value(&report)?, shared.json.as_deref())
+}
+
+/// Prints `report` as a table and writes it as JSON to `json`, if given.
+fn output(report: &serde_json::Value, json: Option<&std::path::Path>) -> anyhow::Result<()> {
+    report::print_table(report);
+    if let Some(path) = json {
+        let text = serde_json::to_vec_pretty(report)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

@@ -13,10 +13,11 @@
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::bound::{BoundBy, Busy, Cores};
+use crate::bound::{BoundBy, Busy, Cores, SATURATED_PERCENT};
+use crate::cli::Shard;
 use crate::kernel::Side;
 use crate::tally::Latencies;
 
@@ -25,6 +26,10 @@ use crate::tally::Latencies;
 pub(crate) struct Report {
     pub(crate) scenario: &'static str,
     pub(crate) params: Params,
+    /// Which of several cooperating drivers wrote this (`--shard`); `None` for a driver alone.
+    pub(crate) shard: Option<Shard>,
+    /// With `--start-at`: how late this driver was for it, in ms (0: on time).
+    pub(crate) started_late_ms: Option<u64>,
     pub(crate) connections: Connections,
     pub(crate) events: Events,
     /// From the time each request was sent.
@@ -34,6 +39,10 @@ pub(crate) struct Report {
     pub(crate) server_rss_kib: ServerRss,
     /// `None` where `/proc` cannot be read.
     pub(crate) kernel_memory: Option<KernelMemory>,
+    /// What `merge` needs to join shards exactly: per topic the events published and the
+    /// connections subscribed, and the whole latency histograms.
+    pub(crate) per_topic: PerTopic,
+    pub(crate) latency_histograms_us: Histograms,
     #[serde(flatten)]
     pub(crate) load: Load,
     #[serde(flatten)]
@@ -92,6 +101,8 @@ pub(crate) struct Params {
     /// unknown.
     pub(crate) server_cores: Option<usize>,
     pub(crate) driver_cores: Option<usize>,
+    /// The CPUs the driver may run on (all shards' together in a merged report).
+    pub(crate) driver_cpus: Vec<u32>,
     pub(crate) topic_prefix: String,
     /// Distinct subscriber tokens (`--tokens`), sent round-robin; `None` without.
     pub(crate) tokens: Option<usize>,
@@ -134,7 +145,7 @@ pub(crate) enum ScenarioParams {
 }
 
 /// How opening the connections went.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Connections {
     pub(crate) requested: usize,
     pub(crate) live: u64,
@@ -149,7 +160,7 @@ pub(crate) struct Connections {
 }
 
 /// What was published and what arrived, over a run or a ramp step.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub(crate) struct Events {
     pub(crate) published: u64,
     /// `published` ÷ the time publishing took: the publish rate achieved.
@@ -166,6 +177,39 @@ pub(crate) struct Events {
     /// Events that arrived after a higher sequence of their topic: out of order, not lost.
     pub(crate) reordered: u64,
     pub(crate) delivered_per_second: f64,
+}
+
+/// Per topic, in topic order: the events published (by this driver) and its connections.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct PerTopic {
+    pub(crate) published: Vec<u64>,
+    pub(crate) subscribers: Vec<u64>,
+}
+
+/// The latency histograms (µs) as `[value, count]` pairs, one per non-empty bucket (value:
+/// the highest equivalent of the bucket), so that reports can be merged exactly.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Histograms {
+    pub(crate) from_send: Vec<[u64; 2]>,
+    pub(crate) from_schedule: Vec<[u64; 2]>,
+}
+
+impl Histograms {
+    /// The buckets of both histograms of `latencies`.
+    pub(crate) fn of(latencies: &Latencies) -> Self {
+        Self {
+            from_send: buckets(&latencies.from_send),
+            from_schedule: buckets(&latencies.from_schedule),
+        }
+    }
+}
+
+/// The non-empty buckets of `histogram`.
+fn buckets(histogram: &Histogram<u64>) -> Vec<[u64; 2]> {
+    histogram
+        .iter_recorded()
+        .map(|bucket| [bucket.value_iterated_to(), bucket.count_at_value()])
+        .collect()
 }
 
 /// Latency percentiles, in milliseconds.
@@ -204,7 +248,7 @@ impl Latency {
 }
 
 /// Server memory (summed `VmRSS` of `--pid`), in KiB.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct ServerRss {
     /// Before the first connection.
     pub(crate) before: u64,
@@ -240,7 +284,7 @@ pub(crate) struct KernelMemory {
 
 /// A kernel figure before the first connection, at idle and at its highest in the run, in
 /// KiB; per connection, what it grew by over the live connections.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Readings {
     pub(crate) before: Option<u64>,
     pub(crate) idle: Option<u64>,
@@ -523,75 +567,153 @@ pub(crate) fn round(value: f64, decimals: i32) -> f64 {
     (value * scale).round() / scale
 }
 
-/// Prints `report` as a table on stdout.
-pub(crate) fn print_table(report: &Report) {
+/// The fields of a report not printed: what `merge` reads, too long for a table.
+const NOT_PRINTED: [&str; 2] = ["per_topic", "latency_histograms_us"];
+/// The sections printed first, in this order; the rest follow.
+const SECTIONS: [&str; 10] = [
+    "params",
+    "shard",
+    "started_late_ms",
+    "connections",
+    "events",
+    "latency_ms",
+    "latency_from_schedule_ms",
+    "server_rss_kib",
+    "kernel_memory",
+    "shards",
+];
+
+/// Prints `report` (a [`Report`], or a merged one) as a table on stdout, the driver's CPU
+/// and whether it bound the run last.
+pub(crate) fn print_table(report: &Value) {
+    let field = |name: &str| report.get(name).unwrap_or(&Value::Null);
     println!("{:-<64}", "");
-    row("scenario", &Value::from(report.scenario));
-    section("params", &report.params);
-    section("connections", &report.connections);
-    section("events", &report.events);
-    section("latency_ms", &report.latency_ms);
-    section("latency_from_schedule_ms", &report.latency_from_schedule_ms);
-    section("server_rss_kib", &report.server_rss_kib);
-    section("kernel_memory", &report.kernel_memory);
-    section("load", &report.load);
-    match &report.details {
-        Details::Steady {} => {}
-        Details::Idle { memory_samples } => {
-            columns(
-                "memory_samples",
-                memory_samples,
-                &[("connections", "connections"), ("rss_kib", "rss_kib")],
-            );
-        }
-        Details::Ramp { steps, best } => {
-            columns(
-                "steps",
-                steps,
+    row("scenario", field("scenario"));
+    for name in SECTIONS {
+        match (name, field(name)) {
+            (_, Value::Null) => {}
+            ("shards", Value::Array(shards)) => columns(
+                "shards",
+                shards,
                 &[
-                    ("rate", "rate"),
-                    ("verdict", "verdict"),
-                    ("bound_by", "bound_by"),
-                    ("published/s", "events/published_per_second"),
-                    ("delivered/s", "events/delivered_per_second"),
-                    ("missing", "events/missing"),
-                    ("dup", "events/duplicated"),
-                    ("reordered", "events/reordered"),
-                    ("p50", "latency_ms/p50"),
-                    ("p99", "latency_ms/p99"),
-                    ("sched p99", "latency_from_schedule_ms/p99"),
-                    ("server cpu", "server_cpu_percent"),
-                    ("driver cpu", "driver_cpu_percent"),
-                    ("driver core", "driver_core_busy_percent"),
+                    ("shard", "index"),
+                    ("live", "live"),
+                    ("timed", "timed"),
+                    ("received", "received"),
+                    ("driver cpu %", "driver_cpu_percent"),
+                    ("driver core %", "driver_core_busy_percent"),
+                    ("driver cpus", "driver_cpus"),
+                    ("driver-bound", "driver_bound"),
+                    ("late ms", "started_late_ms"),
+                    ("report", "report"),
                 ],
-            );
-            section("best", best);
-        }
-        Details::Storm { storm } => section("storm", storm),
-        Details::Stalled { stalled } => {
-            let Stalled { samples, .. } = stalled.as_ref();
-            columns(
-                "stalled.samples",
-                samples,
-                &[
-                    ("t_s", "t_s"),
-                    ("rss_kib", "rss_kib"),
-                    ("tcp_mem_kib", "tcp_mem_kib"),
-                    ("server sockets", "server/sockets"),
-                    ("server send queue B", "server/send_queue_bytes"),
-                    ("server states", "server/states"),
-                    ("client sockets", "clients/sockets"),
-                    ("client recv queue B", "clients/receive_queue_bytes"),
-                ],
-            );
-            let mut summary = serde_json::to_value(stalled).unwrap_or_default();
-            if let Some(fields) = summary.as_object_mut() {
-                fields.remove("samples");
-            }
-            section("stalled", &summary);
+            ),
+            (name, value) => section(name, value),
         }
     }
+    if let Some(samples) = field("memory_samples").as_array() {
+        columns(
+            "memory_samples",
+            samples,
+            &[("connections", "connections"), ("rss_kib", "rss_kib")],
+        );
+    }
+    if let Some(steps) = field("steps").as_array() {
+        columns(
+            "steps",
+            steps,
+            &[
+                ("rate", "rate"),
+                ("verdict", "verdict"),
+                ("bound_by", "bound_by"),
+                ("published/s", "events/published_per_second"),
+                ("delivered/s", "events/delivered_per_second"),
+                ("missing", "events/missing"),
+                ("dup", "events/duplicated"),
+                ("reordered", "events/reordered"),
+                ("p50", "latency_ms/p50"),
+                ("p99", "latency_ms/p99"),
+                ("sched p99", "latency_from_schedule_ms/p99"),
+                ("server cpu", "server_cpu_percent"),
+                ("driver cpu", "driver_cpu_percent"),
+                ("driver core", "driver_core_busy_percent"),
+            ],
+        );
+        section("best", field("best"));
+    }
+    if let Some(stalled) = field("stalled").as_object() {
+        let samples = stalled.get("samples").and_then(Value::as_array);
+        columns(
+            "stalled.samples",
+            samples.map_or(&[][..], Vec::as_slice),
+            &[
+                ("t_s", "t_s"),
+                ("rss_kib", "rss_kib"),
+                ("tcp_mem_kib", "tcp_mem_kib"),
+                ("server sockets", "server/sockets"),
+                ("server send queue B", "server/send_queue_bytes"),
+                ("server states", "server/states"),
+                ("client sockets", "clients/sockets"),
+                ("client recv queue B", "clients/receive_queue_bytes"),
+            ],
+        );
+        let mut summary = stalled.clone();
+        summary.remove("samples");
+        section("stalled", &Value::Object(summary));
+    }
+    section("storm", field("storm"));
+    let shown = SECTIONS
+        .iter()
+        .chain(&NOT_PRINTED)
+        .chain(&LOAD)
+        .chain(&DETAILS);
+    let shown: Vec<&str> = shown.copied().chain(["scenario"]).collect();
+    if let Some(fields) = report.as_object() {
+        for (name, value) in fields
+            .iter()
+            .filter(|(name, _)| !shown.contains(&name.as_str()))
+        {
+            section(name, value);
+        }
+    }
+    let load: serde_json::Map<String, Value> = LOAD
+        .iter()
+        .map(|&name| (name.to_owned(), field(name).clone()))
+        .collect();
+    section("load", &Value::Object(load));
+    println!("{}", driver_line(report));
     println!("{:-<64}", "");
+}
+
+/// The flattened [`Load`] fields.
+const LOAD: [&str; 5] = [
+    "driver_cpu_percent",
+    "server_cpu_percent",
+    "driver_core_busy_percent",
+    "driver_bound",
+    "bound_by",
+];
+/// The scenario sections printed on their own above.
+const DETAILS: [&str; 5] = ["memory_samples", "steps", "best", "stalled", "storm"];
+
+/// One line on the driver: its CPU, its cores' busy time, and whether it bound the run.
+fn driver_line(report: &Value) -> String {
+    let number = |name: &str| {
+        report
+            .get(name)
+            .and_then(Value::as_f64)
+            .map_or_else(|| "?".to_owned(), |value| format!("{value}"))
+    };
+    let verdict = if report.get("driver_bound").and_then(Value::as_bool) == Some(true) {
+        format!("DRIVER-BOUND (above {SATURATED_PERCENT} %)")
+    } else {
+        "not driver-bound".to_owned()
+    };
+    format!(
+        "driver: {} % of one core, its cores {} % busy: {verdict}",
+        number("driver_cpu_percent"),
+        number("driver_core_busy_percent"),
+    )
 }
 
 fn row(name: &str, value: &Value) {
@@ -599,7 +721,7 @@ fn row(name: &str, value: &Value) {
 }
 
 /// One row per leaf of `value`, named by its dotted path under `name`.
-fn section(name: &str, value: &impl Serialize) {
+fn section(name: &str, value: &Value) {
     fn leaves(name: &str, value: &Value) {
         match value {
             Value::Object(fields) => {
@@ -610,7 +732,9 @@ fn section(name: &str, value: &impl Serialize) {
             leaf => row(name, leaf),
         }
     }
-    leaves(name, &serde_json::to_value(value).unwrap_or_default());
+    if !value.is_null() {
+        leaves(name, value);
+    }
 }
 
 /// `rows` as a table under `name`, one column per (header, path), a path naming

@@ -213,7 +213,7 @@ impl Counts {
 }
 
 /// An empty histogram for latencies from 1 µs to 10 minutes.
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant bounds are valid")
 }
 

@@ -25,15 +25,33 @@ use crate::clock::Ticker;
 use crate::fleet::{Fleet, StormPlan};
 use crate::kernel;
 use crate::memory::{MemoryWatch, Peaks};
+use crate::payload;
 use crate::plan::Plan;
 use crate::procfs;
 use crate::progress::Progress;
 use crate::publish::{Published, Publisher};
 use crate::report::{
-    Connections, Details, KernelMemory, Latency, Load, Params, Readings, Report, ServerRss, round,
+    Connections, Details, Histograms, KernelMemory, Latency, Load, Params, PerTopic, Readings,
+    Report, ServerRss, round,
 };
 use crate::tally::Tally;
 use crate::window::{Measurement, Window};
+
+/// Waits until `at_ms` (ms since the Unix epoch); returns how late it was called, in ms.
+async fn wait_for_start(at_ms: u64) -> u64 {
+    let now_ms = payload::now_micros() / 1000;
+    if at_ms > now_ms {
+        eprintln!("starting at {at_ms} (in {} ms)", at_ms - now_ms);
+        tokio::time::sleep(Duration::from_millis(at_ms - now_ms)).await;
+        0
+    } else {
+        eprintln!(
+            "late for --start-at {at_ms} by {} ms: starting now",
+            now_ms - at_ms
+        );
+        now_ms - at_ms
+    }
+}
 
 /// A run with its subscribers open.
 pub(crate) struct Stage {
@@ -51,6 +69,8 @@ pub(crate) struct Stage {
     ports: Vec<u16>,
     kernel_before: kernel::Sample,
     kernel_idle: kernel::Sample,
+    /// With `--start-at`: how late this driver was for it, in ms (0: on time).
+    started_late_ms: Option<u64>,
     _progress: Progress,
     _clock: Ticker,
 }
@@ -83,6 +103,10 @@ impl Stage {
             plan.settle,
         );
         tokio::time::sleep(plan.settle).await;
+        let started_late_ms = match plan.start_at_ms {
+            Some(at_ms) => Some(wait_for_start(at_ms).await),
+            None => None,
+        };
         let rss_idle = procfs::total_rss_kib(&plan.pids);
         let pss_idle = procfs::total_pss_kib(&plan.pids);
         let kernel_idle = kernel::sample(&ports, kernel::page_size());
@@ -99,6 +123,7 @@ impl Stage {
             ports,
             kernel_before,
             kernel_idle,
+            started_late_ms,
             _progress: progress,
             _clock: clock,
         }
@@ -125,6 +150,7 @@ impl Stage {
             published,
             &self.plan.pids,
             &self.plan.driver_cpus,
+            self.plan.shard.publishes(),
         )
     }
 
@@ -214,9 +240,18 @@ impl Stage {
             timed: self.tally.timed.load(Ordering::Relaxed),
         };
         let load = self.load(&whole, params.rate);
+        let subscribers = self.fleet.subscribers.clone();
         self.fleet.stop().await;
         let (latency_ms, latency_from_schedule_ms) = Latency::both(&whole.latency);
+        let shard = (self.plan.shard.count > 1).then_some(self.plan.shard);
         Report {
+            shard,
+            started_late_ms: self.started_late_ms,
+            per_topic: PerTopic {
+                published: whole.published_per_topic,
+                subscribers,
+            },
+            latency_histograms_us: Histograms::of(&whole.latency),
             scenario,
             params,
             connections,

@@ -51,6 +51,7 @@ pub(crate) async fn run(mut plan: Plan, options: &StalledOptions) -> Report {
         options.healthy
     );
     plan.connections = options.healthy;
+    plan.total_connections = options.healthy;
     let stage = Stage::open(plan, StormPlan::NONE).await;
     let mut publisher = stage.publisher();
     let window = stage.window(publisher.published());
