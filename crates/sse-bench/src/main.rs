@@ -7,20 +7,33 @@
 //! connection checks for loss, duplicates and reordering on its own and measures latency
 //! against the driver's one clock.
 //!
-//! `sse-bench <idle|fanout|topics|ramp|reconnect-storm> [options]` prints a table and, with
-//! `--json`, writes the same report for plotting (schema in `report`).
+//! The driver must never be what is measured. Parsing and timing every event on every
+//! connection made it the bottleneck of a large fan-out, so with `--timed-sample N` only N
+//! connections do that, and the others scan the bytes for the sequence numbers alone (loss
+//! stays exact everywhere). One process is still bounded by its file limit and its core, so
+//! a run can be split over cooperating processes (`--shard I/K`, started together with
+//! `--start-at`) whose reports `sse-bench merge` joins exactly. Every report states the
+//! driver's CPU and its cores' busy time, and calls the run driver-bound above 85 %.
+//!
+//! `sse-bench <idle|fanout|topics|ramp|reconnect-storm|stalled> [options]` prints a table
+//! and, with `--json`, writes the same report for plotting (schema in `report`);
+//! `sse-bench merge A.json B.json … [--json OUT]` joins the reports of a sharded run.
 //!
 //! Modules, one job each:
-//! - `cli` (flags), `plan` (flags → topics, sources, publish settings), `template` (URL and
-//!   body templates), `tokens` (a bearer token per subscriber);
-//! - `conn` (one HTTP/1.1 connection), `clients` (one subscriber), `fleet` (all of them),
-//!   `publish` (paced publishing), `payload` (the event data format);
-//! - `sequence` (one connection's loss, duplicate and reorder check), `acked` (what the
-//!   publisher saw acknowledged: a storm client's catch-up target), `tally` (counters,
-//!   latency), `window` (measuring part of a run), `memory` and `procfs` (server memory,
-//!   server and driver CPU), `redis_stats` (Redis commands over a storm, from
-//!   `INFO commandstats`), `bound` (which side limited a measurement), `progress`
-//!   (stderr), `report` (JSON and table);
+//! - `cli` (flags), `plan` (flags → topics, sources, shards, publish settings), `template`
+//!   (URL and body templates), `tokens` (a bearer token per subscriber);
+//! - `conn` (one HTTP/1.1 connection), `clients` (one subscriber), `fleet` (all of them, and
+//!   which are timed), `stall` (a stream that never reads), `publish` (paced publishing),
+//!   `payload` (the event data format);
+//! - `scan` (the byte scanner of the counted connections), `sequence` (one connection's loss,
+//!   duplicate and reorder check), `acked` (what the publisher saw acknowledged: a storm
+//!   client's catch-up target), `tally` (counters, latency), `clock` (the coarse clock of
+//!   the counted connections), `window` (measuring part of a run);
+//! - `memory` (server memory through a run), `procfs` (server memory, server and driver
+//!   CPU), `kernel` (the kernel's TCP memory: `sockstat`, the servers' send queues and
+//!   socket states), `redis_stats` (Redis commands over a storm, from `INFO commandstats`),
+//!   `bound` (which side limited a measurement), `progress` (stderr), `report` (JSON and
+//!   table), `merge` (the reports of cooperating drivers as one);
 //! - `scenarios` (what each subcommand does).
 
 mod acked;
