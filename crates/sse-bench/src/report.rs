@@ -486,7 +486,9 @@ pub(crate) struct Stalled {
     pub(crate) per_stream_peak_server_send_queue_kib: Option<f64>,
     /// The last sample, `--hold-after` past the end of publishing, streams still open.
     pub(crate) end: StalledSample,
-    /// A second after the driver closed the stalled streams.
+    /// A second after the driver closed the stalled streams. The machine-wide TCP memory
+    /// before that includes the driver's own stalled sockets: what they received and never
+    /// read stays queued until they are closed, even once the server has reset them.
     pub(crate) after_close: StalledSample,
     /// Every `--sample-interval` from the start of publishing, `end` last.
     pub(crate) samples: Vec<StalledSample>,

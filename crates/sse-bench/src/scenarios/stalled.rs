@@ -196,6 +196,8 @@ impl Sampler {
             async move {
                 let page_size = kernel::page_size();
                 let mut tick = tokio::time::interval(interval);
+                // A driver held off its core skips samples rather than bunching them up.
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
                 loop {
                     tick.tick().await;
                     let taken = sample(&pids, &ports, page_size, start.elapsed().as_secs_f64());
