@@ -51,7 +51,25 @@ stop() {
 }
 trap stop EXIT INT TERM
 
-wait_http() { until curl -fsS "$1" >/dev/null 2>&1; do sleep 0.1; done; }
+# Waits until `check` (the rest of the arguments) succeeds, for at most a minute; ends the script
+# saying why if process $2 (named $1) exits first or the minute passes: a port already taken
+# makes a server exit at once, and waiting for it would wait forever.
+wait_for() {
+  local name=$1 pid=$2 deadline=$((SECONDS + 60))
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    # A process that exited stays a zombie until `wait`: read its state, not just its pid.
+    if [[ "$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null)" != [^ZX]* ]]; then
+      echo "$name exited before it was ready (see its message above)" >&2
+      exit 1
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "$name was not ready within 60 s" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+}
 
 need_redis_server() {
   command -v redis-server >/dev/null || { echo "redis-server not found: apt-get install -y redis-server" >&2; exit 1; }
@@ -73,12 +91,13 @@ if [ "$REDIS_CLUSTER" = on ]; then
     started+=($!)
     nodes+=("127.0.0.1:$port")
   done
-  for port in "${ports[@]}"; do
-    until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
+  for i in "${!ports[@]}"; do
+    wait_for "redis-server on port ${ports[$i]}" "${started[$i]}" redis-cli -p "${ports[$i]}" ping
   done
   redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >/dev/null
-  for port in "${ports[@]}"; do
-    until redis-cli -p "$port" cluster info | grep -q '^cluster_state:ok'; do sleep 0.1; done
+  for i in "${!ports[@]}"; do
+    wait_for "the cluster node on port ${ports[$i]}" "${started[$i]}" \
+      sh -c "redis-cli -p ${ports[$i]} cluster info | grep -q '^cluster_state:ok'"
   done
   REDIS_URL="redis://${nodes[0]},redis://${nodes[1]},redis://${nodes[2]}"
   redis_flags=(--redis-cluster)
@@ -91,7 +110,7 @@ else
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$STATE_DIR" --appendonly yes \
     --save "" --logfile "$STATE_DIR/redis.log" &
   started+=($!)
-  until redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; do sleep 0.1; done
+  wait_for "redis-server on port $REDIS_PORT" "$!" redis-cli -p "$REDIS_PORT" ping
   echo "redis-server on port $REDIS_PORT (AOF in $STATE_DIR)"
   REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
 fi
@@ -105,15 +124,23 @@ SSE_GATEWAY_BIN=${SSE_GATEWAY_BIN:-target/release/sse-gateway}
 SSE_PUBLISH_TOKENS="$SSE_TOKEN" "$SSE_PUBLISHER_BIN" --listen "127.0.0.1:$PUBLISHER_PORT" \
   --redis-url "$REDIS_URL" "${redis_flags[@]}" &
 started+=($!)
+publisher_pid=$!
+gateway_pids=()
 for port in $GATEWAY_PORTS; do
   # nginx runs on this machine: its X-Forwarded-For names the client.
   "$SSE_GATEWAY_BIN" --listen "127.0.0.1:$port" --redis-url "$REDIS_URL" "${redis_flags[@]}" \
     --trusted-proxy 127.0.0.1 &
   started+=($!)
+  gateway_pids+=($!)
 done
 
-wait_http "http://127.0.0.1:$PUBLISHER_PORT/readyz"
-for port in $GATEWAY_PORTS; do wait_http "http://127.0.0.1:$port/readyz"; done
+wait_for "sse-publisher on port $PUBLISHER_PORT" "$publisher_pid" \
+  curl -fsS --max-time 2 "http://127.0.0.1:$PUBLISHER_PORT/readyz"
+i=0
+for port in $GATEWAY_PORTS; do
+  wait_for "sse-gateway on port $port" "${gateway_pids[$i]}" curl -fsS --max-time 2 "http://127.0.0.1:$port/readyz"
+  i=$((i + 1))
+done
 
 nginx_missing=
 if [ "$NGINX" = on ] && ! command -v nginx >/dev/null; then
@@ -141,7 +168,7 @@ if [ "$NGINX" = on ]; then
   } > "$prefix/upstreams.conf"
   nginx -p "$prefix" -c nginx.conf -g 'daemon off;' &
   started+=($!)
-  wait_http "http://$NGINX_HOST:$NGINX_PORT/nginx-health"
+  wait_for "nginx on port $NGINX_PORT" "$!" curl -fsS --max-time 2 "http://$NGINX_HOST:$NGINX_PORT/nginx-health"
   echo "nginx         on http://$NGINX_HOST:$NGINX_PORT/ (demo page; /events and /v1/ proxied)"
   echo "              and https://$NGINX_HOST:$NGINX_TLS_PORT/ (HTTP/2; self-signed: $prefix/tls/server.crt)"
 fi

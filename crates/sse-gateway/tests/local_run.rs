@@ -35,7 +35,7 @@ fn publish_to(port: u16, n: u32) -> std::process::Output {
 
 /// A stream on the script's first gateway receives an event published over HTTP; gone, it
 /// resumes on the second and gets the one published meanwhile. Returns that stream.
-async fn resumes_on_the_other_gateway(cluster: &harness::LocalCluster) -> SseClient {
+async fn resumes_on_the_other_gateway(cluster: &harness::local_cluster::LocalCluster) -> SseClient {
     let gateways = cluster.gateway_ports;
     let first: SocketAddr = ([127, 0, 0, 1], gateways[0]).into();
     let second: SocketAddr = ([127, 0, 0, 1], gateways[1]).into();
@@ -58,7 +58,7 @@ async fn resumes_on_the_other_gateway(cluster: &harness::LocalCluster) -> SseCli
 
 #[tokio::test]
 async fn run_script_serves_resumes_across_gateways_and_stops_what_it_started() {
-    let mut cluster = harness::LocalCluster::start();
+    let mut cluster = harness::local_cluster::LocalCluster::start();
     let nginx_port = cluster.nginx_port;
     let mut resumed = resumes_on_the_other_gateway(&cluster).await;
 
@@ -81,7 +81,7 @@ async fn without_nginx_the_script_says_so_and_runs_the_rest() {
         .collect();
     let path = std::env::join_paths(without_nginx).expect("a PATH");
     let path = path.to_str().expect("a UTF-8 PATH");
-    let mut cluster = harness::LocalCluster::start_with(&[("PATH", path)]);
+    let mut cluster = harness::local_cluster::LocalCluster::start_with(&[("PATH", path)]);
     sse_testkit::wait_until("the script says nginx is missing", PATIENCE, || {
         cluster
             .complaints()
@@ -115,7 +115,7 @@ async fn with_redis_cluster_the_script_runs_a_cluster_and_serves_and_resumes_on_
     let ports: Vec<String> = (0..12)
         .map(|_| sse_testkit::free_port().to_string())
         .collect();
-    let mut cluster = harness::LocalCluster::start_with(&[
+    let mut cluster = harness::local_cluster::LocalCluster::start_with(&[
         ("REDIS_CLUSTER", "on"),
         ("CLUSTER_PORTS", &ports[..6].join(" ")),
         ("CLUSTER_BUS_PORTS", &ports[6..].join(" ")),

@@ -214,7 +214,7 @@ async fn a_client_that_vanishes_is_freed_after_two_heartbeats_and_counted() {
 async fn behind_nginx_the_connection_age_frees_what_nginx_keeps_open() {
     let mut isolated = IsolatedHost::create(1);
     let host_ip = isolated.host_ip.to_string();
-    let cluster = harness::LocalCluster::start_with(&[
+    let cluster = harness::local_cluster::LocalCluster::start_with(&[
         ("NGINX_HOST", host_ip.as_str()),
         ("SSE_HEARTBEAT", HEARTBEAT),
         ("SSE_MAX_CONNECTION_AGE", "40s"),

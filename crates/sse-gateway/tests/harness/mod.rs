@@ -7,13 +7,13 @@
 //! without stalling it, and stopping one node does not touch another.
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
+pub(crate) mod child;
 pub(crate) mod cluster;
 pub(crate) mod feed;
+pub(crate) mod local_cluster;
 pub(crate) mod tokens;
 
 use std::net::SocketAddr;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use clap::Parser;
@@ -262,158 +262,6 @@ pub(crate) fn sibling_binary(package: &str) -> std::path::PathBuf {
         assert!(built.success(), "cargo build -p {package} failed");
     }
     path
-}
-
-/// `deploy/local/run.sh`, the README's "run" command, on free ports with this build's binaries:
-/// Redis, the publisher, two gateways and nginx. Dropping it stops the script as Ctrl-C would.
-pub(crate) struct LocalCluster {
-    script: std::process::Child,
-    pub(crate) redis_port: u16,
-    pub(crate) publisher_port: u16,
-    pub(crate) gateway_ports: [u16; 2],
-    pub(crate) nginx_port: u16,
-    /// nginx's TLS (HTTP/2) port.
-    pub(crate) nginx_tls_port: u16,
-    /// What the script printed until it was ready.
-    pub(crate) said: String,
-    /// What the script wrote to stderr so far (read on a thread of its own).
-    complaints: Arc<Mutex<String>>,
-}
-
-impl LocalCluster {
-    /// Starts the script and waits until it says it is ready.
-    pub(crate) fn start() -> Self {
-        Self::start_with(&[])
-    }
-
-    /// Starts the script with `env` added to its environment, and waits until it says it is
-    /// ready.
-    pub(crate) fn start_with(env: &[(&str, &str)]) -> Self {
-        use sse_testkit::free_port;
-        use std::io::BufRead;
-        let (redis_port, publisher_port, nginx_port) = (free_port(), free_port(), free_port());
-        let nginx_tls_port = free_port();
-        let gateway_ports = [free_port(), free_port()];
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let mut script = std::process::Command::new("bash")
-            .arg("deploy/local/run.sh")
-            .current_dir(&root)
-            .env("REDIS_PORT", redis_port.to_string())
-            .env("PUBLISHER_PORT", publisher_port.to_string())
-            .env(
-                "GATEWAY_PORTS",
-                format!("{} {}", gateway_ports[0], gateway_ports[1]),
-            )
-            .env("NGINX_PORT", nginx_port.to_string())
-            .env("NGINX_TLS_PORT", nginx_tls_port.to_string())
-            .env("SSE_PUBLISHER_BIN", publisher_binary())
-            .env("SSE_GATEWAY_BIN", env!("CARGO_BIN_EXE_sse-gateway"))
-            .envs(env.iter().copied())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start deploy/local/run.sh");
-        let stdout = script.stdout.take().expect("piped stdout");
-        let (stderr, stderr_ended) =
-            read_in_background(script.stderr.take().expect("piped stderr"));
-        let mut cluster = Self {
-            script,
-            redis_port,
-            publisher_port,
-            gateway_ports,
-            nginx_port,
-            nginx_tls_port,
-            said: String::new(),
-            complaints: stderr.clone(),
-        };
-        let mut stdout = std::io::BufReader::new(stdout);
-        let mut line = String::new();
-        while !line.contains("Press Ctrl-C") {
-            line.clear();
-            let read = stdout
-                .read_line(&mut line)
-                .expect("read the script's output");
-            cluster.said.push_str(&line);
-            if read == 0 {
-                let status = cluster.script.wait();
-                // Its stderr ends with it, unless a process it started still holds it open.
-                let _ = stderr_ended.recv_timeout(PATIENCE);
-                let stderr = stderr.lock().unwrap_or_else(PoisonError::into_inner);
-                panic!(
-                    "the script ended ({status:?}) before it was ready; it said:\n{}\n\
-                     and complained:\n{stderr}",
-                    cluster.said
-                );
-            }
-        }
-        cluster
-    }
-
-    /// What the script wrote to stderr so far.
-    pub(crate) fn complaints(&self) -> String {
-        self.complaints
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// The script's process id.
-    pub(crate) fn pid(&self) -> u32 {
-        self.script.id()
-    }
-
-    /// Stops the script with SIGTERM and waits until every port it served is closed.
-    pub(crate) fn stop(&mut self) {
-        self.stop_script();
-        let ports = [
-            self.redis_port,
-            self.publisher_port,
-            self.gateway_ports[0],
-            self.gateway_ports[1],
-            self.nginx_port,
-            self.nginx_tls_port,
-        ];
-        sse_testkit::wait_until("every process the script started stops", PATIENCE, || {
-            ports
-                .iter()
-                .all(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_err())
-        });
-    }
-
-    fn stop_script(&mut self) {
-        if self.script.try_wait().ok().flatten().is_none() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &self.script.id().to_string()])
-                .status();
-            let _ = self.script.wait();
-        }
-    }
-}
-
-/// Reads `pipe` to its end on a thread of its own, so the process writing it never blocks:
-/// the text so far, and a channel that says when the pipe ended.
-fn read_in_background(
-    pipe: impl std::io::Read + Send + 'static,
-) -> (Arc<Mutex<String>>, mpsc::Receiver<()>) {
-    use std::io::BufRead;
-    let text = Arc::new(Mutex::new(String::new()));
-    let (ended, ended_received) = mpsc::channel();
-    let writer = text.clone();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
-            let mut text = writer.lock().unwrap_or_else(PoisonError::into_inner);
-            text.push_str(&line);
-            text.push('\n');
-        }
-        let _ = ended.send(());
-    });
-    (text, ended_received)
-}
-
-impl Drop for LocalCluster {
-    fn drop(&mut self) {
-        self.stop_script();
-    }
 }
 
 /// Makes `MAXLEN ~` trim exactly: it trims whole stream nodes, so one entry per node.
