@@ -11,9 +11,10 @@
 //!   `Idempotency-Key` header, at most once per key (a repeat → `200`, the same ids);
 //! - `GET /healthz`, `GET /readyz`, `GET /metrics`.
 //!
-//! Modules: [`publisher`] (Redis), `request` (JSON → events), `http` (routes, auth,
+//! Modules: [`publisher`] (Redis), `coalesce` (group commit of single events), `request` (JSON → events), `http` (routes, auth,
 //! errors), `server` (accept loop, graceful shutdown), `metrics`, [`config`].
 
+mod coalesce;
 pub mod config;
 mod http;
 mod metrics;

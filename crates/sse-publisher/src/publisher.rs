@@ -9,8 +9,13 @@
 //!
 //! The connection is one multiplexed [`Commands`] connection, cloned per call: concurrent
 //! publishes are pipelined on one socket (on a Cluster, one per master), which is what Redis
-//! serves fastest, and it reconnects by itself after Redis goes away. The function library is loaded at connect time
-//! and again whenever Redis says it is missing (a restart without persistence), then the call
+//! serves fastest, and it reconnects by itself after Redis goes away. Single events without
+//! an idempotency key go through `crate::coalesce`, which sends the calls waiting at the same
+//! moment as one pipeline (each still its own atomic call with its own reply); batches,
+//! keyed publishes, replica acks and a Cluster take the direct path.
+//!
+//! The function library is loaded at connect time and again whenever Redis says it is
+//! missing (a restart without persistence), then the call
 //! is retried once: a missing function wrote nothing, so the retry cannot duplicate.
 //!
 //! With [`Publisher::acknowledged_by`], each publish (or batch) is followed on the same
@@ -45,10 +50,15 @@ use sse_core::schema::{
 };
 use sse_core::{Event, EventId, Topic};
 
+use crate::coalesce::{CoalesceError, Coalescer};
+
 /// Publishes events into Redis. Cheap to clone; clones share one connection.
 #[derive(Clone)]
 pub struct Publisher {
     connection: Commands,
+    /// Groups concurrent single-event publishes into one pipeline (`crate::coalesce`); none
+    /// on a Redis Cluster, whose calls go to the master of their own slot.
+    coalescer: Option<Coalescer>,
     redis: Redis,
     retention: Retention,
     replicas: Option<ReplicaAck>,
@@ -162,6 +172,9 @@ pub enum PublishError {
         "the idempotency key was already used for a different request within its window; nothing was published"
     )]
     KeyReused(#[source] RedisError),
+    /// The publisher's queue is closed (its runtime is shutting down): nothing was sent.
+    #[error("the publisher is shutting down; nothing was published")]
+    Closed,
     /// Redis answered with something that is not a stream id.
     #[error("redis answered the publish with {reply:?}, which is not a stream id")]
     BadReply {
@@ -213,8 +226,11 @@ impl Publisher {
             Err(CheckError::Mismatch(error)) => return Err(error.into()),
             Err(CheckError::Unreachable(_)) | Ok(()) => {}
         }
+        let coalescer =
+            (redis.mode() != Mode::Cluster).then(|| Coalescer::start(connection.clone()));
         let publisher = Self {
             connection,
+            coalescer,
             redis,
             retention,
             replicas: None,
@@ -280,6 +296,23 @@ impl Publisher {
     /// # Errors
     /// [`PublishError`]; the event was not written (see the module docs for the exception).
     pub async fn publish(&self, event: &Event) -> Result<EventId, PublishError> {
+        if let (Some(coalescer), None) = (&self.coalescer, &self.replicas) {
+            let call = || PublishCall::new(event, self.retention).command();
+            let reply = match coalescer.call(call()).await {
+                Err(CoalesceError::Redis(error)) if is_function_missing(&error) => {
+                    tracing::info!("publish function missing in redis; loading it");
+                    self.load_function().await?;
+                    coalescer.call(call()).await
+                }
+                reply => reply,
+            };
+            let reply = reply.map_err(|error| match error {
+                CoalesceError::Redis(error) => PublishError::from_redis(error),
+                CoalesceError::Closed => PublishError::Closed,
+            })?;
+            let (mut ids, _) = parse_replies(vec![reply])?;
+            return ids.pop().ok_or_else(|| bad_reply(&redis::Value::Nil));
+        }
         let (mut ids, _) = self.write(std::slice::from_ref(event), None).await?;
         Ok(ids.remove(0))
     }

@@ -138,7 +138,8 @@ impl From<PublishError> for ApiError {
         match error {
             PublishError::Unavailable(_)
             | PublishError::NoReply(_)
-            | PublishError::NotReplicated { .. } => Self::Unavailable(error),
+            | PublishError::NotReplicated { .. }
+            | PublishError::Closed => Self::Unavailable(error),
             PublishError::CrossSlot { .. } => Self::CrossSlot(error),
             PublishError::KeyReused(_) => Self::KeyReused(error),
             PublishError::Refused(_) | PublishError::Config(_) | PublishError::BadReply { .. } => {
