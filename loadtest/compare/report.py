@@ -41,13 +41,50 @@ LOAD_ROWS = [
     ("p999 ms from schedule", "latency_from_schedule_ms.p999", 1),
     ("peak RSS MiB", "server_rss_kib.peak", KIB_PER_MIB),
     ("server CPU % (of one core)", "server_cpu_percent", 1),
-    ("driver CPU % (of one core)", "driver_cpu_percent", 1),
+    ("driver CPU % (of one core; all driver processes together)", "driver_cpu_percent", 1),
     ("driver's core busy % (driver, Redis, anything else)", "driver_core_busy_percent", 1),
+    ("driver processes (--shard, merged)", lambda report: driver_processes(report), 1),
+    ("driver CPU % per process", lambda report: per_process_cpu(report), 1),
+    ("timed streams (the latency sample; all streams checked)", "connections.timed", 1),
     ("driver-bound", "driver_bound", 1),
     ("bound by", "bound_by", 1),
 ]
+# The kernel's TCP memory beside RSS: sockstat is machine-wide (both ends of every loopback
+# connection, the driver's too); the send queues are the server's sockets alone.
+KERNEL_ROWS = [
+    ("kernel TCP memory per stream KiB at idle (sockstat, machine-wide)",
+     "kernel_memory.tcp_mem_kib.per_connection_idle", 1),
+    ("kernel TCP memory per stream KiB at peak (sockstat, machine-wide)",
+     "kernel_memory.tcp_mem_kib.per_connection_peak", 1),
+    ("kernel TCP memory peak MiB (sockstat, machine-wide)", "kernel_memory.tcp_mem_kib.peak",
+     KIB_PER_MIB),
+    ("server send queues per stream KiB at peak (tx_queue)",
+     "kernel_memory.server_send_queue_kib.per_connection_peak", 1),
+]
 EXTRA_ROWS = {
-    "idle": [
+    "fanout": KERNEL_ROWS,
+    "fanout-10": KERNEL_ROWS,
+    "stalled": [
+        ("stalled streams open", "stalled.opened", 1),
+        ("healthy readers (the events and latency above are theirs)", "stalled.healthy", 1),
+        ("RSS peak per stalled stream KiB", "stalled.per_stream_peak_rss_kib", 1),
+        ("kernel TCP memory peak per stalled stream KiB (sockstat, machine-wide)",
+         "stalled.per_stream_peak_tcp_mem_kib", 1),
+        ("server send queues peak per stalled stream KiB",
+         "stalled.per_stream_peak_server_send_queue_kib", 1),
+        ("RSS MiB: baseline / peak / end",
+         lambda report: triple(report, "rss_kib", KIB_PER_MIB), 1),
+        ("kernel TCP memory MiB: baseline / peak / end",
+         lambda report: triple(report, "tcp_mem_kib", KIB_PER_MIB), 1),
+        ("server send queues MiB: peak / end", lambda report: send_queues(report), 1),
+        ("server sockets: peak / end", lambda report: sockets(report), 1),
+        ("server sockets by state at the end", "stalled.end.server.states", 1),
+        ("server sockets in FIN_WAIT1, peak (closed, data still queued)",
+         "stalled.peak.server_fin_wait1", 1),
+        ("kernel TCP memory MiB 1 s after the driver closed the stalled streams",
+         "stalled.after_close.tcp_mem_kib", KIB_PER_MIB),
+    ],
+    "idle": KERNEL_ROWS[:1] + [
         ("RSS per idle connection KiB", "server_rss_kib.per_connection_idle", 1),
         ("RSS before any connection MiB", "server_rss_kib.before", KIB_PER_MIB),
         ("RSS at idle MiB", "server_rss_kib.idle", KIB_PER_MIB),
@@ -98,7 +135,7 @@ EXTRA_ROWS = {
         ("readiness polls unanswered in 2 s", "storm.ready_polls.unanswered", 1),
     ],
 }
-ORDER = ["idle", "fanout", "fanout-10", "topics", "ramp", "reconnect-storm"]
+ORDER = ["idle", "fanout", "fanout-10", "topics", "ramp", "reconnect-storm", "stalled"]
 STEP_COLUMNS = [
     ("achieved /s", "events.published_per_second"),
     ("delivered /s", "events.delivered_per_second"),
@@ -115,6 +152,38 @@ STEP_COLUMNS = [
     ("bound by", "bound_by"),
     ("verdict", "verdict"),
 ]
+
+
+def driver_processes(report):
+    """How many driver processes made the report: its merged shards, or one."""
+    return len(report.get("shards") or []) or 1
+
+
+def per_process_cpu(report):
+    """Each driver process's CPU %, for a merged report; the one figure otherwise."""
+    shards = report.get("shards") or []
+    if not shards:
+        return report.get("driver_cpu_percent")
+    return " + ".join(fmt(shard.get("driver_cpu_percent")) for shard in shards)
+
+
+def triple(report, field, divisor):
+    """A stalled figure at the baseline, at its peak and at the end, as 'a / b / c'."""
+    values = [get(report, f"stalled.{moment}.{field}", divisor)
+              for moment in ("baseline", "peak", "end")]
+    return None if all(v is None for v in values) else " / ".join(map(fmt, values))
+
+
+def send_queues(report):
+    peak = get(report, "stalled.peak.server_send_queue_bytes", 1024 * KIB_PER_MIB)
+    end = get(report, "stalled.end.server.send_queue_bytes", 1024 * KIB_PER_MIB)
+    return None if peak is None else f"{fmt(peak)} / {fmt(end)}"
+
+
+def sockets(report):
+    peak = get(report, "stalled.peak.server_sockets")
+    end = get(report, "stalled.end.server.sockets")
+    return None if peak is None else f"{fmt(peak)} / {fmt(end)}"
 
 
 def catch_up_max(report):
@@ -164,6 +233,8 @@ def fmt(value):
         return f"{value:.2f}" if abs(value) < 100 else f"{value:,.0f}"
     if isinstance(value, list):
         return ", ".join(map(str, value)) or "–"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {fmt(v)}" for k, v in value.items()) or "–"
     return str(value)
 
 
@@ -281,6 +352,9 @@ def main():
                   "the PSS row counts them once."]
     if data.get("publishing"):
         lines += [f"- publishing: {data['publishing']}"]
+    if data.get("driver"):
+        lines += [f"- driver: {data['driver']}; latency percentiles are the timed streams' "
+                  "(merged histograms for several processes), loss is checked on every stream"]
     lines += ["- latency *from send* starts when the driver sent the publish request; *from "
               "schedule* starts when the event was due, so it includes any time the event "
               "waited in the driver because publishing fell behind.",

@@ -20,7 +20,23 @@
 # command either issued, in total; the stream reads (XRANGE, XREVRANGE, XINFO, XREAD) only
 # mean something for our gateway, Nchan reads its hashes and lists inside EVALSHA scripts.
 #
-#   loadtest/compare/run.sh                   # every scenario, full size (about 11 minutes;
+# Fan-out keeps the driver from being what is measured: every stream checks every event, but
+# only $TIMED_SAMPLE of them (spread over the topics) parse and time events (--timed-sample), the
+# others scan for the sequence numbers alone; above $SHARD_ABOVE streams the driver runs as
+# $SHARDS cooperating processes (--shard, started together with --start-at), whose reports
+# `sse-bench merge` joins into the one in $OUT (each process's own in $OUT/shards/).
+#
+# The stalled scenario opens $STALLED streams that read their response head and then nothing
+# (SO_RCVBUF 4 KiB), beside $HEALTHY healthy readers, and publishes $STALLED_RATE events/s of
+# $STALLED_PAYLOAD bytes: it samples RSS, the kernel's TCP memory and the server's sockets by
+# TCP state, to see whether a server that cuts a slow reader frees its kernel memory. Each
+# server runs with its defaults: the gateway caps each stream's SO_SNDBUF (--send-buffer,
+# 64 KiB) and cuts a client more than --client-buffer (256 KiB) behind with a reset; nginx
+# (start-nchan.sh, nchan.conf.template) sets no sndbuf= on its listener, so the kernel
+# autotunes each send buffer up to net.ipv4.tcp_wmem's maximum, and closes a client that
+# accepts nothing for send_timeout (60 s by default, longer than the run).
+#
+#   loadtest/compare/run.sh                   # every scenario, full size (about 12 minutes;
 #                                             # needs an otherwise idle machine)
 #   SCALE=small loadtest/compare/run.sh       # the same at toy sizes (about 3 minutes)
 #   SCENARIOS="idle fanout" loadtest/compare/run.sh
@@ -32,7 +48,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=loadtest/compare
 
-SCENARIOS=${SCENARIOS:-"idle fanout fanout-10 topics ramp reconnect-storm"}
+SCENARIOS=${SCENARIOS:-"idle fanout fanout-10 topics ramp reconnect-storm stalled"}
 SERVERS=${SERVERS:-"sse-gateway nchan"}
 SCALE=${SCALE:-full}
 SERVER_CORE=${SERVER_CORE:-0}
@@ -40,14 +56,18 @@ DRIVER_CORE=${DRIVER_CORE:-1}
 PUBLISH_CONNECTIONS=${PUBLISH_CONNECTIONS:-32}
 RAMP_PUBLISH_CONNECTIONS=${RAMP_PUBLISH_CONNECTIONS:-64}
 OUT=${OUT:-loadtest/results}
+TIMED_SAMPLE=${TIMED_SAMPLE:-500}
+SHARD_ABOVE=${SHARD_ABOVE:-5000} SHARDS=${SHARDS:-2}
 WORK=$(mktemp -d -t sse-compare.XXXXXX)
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$OUT/shards"
 
 if [ "$SCALE" = small ]; then
   IDLE=2000 FANOUT=1000 TOPICS=1000 RAMP=200 STORM=1000 SECONDS_=5s STEP=3s
+  STALLED=${STALLED:-500} HEALTHY=${HEALTHY:-50}
   RATES=100,500,1000,2000 STORM_BEHIND=${STORM_BEHIND:-10}
 else
   IDLE=18000 FANOUT=10000 TOPICS=10000 RAMP=1000 STORM=10000 SECONDS_=20s STEP=10s
+  STALLED=${STALLED:-2000} HEALTHY=${HEALTHY:-100}
   RATES=100,200,500,1000,2000,5000,10000,20000 STORM_BEHIND=${STORM_BEHIND:-50}
 fi
 # The storm: away long enough that each client is STORM_BEHIND events behind its topic
@@ -55,6 +75,7 @@ fi
 # STORM_TAIL after the last reconnect so the catch-up happens under live load.
 STORM_TOPICS=${STORM_TOPICS:-100} STORM_RATE=${STORM_RATE:-200}
 STORM_AT=${STORM_AT:-5} STORM_SPREAD=${STORM_SPREAD:-1} STORM_TAIL=${STORM_TAIL:-5}
+STALLED_RATE=${STALLED_RATE:-200} STALLED_PAYLOAD=${STALLED_PAYLOAD:-1024}
 STORM_AWAY_MS=$((STORM_BEHIND * STORM_TOPICS * 1000 / STORM_RATE))
 STORM_SECONDS_MS=$(((STORM_AT + STORM_SPREAD + STORM_TAIL) * 1000 + STORM_AWAY_MS))
 
@@ -143,6 +164,35 @@ bench() { # server scenario sse-bench-subcommand flags...
   wait $!
 }
 
+# A fan-out: one driver for up to SHARD_ABOVE streams, else SHARDS cooperating ones, all on the
+# driver's core, merged into one report; every stream checked, TIMED_SAMPLE of them timed.
+fanout_bench() { # server scenario connections flags...
+  local server=$1 scenario=$2 connections=$3
+  shift 3
+  local sample=(--timed-sample "$TIMED_SAMPLE")
+  if [ "$connections" -le "$SHARD_ABOVE" ]; then
+    bench "$server" "$scenario" fanout --connections "$connections" "${sample[@]}" "$@"
+    return
+  fi
+  echo "== $scenario against $server ($SHARDS driver processes)" >&2
+  # Time for every shard to open its streams (at --ramp 5000/s) and settle, then start.
+  local start_at=$(( $(date +%s%3N) + 3000 + connections / SHARDS / 5 ))
+  local prefix="bench-$(date +%s)-"
+  local shard pids=() reports=()
+  for ((shard = 0; shard < SHARDS; shard++)); do
+    local report="$OUT/shards/$scenario.$server.$shard.json"
+    reports+=("$report")
+    taskset -c "$DRIVER_CORE" "$bin/sse-bench" fanout "${TARGET[@]}" --pid "$PIDS" \
+      --connections "$connections" "${sample[@]}" --shard "$shard/$SHARDS" \
+      --start-at "$start_at" --topic-prefix "$prefix" --json "$report" "$@" \
+      > "$WORK/$scenario.$server.$shard.txt" &
+    started+=($!)
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+  "$bin/sse-bench" merge "${reports[@]}" --json "$OUT/$scenario.$server.json"
+}
+
 # The same publishing for every server: events spread over many connections.
 SPREAD=(--publish-spread --publish-connections "$PUBLISH_CONNECTIONS")
 RAMP_SPREAD=(--publish-spread --publish-connections "$RAMP_PUBLISH_CONNECTIONS")
@@ -152,10 +202,10 @@ for scenario in $SCENARIOS; do
     start_server "$server"
     case $scenario in
       idle) bench "$server" idle idle --connections "$IDLE" --duration 5s ;;
-      fanout) bench "$server" fanout fanout --connections "$FANOUT" --rate 100 \
+      fanout) fanout_bench "$server" fanout "$FANOUT" --rate 100 \
         --duration "$SECONDS_" "${SPREAD[@]}" ;;
       # The same fan-out at a tenth of the rate.
-      fanout-10) bench "$server" fanout-10 fanout --connections "$FANOUT" --rate 10 \
+      fanout-10) fanout_bench "$server" fanout-10 "$FANOUT" --rate 10 \
         --duration "$SECONDS_" "${SPREAD[@]}" ;;
       topics) bench "$server" topics topics --connections "$TOPICS" --topics $((TOPICS / 10)) \
         --rate 1000 --duration "$SECONDS_" "${SPREAD[@]}" ;;
@@ -166,6 +216,9 @@ for scenario in $SCENARIOS; do
         --storm-at "${STORM_AT}s" --storm-away "${STORM_AWAY_MS}ms" \
         --storm-spread "${STORM_SPREAD}s" --storm-share 1.0 "${SPREAD[@]}" \
         "${READY[@]}" "${REDIS_STATS[@]}" ;;
+      stalled) bench "$server" stalled stalled --connections "$STALLED" --healthy "$HEALTHY" \
+        --rate "$STALLED_RATE" --payload "$STALLED_PAYLOAD" --duration "$SECONDS_" \
+        --sample-interval 500ms --hold-after 5s "${SPREAD[@]}" ;;
       *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac
     stop_all
@@ -173,11 +226,13 @@ for scenario in $SCENARIOS; do
 done
 
 # --- the results -------------------------------------------------------------------------
-python3 - "$OUT" "$SCALE" "$PUBLISH_CONNECTIONS" "$RAMP_PUBLISH_CONNECTIONS" "$SCENARIOS" <<'PY'
+python3 - "$OUT" "$SCALE" "$PUBLISH_CONNECTIONS" "$RAMP_PUBLISH_CONNECTIONS" "$SCENARIOS" \
+  "$TIMED_SAMPLE" "$SHARD_ABOVE" "$SHARDS" <<'PY'
 import json, pathlib, platform, subprocess, sys, datetime
 out, scale = pathlib.Path(sys.argv[1]), sys.argv[2]
 publish_connections, ramp_publish_connections = sys.argv[3], sys.argv[4]
 chosen = sys.argv[5].split()
+timed_sample, shard_above, shards = sys.argv[6], sys.argv[7], sys.argv[8]
 scenarios = {}
 for path in sorted(out.glob("*.*.json")):
     scenario, server = path.name[: -len(".json")].split(".", 1)
@@ -192,7 +247,7 @@ compare = {
                f"to one core, driver and both Redis servers on the other",
     "command": "".join([
         "" if scale == "full" else f"SCALE={scale} ",
-        "" if chosen == "idle fanout fanout-10 topics ramp reconnect-storm".split()
+        "" if chosen == "idle fanout fanout-10 topics ramp reconnect-storm stalled".split()
         else f"SCENARIOS=\"{' '.join(chosen)}\" ",
         "loadtest/compare/run.sh",
     ]),
@@ -204,6 +259,8 @@ compare = {
               "nchan": "its own redis-server (distributed mode; --redis-stats)"},
     "publishing": f"--publish-spread over {publish_connections} connections "
                   f"({ramp_publish_connections} for the ramp), the same for both servers",
+    "driver": f"fan-out: every stream checked, {timed_sample} timed (--timed-sample); above "
+              f"{shard_above} streams {shards} driver processes (--shard), merged",
     "scenarios": scenarios,
 }
 (out / "compare.json").write_text(json.dumps(compare, indent=1) + "\n")

@@ -45,14 +45,53 @@ pub(crate) enum Scenario {
         #[command(flatten)]
         storm: StormOptions,
     },
+    /// Open --connections streams on one topic that read their response head and then
+    /// nothing (a small SO_RCVBUF fills fast), publish --rate events of --payload padding
+    /// for --duration, and sample the server's RSS, the kernel's TCP memory and the server's
+    /// sockets by TCP state; --healthy readers alongside must get every event.
+    Stalled {
+        #[command(flatten)]
+        shared: Shared,
+        #[command(flatten)]
+        stalled: StalledOptions,
+    },
+    /// Join the JSON reports of cooperating drivers (--shard) into one: counts summed, the
+    /// latency histograms merged, driver CPU summed (and each process's stated), driver-bound
+    /// judged again; printed as a table, and written with --json.
+    Merge {
+        /// The shards' reports, every shard of the run once.
+        #[arg(required = true, value_name = "REPORT")]
+        reports: Vec<PathBuf>,
+        /// Write the merged report as JSON to this file.
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+    },
 }
 
 impl Scenario {
-    /// The options every scenario has.
-    pub(crate) fn shared(&self) -> &Shared {
+    /// The options every scenario has; `None` for `merge`, which runs nothing.
+    pub(crate) fn shared(&self) -> Option<&Shared> {
         match self {
-            Self::Idle(shared) | Self::Fanout(shared) | Self::Topics(shared) => shared,
-            Self::Ramp { shared, .. } | Self::ReconnectStorm { shared, .. } => shared,
+            Self::Idle(shared) | Self::Fanout(shared) | Self::Topics(shared) => Some(shared),
+            Self::Ramp { shared, .. }
+            | Self::ReconnectStorm { shared, .. }
+            | Self::Stalled { shared, .. } => Some(shared),
+            Self::Merge { .. } => None,
+        }
+    }
+
+    /// Why the shared options do not fit this scenario, if they do not.
+    pub(crate) fn check(&self, shared: &Shared) -> Result<(), String> {
+        let shardable = matches!(self, Self::Idle(_) | Self::Fanout(_) | Self::Topics(_));
+        match shared.shard {
+            Some(shard) if shard.count > 1 && !shardable => {
+                Err("--shard works with idle, fanout and topics only".to_owned())
+            }
+            Some(shard) if shard.count > 1 && shared.start_at.is_none() => Err(
+                "--shard needs --start-at, so that every shard is open before publishing"
+                    .to_owned(),
+            ),
+            _ => Ok(()),
         }
     }
 }
@@ -141,6 +180,56 @@ pub(crate) struct Shared {
     /// headers before its subscription is active.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub(crate) settle: Duration,
+    /// Time only this many connections, spread over the topics: they parse every event and
+    /// measure its latency; all others only scan for the sequence numbers (loss, duplicates
+    /// and reordering stay exact on every connection) and read no clock per event. Default:
+    /// every connection is timed.
+    #[arg(long, value_name = "N")]
+    pub(crate) timed_sample: Option<u32>,
+    /// Be process I of K cooperating drivers (idle, fanout, topics): this one opens
+    /// connections I, I + K, I + 2K, … of --connections (the same flags otherwise, the same
+    /// --topic-prefix), from its own source addresses (127.0.I.1, …) unless --sources; only
+    /// shard 0 publishes. Needs --start-at. `sse-bench merge` joins the reports.
+    #[arg(long, value_name = "I/K", value_parser = Shard::parse)]
+    pub(crate) shard: Option<Shard>,
+    /// Start measuring (and publishing) at this Unix time in milliseconds, once the
+    /// connections are open and settled: the start barrier of cooperating drivers. A driver
+    /// that is late starts at once and reports by how much.
+    #[arg(long, value_name = "UNIX_MS")]
+    pub(crate) start_at: Option<u64>,
+}
+
+/// Which of several cooperating drivers this one is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Shard {
+    pub(crate) index: usize,
+    pub(crate) count: usize,
+}
+
+impl Shard {
+    /// The whole run in one process.
+    pub(crate) const ALONE: Self = Self { index: 0, count: 1 };
+
+    /// `I/K`, with I below K.
+    fn parse(text: &str) -> Result<Self, String> {
+        let parsed = text
+            .split_once('/')
+            .and_then(|(index, count)| Some((index.parse().ok()?, count.parse().ok()?)));
+        match parsed {
+            Some((index, count)) if index < count => Ok(Self { index, count }),
+            _ => Err(format!("{text:?} is not I/K with 0 <= I < K")),
+        }
+    }
+
+    /// The connection numbers of `total` this shard opens.
+    pub(crate) fn indices(self, total: usize) -> impl Iterator<Item = usize> {
+        (self.index..total).step_by(self.count)
+    }
+
+    /// Whether this shard publishes: only the first does.
+    pub(crate) fn publishes(self) -> bool {
+        self.index == 0
+    }
 }
 
 /// Options of the ramp scenario.
@@ -189,6 +278,23 @@ pub(crate) struct StormOptions {
     pub(crate) redis_stats: Vec<String>,
 }
 
+/// Options of the stalled scenario.
+#[derive(Debug, Args)]
+pub(crate) struct StalledOptions {
+    /// Ordinary readers on the same topic, which must get every event.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) healthy: usize,
+    /// SO_RCVBUF of each stalled stream's socket, set before connecting, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
+    pub(crate) stalled_rcvbuf: u32,
+    /// How often the server's memory and sockets are sampled.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub(crate) sample_interval: Duration,
+    /// How long to go on sampling after publishing ended, the stalled streams still open.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub(crate) hold_after: Duration,
+}
+
 /// `Name: value` → a header.
 fn parse_header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
     let (name, value) = text
@@ -229,6 +335,27 @@ mod tests {
         assert_eq!(ramp.rates.len(), 9);
         assert_eq!(ramp.max_p99, Duration::from_millis(200));
         assert!(!shared.publish_spread);
+    }
+
+    #[test]
+    fn shards_parse_and_split_the_connections() {
+        assert_eq!(Shard::parse("1/3"), Ok(Shard { index: 1, count: 3 }));
+        for bad in ["3/3", "1", "a/2", "0/0"] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
+        let shard = Shard { index: 1, count: 3 };
+        assert_eq!(shard.indices(8).collect::<Vec<_>>(), [1, 4, 7]);
+        assert!(!shard.publishes());
+        assert!(Shard::ALONE.publishes());
+        let cli = Cli::try_parse_from(["sse-bench", "fanout", "--shard", "1/2"]).unwrap();
+        let shared = cli.scenario.shared().unwrap();
+        assert!(cli.scenario.check(shared).is_err());
+        let cli = Cli::try_parse_from(["sse-bench", "ramp", "--shard", "0/2", "--start-at", "1"])
+            .unwrap();
+        assert!(cli.scenario.check(cli.scenario.shared().unwrap()).is_err());
+        let cli = Cli::try_parse_from(["sse-bench", "idle", "--shard", "0/2", "--start-at", "1"])
+            .unwrap();
+        assert!(cli.scenario.check(cli.scenario.shared().unwrap()).is_ok());
     }
 
     #[test]

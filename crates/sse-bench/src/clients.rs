@@ -2,9 +2,13 @@
 //!
 //! It sends `GET <subscribe url>` with `Accept: text/event-stream`, counts as live once the
 //! answer is `200` (Nchan sends no `id:` line until its first message, so nothing more is
-//! required), parses the stream with `sse_core::Parser`, and checks each event's sequence
-//! (see `payload` and `sequence`): each arrives once, late arrivals are counted as reordered,
-//! repeats as duplicates, and latency is recorded from the send and from the scheduled time.
+//! required), and checks each event's sequence (see `payload` and `sequence`): each arrives
+//! once, late arrivals are counted as reordered, repeats as duplicates. A *timed* connection
+//! parses the stream with `sse_core::Parser` and records each event's latency from the send
+//! and from the scheduled time; a *counted* one (all but a sample, with `--timed-sample`)
+//! only scans the bytes for the sequences (see `scan`) and reads no clock per event, so the
+//! loss check stays exact on every connection while the driver's cost per event is small.
+//! Storm clients are always timed: they need the last event id and the catch-up times.
 //!
 //! In a reconnect storm the connection is dropped on a signal, stays away for its delay
 //! (`--storm-away` plus its share of `--storm-spread`, drawn by the fleet), and is reopened
@@ -38,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use crate::acked::Acked;
 use crate::conn::{self, Connection, HttpError};
 use crate::payload;
+use crate::scan::Scanner;
 use crate::sequence::{Seen, SequenceCheck};
 use crate::tally::Tally;
 use crate::template::Endpoint;
@@ -61,6 +66,35 @@ pub(crate) struct Subscriber {
     pub(crate) storm_delay: Option<Duration>,
     /// What the publisher has seen acknowledged, for the catch-up target.
     pub(crate) acked: Arc<Acked>,
+    /// Whether it parses and times every event, or only counts them (see the module docs).
+    pub(crate) timed: bool,
+}
+
+/// How a connection reads its stream.
+enum Reader {
+    /// Parses every event and times it.
+    Timed(Parser),
+    /// Scans for the sequences only.
+    Counted(Scanner),
+}
+
+impl Reader {
+    /// A fresh reader of the kind `timed` asks for.
+    fn new(timed: bool) -> Self {
+        if timed {
+            Self::Timed(Parser::new())
+        } else {
+            Self::Counted(Scanner::default())
+        }
+    }
+
+    /// The last event id seen, for a resume (only timed readers keep it).
+    fn last_event_id(&self) -> &str {
+        match self {
+            Self::Timed(parser) => parser.last_event_id(),
+            Self::Counted(_) => "",
+        }
+    }
 }
 
 /// Where a connection stands in its topic: what arrived, and whether it is catching up.
@@ -114,14 +148,18 @@ impl Subscriber {
             }
         };
         tally.live.fetch_add(1, Ordering::Relaxed);
-        let mut parser = Parser::new();
+        let timed = self.timed || self.storm_delay.is_some();
+        if timed {
+            tally.timed.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut reader = Reader::new(timed);
         let mut position = Position::default();
         let mut storm = self.storm_delay.is_some().then(|| signals.storm.clone());
         loop {
             let end = self
                 .read(
                     &mut stream,
-                    &mut parser,
+                    &mut reader,
                     &mut position,
                     &tally,
                     &signals.stop,
@@ -142,8 +180,8 @@ impl Subscriber {
                         () = tokio::time::sleep(away) => {}
                         () = signals.stop.cancelled() => return,
                     }
-                    let resume = parser.last_event_id().to_owned();
-                    parser = Parser::new();
+                    let resume = reader.last_event_id().to_owned();
+                    reader = Reader::new(timed);
                     let target = self.acked.floor(self.topic_index);
                     let catch_ups = &tally.catch_ups;
                     catch_ups.record_behind(position.check.outstanding_below(target));
@@ -242,7 +280,7 @@ impl Subscriber {
     async fn read(
         &self,
         stream: &mut Stream,
-        parser: &mut Parser,
+        reader: &mut Reader,
         position: &mut Position,
         tally: &Tally,
         stop: &CancellationToken,
@@ -268,46 +306,89 @@ impl Subscriber {
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            let Ok(items) = parser.feed(&data) else {
-                return End::ByServer;
-            };
-            let now = payload::now_micros();
-            for item in items {
-                let Item::Event(event) = item else { continue };
-                let Some(stamp) = payload::decode(&event.data) else {
-                    continue;
-                };
-                tally.received.fetch_add(1, Ordering::Relaxed);
-                tally.last_received_micros.fetch_max(now, Ordering::Relaxed);
-                match position.check.observe(stamp.sequence) {
-                    Seen::Duplicate => {
-                        tally.duplicated.fetch_add(1, Ordering::Relaxed);
-                        continue;
+            match reader {
+                Reader::Timed(parser) => {
+                    if self.timed_chunk(&data, parser, position, tally).is_err() {
+                        return End::ByServer;
                     }
-                    Seen::Late => {
-                        tally.reordered.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Seen::New => {}
                 }
-                if let Some(catching) = position.catching_up
-                    && stamp.sequence < catching.target
-                {
-                    let since = now.saturating_sub(catching.since_micros);
-                    tally.catch_ups.record_resumed(self.index, since);
-                }
-                tally.record_latency(
-                    self.index,
-                    now.saturating_sub(stamp.sent_micros),
-                    now.saturating_sub(stamp.due_micros),
-                );
-            }
-            if let Some(catching) = position.catching_up
-                && position.check.has_all_below(catching.target)
-            {
-                let since = now.saturating_sub(catching.since_micros);
-                tally.catch_ups.record_caught_up(now, since);
-                position.catching_up = None;
+                Reader::Counted(scanner) => count_chunk(&data, scanner, position, tally),
             }
         }
     }
+
+    /// Parses `data`, checks and times its events; `Err` if the stream cannot be parsed.
+    fn timed_chunk(
+        &self,
+        data: &[u8],
+        parser: &mut Parser,
+        position: &mut Position,
+        tally: &Tally,
+    ) -> Result<(), ()> {
+        let items = parser.feed(data).map_err(|_| ())?;
+        let now = payload::now_micros();
+        for item in items {
+            let Item::Event(event) = item else { continue };
+            let Some(stamp) = payload::decode(&event.data) else {
+                continue;
+            };
+            tally.received.fetch_add(1, Ordering::Relaxed);
+            tally.last_received_micros.fetch_max(now, Ordering::Relaxed);
+            match position.check.observe(stamp.sequence) {
+                Seen::Duplicate => {
+                    tally.duplicated.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Seen::Late => {
+                    tally.reordered.fetch_add(1, Ordering::Relaxed);
+                }
+                Seen::New => {}
+            }
+            if let Some(catching) = position.catching_up
+                && stamp.sequence < catching.target
+            {
+                let since = now.saturating_sub(catching.since_micros);
+                tally.catch_ups.record_resumed(self.index, since);
+            }
+            tally.record_latency(
+                self.index,
+                now.saturating_sub(stamp.sent_micros),
+                now.saturating_sub(stamp.due_micros),
+            );
+        }
+        if let Some(catching) = position.catching_up
+            && position.check.has_all_below(catching.target)
+        {
+            let since = now.saturating_sub(catching.since_micros);
+            tally.catch_ups.record_caught_up(now, since);
+            position.catching_up = None;
+        }
+        Ok(())
+    }
+}
+
+/// Scans `data` for sequences and checks them; the counters are added to once per chunk, and
+/// the arrival time is the coarse clock's (see `clock`).
+fn count_chunk(data: &[u8], scanner: &mut Scanner, position: &mut Position, tally: &Tally) {
+    let (mut received, mut duplicated, mut reordered) = (0, 0, 0);
+    scanner.feed(data, |sequence| {
+        received += 1;
+        match position.check.observe(sequence) {
+            Seen::Duplicate => duplicated += 1,
+            Seen::Late => reordered += 1,
+            Seen::New => {}
+        }
+    });
+    if received == 0 {
+        return;
+    }
+    tally.received.fetch_add(received, Ordering::Relaxed);
+    if duplicated > 0 {
+        tally.duplicated.fetch_add(duplicated, Ordering::Relaxed);
+    }
+    if reordered > 0 {
+        tally.reordered.fetch_add(reordered, Ordering::Relaxed);
+    }
+    let now = tally.coarse_micros.load(Ordering::Relaxed);
+    tally.last_received_micros.fetch_max(now, Ordering::Relaxed);
 }

@@ -48,6 +48,24 @@ impl StormPlan {
     }
 }
 
+/// Whether connection `index` of `connections` over `topics` is one of the `sample` timed
+/// ones (all without a sample). The sample is spread over the topics: topic `t` (connections
+/// `t`, `t + T`, …) gets its share of it, `⌊(t+1)·n/T⌋ − ⌊t·n/T⌋`, from its first
+/// connections on, so a sample smaller than the topics times one connection on every few
+/// topics, and a larger one the same number on each.
+fn is_timed(index: usize, connections: usize, topics: usize, sample: Option<usize>) -> bool {
+    let Some(sample) = sample else {
+        return true;
+    };
+    if sample >= connections {
+        return true;
+    }
+    let topics = topics.max(1);
+    let topic = index % topics;
+    let share = (topic + 1) * sample / topics - topic * sample / topics;
+    index / topics < share
+}
+
 /// The running subscribers.
 pub(crate) struct Fleet {
     signals: Signals,
@@ -59,7 +77,9 @@ pub(crate) struct Fleet {
 }
 
 impl Fleet {
-    /// Opens `plan.connections` subscribers; the first `storm.clients` take part in the
+    /// Opens this shard's `plan.connections` subscribers (connection numbers are of the
+    /// whole run, so topics and the timed sample are the same however the run is split);
+    /// the first `storm.clients` take part in the
     /// storm; `acked` is what the publisher has seen acknowledged. Returns once every one is
     /// live or has failed (or after a timeout).
     pub(crate) async fn open(
@@ -75,7 +95,7 @@ impl Fleet {
         let mut tasks = JoinSet::new();
         let mut subscribers = vec![0; plan.topics.len()];
         let opening = Instant::now();
-        for index in 0..plan.connections {
+        for (opened, index) in plan.shard.indices(plan.total_connections).enumerate() {
             let topic = index % plan.topics.len();
             subscribers[topic] += 1;
             let subscriber = Subscriber {
@@ -90,9 +110,15 @@ impl Fleet {
                     .map(|tokens| tokens.for_connection(index)),
                 storm_delay: (index < storm.clients).then(|| storm.delay()),
                 acked: acked.clone(),
+                timed: is_timed(
+                    index,
+                    plan.connections,
+                    plan.topics.len(),
+                    plan.timed_sample,
+                ),
             };
             tasks.spawn(subscriber.run(tally.clone(), signals.clone()));
-            let due = Duration::from_secs_f64((index + 1) as f64 / plan.ramp as f64);
+            let due = Duration::from_secs_f64((opened + 1) as f64 / plan.ramp as f64);
             tokio::time::sleep_until(opening + due).await;
         }
         let deadline = Instant::now() + OPEN_TIMEOUT;
@@ -120,5 +146,41 @@ impl Fleet {
     pub(crate) async fn stop(mut self) {
         self.signals.stop.cancel();
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timed(connections: usize, topics: usize, sample: Option<usize>) -> Vec<usize> {
+        (0..connections)
+            .filter(|&index| is_timed(index, connections, topics, sample))
+            .collect()
+    }
+
+    #[test]
+    fn without_a_sample_every_connection_is_timed() {
+        assert_eq!(timed(5, 2, None), [0, 1, 2, 3, 4]);
+        assert_eq!(timed(5, 2, Some(9)), [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn the_sample_is_spread_over_the_topics() {
+        // One topic: the first n.
+        assert_eq!(timed(10_000, 1, Some(500)).len(), 500);
+        // 1,000 topics, 500 timed: one on every other topic.
+        let sampled = timed(10_000, 1000, Some(500));
+        assert_eq!(sampled.len(), 500);
+        let topics: std::collections::BTreeSet<usize> =
+            sampled.iter().map(|index| index % 1000).collect();
+        assert_eq!(topics.len(), 500);
+        // 10 topics, 500 timed: 50 on each.
+        let sampled = timed(10_000, 10, Some(500));
+        assert_eq!(sampled.len(), 500);
+        for topic in 0..10 {
+            assert_eq!(sampled.iter().filter(|&&i| i % 10 == topic).count(), 50);
+        }
+        assert!(timed(100, 3, Some(0)).is_empty());
     }
 }

@@ -10,7 +10,7 @@ use http::{HeaderValue, header};
 use sse_core::{Topic, TopicError};
 
 use crate::bound::Cores;
-use crate::cli::Shared;
+use crate::cli::{Shard, Shared};
 use crate::procfs;
 use crate::publish::PublishPlan;
 use crate::report::{Params, ScenarioParams, round};
@@ -25,7 +25,13 @@ const CONNECTIONS_PER_SOURCE: usize = 10_000;
 
 /// Everything a scenario needs from the shared options.
 pub(crate) struct Plan {
+    /// The connections this process opens, and those of the whole run (all shards).
     pub(crate) connections: usize,
+    pub(crate) total_connections: usize,
+    /// Which of the cooperating drivers this one is.
+    pub(crate) shard: Shard,
+    /// When to start measuring, in ms since the Unix epoch (`--start-at`).
+    pub(crate) start_at_ms: Option<u64>,
     /// Topic `i` is subscribed by connections `i`, `i + T`, `i + 2T`, …
     pub(crate) topics: Arc<[Arc<str>]>,
     pub(crate) subscribe: Vec<Arc<Endpoint>>,
@@ -42,6 +48,8 @@ pub(crate) struct Plan {
     /// The CPUs the driver may run on (empty if unknown), whose busy time is measured.
     pub(crate) driver_cpus: BTreeSet<u32>,
     pub(crate) settle: Duration,
+    /// How many connections are timed (`--timed-sample`); `None`: all.
+    pub(crate) timed_sample: Option<usize>,
     pub(crate) publish: PublishPlan,
     /// The report's `params`, without scenario-specific ones.
     pub(crate) params: Params,
@@ -59,12 +67,20 @@ pub(crate) enum PlanError {
 }
 
 impl Plan {
+    /// The ports the subscribe URLs point at: the server's side of every stream.
+    pub(crate) fn server_ports(&self) -> Vec<u16> {
+        let ports: BTreeSet<u16> = self.subscribe.iter().map(|e| e.addr.port()).collect();
+        ports.into_iter().collect()
+    }
+
     /// Resolves `shared` for a run over `topics` topics.
     ///
     /// # Errors
     /// [`PlanError`] naming the option that is wrong.
     pub(crate) fn resolve(shared: &Shared, topics: usize) -> Result<Self, PlanError> {
-        let connections = shared.connections as usize;
+        let total_connections = shared.connections as usize;
+        let shard = shared.shard.unwrap_or(Shard::ALONE);
+        let connections = shard.indices(total_connections).count();
         let prefix = shared.topic_prefix.clone().unwrap_or_else(|| {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -83,8 +99,10 @@ impl Plan {
             .map_err(PlanError::Tokens)?;
         let sources = if shared.sources.is_empty() {
             let count = connections.div_ceil(CONNECTIONS_PER_SOURCE).clamp(1, 254);
+            // Each shard its own addresses, so their ephemeral ports never compete.
+            let third = u8::try_from(shard.index).unwrap_or(u8::MAX);
             (1..=count)
-                .map(|last| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last as u8)))
+                .map(|last| IpAddr::V4(Ipv4Addr::new(127, 0, third, last as u8)))
                 .collect()
         } else {
             shared.sources.clone()
@@ -99,7 +117,7 @@ impl Plan {
             server: procfs::cpus_allowed(&shared.pid).map(|cpus| cpus.len()),
         };
         let params = Params {
-            connections,
+            connections: total_connections,
             topics,
             rate: Some(shared.rate),
             duration_s: Some(round(shared.duration.as_secs_f64(), 3)),
@@ -115,12 +133,17 @@ impl Plan {
             server_pids: shared.pid.clone(),
             server_cores: cores.server,
             driver_cores: cores.driver,
+            driver_cpus: driver_cpus.iter().copied().collect(),
             topic_prefix: prefix,
             tokens: tokens.as_ref().map(Tokens::len),
+            timed_sample: shared.timed_sample,
             scenario: ScenarioParams::None {},
         };
         Ok(Self {
             connections,
+            total_connections,
+            shard,
+            start_at_ms: shared.start_at,
             topics: topic_names,
             subscribe: shared
                 .subscribe_urls
@@ -137,6 +160,7 @@ impl Plan {
             cores,
             driver_cpus,
             settle: shared.settle,
+            timed_sample: shared.timed_sample.map(|n| n as usize),
             publish: PublishPlan {
                 endpoint: shared.publish_url.clone(),
                 body: Template::new(&shared.publish_body),

@@ -13,10 +13,12 @@
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::bound::{BoundBy, Busy, Cores};
+use crate::bound::{BoundBy, Busy, Cores, SATURATED_PERCENT};
+use crate::cli::Shard;
+use crate::kernel::Side;
 use crate::tally::Latencies;
 
 /// The whole report.
@@ -24,6 +26,10 @@ use crate::tally::Latencies;
 pub(crate) struct Report {
     pub(crate) scenario: &'static str,
     pub(crate) params: Params,
+    /// Which of several cooperating drivers wrote this (`--shard`); `None` for a driver alone.
+    pub(crate) shard: Option<Shard>,
+    /// With `--start-at`: how late this driver was for it, in ms (0: on time).
+    pub(crate) started_late_ms: Option<u64>,
     pub(crate) connections: Connections,
     pub(crate) events: Events,
     /// From the time each request was sent.
@@ -31,6 +37,12 @@ pub(crate) struct Report {
     /// From the time each event was due by the schedule: includes any wait in the driver.
     pub(crate) latency_from_schedule_ms: Latency,
     pub(crate) server_rss_kib: ServerRss,
+    /// `None` where `/proc` cannot be read.
+    pub(crate) kernel_memory: Option<KernelMemory>,
+    /// What `merge` needs to join shards exactly: per topic the events published and the
+    /// connections subscribed, and the whole latency histograms.
+    pub(crate) per_topic: PerTopic,
+    pub(crate) latency_histograms_us: Histograms,
     #[serde(flatten)]
     pub(crate) load: Load,
     #[serde(flatten)]
@@ -89,9 +101,14 @@ pub(crate) struct Params {
     /// unknown.
     pub(crate) server_cores: Option<usize>,
     pub(crate) driver_cores: Option<usize>,
+    /// The CPUs the driver may run on (all shards' together in a merged report).
+    pub(crate) driver_cpus: Vec<u32>,
     pub(crate) topic_prefix: String,
     /// Distinct subscriber tokens (`--tokens`), sent round-robin; `None` without.
     pub(crate) tokens: Option<usize>,
+    /// `--timed-sample`: how many connections were asked to be timed; `None`: all
+    /// (`connections.timed` says how many were).
+    pub(crate) timed_sample: Option<u32>,
     #[serde(flatten)]
     pub(crate) scenario: ScenarioParams,
 }
@@ -105,6 +122,14 @@ pub(crate) enum ScenarioParams {
         rates: Vec<u64>,
         step_s: f64,
         max_p99_ms: f64,
+    },
+    Stalled {
+        /// Healthy readers beside the stalled streams (`--healthy`).
+        healthy: usize,
+        /// The stalled streams' `SO_RCVBUF`, asked before connecting.
+        stalled_rcvbuf: u32,
+        sample_interval_s: f64,
+        hold_after_s: f64,
     },
     Storm {
         storm_at_s: f64,
@@ -120,7 +145,7 @@ pub(crate) enum ScenarioParams {
 }
 
 /// How opening the connections went.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Connections {
     pub(crate) requested: usize,
     pub(crate) live: u64,
@@ -129,10 +154,13 @@ pub(crate) struct Connections {
     pub(crate) failed_by_status: BTreeMap<u16, u64>,
     pub(crate) ended_by_server: u64,
     pub(crate) seconds_to_open: f64,
+    /// Live connections that timed every event: the latency percentiles are theirs alone.
+    /// The others counted and checked every event without timing it (`--timed-sample`).
+    pub(crate) timed: u64,
 }
 
 /// What was published and what arrived, over a run or a ramp step.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub(crate) struct Events {
     pub(crate) published: u64,
     /// `published` ÷ the time publishing took: the publish rate achieved.
@@ -149,6 +177,39 @@ pub(crate) struct Events {
     /// Events that arrived after a higher sequence of their topic: out of order, not lost.
     pub(crate) reordered: u64,
     pub(crate) delivered_per_second: f64,
+}
+
+/// Per topic, in topic order: the events published (by this driver) and its connections.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct PerTopic {
+    pub(crate) published: Vec<u64>,
+    pub(crate) subscribers: Vec<u64>,
+}
+
+/// The latency histograms (µs) as `[value, count]` pairs, one per non-empty bucket (value:
+/// the highest equivalent of the bucket), so that reports can be merged exactly.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Histograms {
+    pub(crate) from_send: Vec<[u64; 2]>,
+    pub(crate) from_schedule: Vec<[u64; 2]>,
+}
+
+impl Histograms {
+    /// The buckets of both histograms of `latencies`.
+    pub(crate) fn of(latencies: &Latencies) -> Self {
+        Self {
+            from_send: buckets(&latencies.from_send),
+            from_schedule: buckets(&latencies.from_schedule),
+        }
+    }
+}
+
+/// The non-empty buckets of `histogram`.
+fn buckets(histogram: &Histogram<u64>) -> Vec<[u64; 2]> {
+    histogram
+        .iter_recorded()
+        .map(|bucket| [bucket.value_iterated_to(), bucket.count_at_value()])
+        .collect()
 }
 
 /// Latency percentiles, in milliseconds.
@@ -187,7 +248,7 @@ impl Latency {
 }
 
 /// Server memory (summed `VmRSS` of `--pid`), in KiB.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct ServerRss {
     /// Before the first connection.
     pub(crate) before: u64,
@@ -200,6 +261,55 @@ pub(crate) struct ServerRss {
     pub(crate) peak: u64,
     /// `(idle - before) / live`.
     pub(crate) per_connection_idle: f64,
+}
+
+/// The kernel's TCP memory beside the server's RSS (see `kernel`): what the sockets' buffers
+/// hold, which no process's RSS shows.
+#[derive(Debug, Serialize)]
+pub(crate) struct KernelMemory {
+    /// The ports whose sockets are the server's side: the subscribe URLs'.
+    pub(crate) server_ports: Vec<u16>,
+    pub(crate) page_size: u64,
+    /// `/proc/net/sockstat` TCP `mem` × page size: **machine-wide**, both ends of every
+    /// loopback connection (the driver's receive queues too) and anything else running.
+    pub(crate) tcp_mem_kib: Readings,
+    /// The summed `tx_queue` of the server's sockets (local port a server port, any state
+    /// but `LISTEN`, so closed ones still in `FIN_WAIT1` count): written by the server, not
+    /// yet acknowledged by the client. The peak is of readings every 5 s.
+    pub(crate) server_send_queue_kib: Readings,
+    /// The server's sockets at idle, and by TCP state.
+    pub(crate) server_sockets_idle: u64,
+    pub(crate) server_states_idle: BTreeMap<&'static str, u64>,
+}
+
+/// A kernel figure before the first connection, at idle and at its highest in the run, in
+/// KiB; per connection, what it grew by over the live connections.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Readings {
+    pub(crate) before: Option<u64>,
+    pub(crate) idle: Option<u64>,
+    pub(crate) peak: Option<u64>,
+    /// `(idle − before) / live`.
+    pub(crate) per_connection_idle: Option<f64>,
+    /// `(peak − before) / live`.
+    pub(crate) per_connection_peak: Option<f64>,
+}
+
+impl Readings {
+    /// The figures of `before`, `idle` and `peak` over `live` connections.
+    pub(crate) fn of(before: Option<u64>, idle: Option<u64>, peak: Option<u64>, live: u64) -> Self {
+        let per_connection = |value: Option<u64>| {
+            let (value, before) = value.zip(before)?;
+            (live > 0).then(|| round(value.saturating_sub(before) as f64 / live as f64, 3))
+        };
+        Self {
+            before,
+            idle,
+            peak,
+            per_connection_idle: per_connection(idle),
+            per_connection_peak: per_connection(peak),
+        }
+    }
 }
 
 /// Server memory when a number of connections were live.
@@ -355,6 +465,74 @@ pub(crate) struct RedisCommands {
     pub(crate) read_commands: u64,
 }
 
+/// How stalled readers weighed on the server (the `stalled` scenario).
+#[derive(Debug, Serialize)]
+pub(crate) struct Stalled {
+    /// Stalled streams asked for, opened (answered 200) and failed.
+    pub(crate) connections: usize,
+    pub(crate) opened: u64,
+    pub(crate) failed: u64,
+    /// Their `SO_RCVBUF`, asked before connecting (the kernel doubles it).
+    pub(crate) receive_buffer_bytes: u32,
+    /// Healthy readers on the same topic: the run's `events` and latency are theirs.
+    pub(crate) healthy: usize,
+    /// Before any stream opened.
+    pub(crate) baseline: StalledSample,
+    /// The highest of each figure over the samples.
+    pub(crate) peak: StalledPeak,
+    /// `(peak − baseline) / opened`: what one stalled stream cost at most.
+    pub(crate) per_stream_peak_rss_kib: Option<f64>,
+    pub(crate) per_stream_peak_tcp_mem_kib: Option<f64>,
+    pub(crate) per_stream_peak_server_send_queue_kib: Option<f64>,
+    /// The last sample, `--hold-after` past the end of publishing, streams still open.
+    pub(crate) end: StalledSample,
+    /// A second after the driver closed the stalled streams. The machine-wide TCP memory
+    /// before that includes the driver's own stalled sockets: what they received and never
+    /// read stays queued until they are closed, even once the server has reset them.
+    pub(crate) after_close: StalledSample,
+    /// Every `--sample-interval` from the start of publishing, `end` last.
+    pub(crate) samples: Vec<StalledSample>,
+}
+
+/// One reading of the server's memory and sockets.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct StalledSample {
+    /// Seconds since publishing started.
+    pub(crate) t_s: f64,
+    /// Summed RSS of the `--pid` processes.
+    pub(crate) rss_kib: u64,
+    /// `/proc/net/sockstat` TCP `mem` × page size, machine-wide.
+    pub(crate) tcp_mem_kib: Option<u64>,
+    /// The server's side (local port a subscribe URL's port) and the clients' side.
+    pub(crate) server: Side,
+    pub(crate) clients: Side,
+}
+
+/// The highest figures over a run's samples.
+#[derive(Debug, Serialize)]
+pub(crate) struct StalledPeak {
+    pub(crate) rss_kib: u64,
+    pub(crate) tcp_mem_kib: Option<u64>,
+    pub(crate) server_send_queue_bytes: u64,
+    pub(crate) server_sockets: u64,
+    /// Server sockets in `FIN_WAIT1`: closed by the server with data still queued.
+    pub(crate) server_fin_wait1: u64,
+}
+
+impl StalledPeak {
+    /// The peaks of `samples`.
+    pub(crate) fn of(samples: &[StalledSample]) -> Self {
+        let max = |value: fn(&StalledSample) -> u64| samples.iter().map(value).max().unwrap_or(0);
+        Self {
+            rss_kib: max(|s| s.rss_kib),
+            tcp_mem_kib: samples.iter().filter_map(|s| s.tcp_mem_kib).max(),
+            server_send_queue_bytes: max(|s| s.server.send_queue_bytes),
+            server_sockets: max(|s| s.server.sockets),
+            server_fin_wait1: max(|s| s.server.states.get("FIN_WAIT1").copied().unwrap_or(0)),
+        }
+    }
+}
+
 /// How the readiness polls of a storm were answered.
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct ReadyPolls {
@@ -380,6 +558,9 @@ pub(crate) enum Details {
     Storm {
         storm: Box<Storm>,
     },
+    Stalled {
+        stalled: Box<Stalled>,
+    },
 }
 
 /// Rounds `value` to `decimals` places, so reports do not show float noise.
@@ -388,52 +569,153 @@ pub(crate) fn round(value: f64, decimals: i32) -> f64 {
     (value * scale).round() / scale
 }
 
-/// Prints `report` as a table on stdout.
-pub(crate) fn print_table(report: &Report) {
+/// The fields of a report not printed: what `merge` reads, too long for a table.
+const NOT_PRINTED: [&str; 2] = ["per_topic", "latency_histograms_us"];
+/// The sections printed first, in this order; the rest follow.
+const SECTIONS: [&str; 10] = [
+    "params",
+    "shard",
+    "started_late_ms",
+    "connections",
+    "events",
+    "latency_ms",
+    "latency_from_schedule_ms",
+    "server_rss_kib",
+    "kernel_memory",
+    "shards",
+];
+
+/// Prints `report` (a [`Report`], or a merged one) as a table on stdout, the driver's CPU
+/// and whether it bound the run last.
+pub(crate) fn print_table(report: &Value) {
+    let field = |name: &str| report.get(name).unwrap_or(&Value::Null);
     println!("{:-<64}", "");
-    row("scenario", &Value::from(report.scenario));
-    section("params", &report.params);
-    section("connections", &report.connections);
-    section("events", &report.events);
-    section("latency_ms", &report.latency_ms);
-    section("latency_from_schedule_ms", &report.latency_from_schedule_ms);
-    section("server_rss_kib", &report.server_rss_kib);
-    section("load", &report.load);
-    match &report.details {
-        Details::Steady {} => {}
-        Details::Idle { memory_samples } => {
-            columns(
-                "memory_samples",
-                memory_samples,
-                &[("connections", "connections"), ("rss_kib", "rss_kib")],
-            );
-        }
-        Details::Ramp { steps, best } => {
-            columns(
-                "steps",
-                steps,
+    row("scenario", field("scenario"));
+    for name in SECTIONS {
+        match (name, field(name)) {
+            (_, Value::Null) => {}
+            ("shards", Value::Array(shards)) => columns(
+                "shards",
+                shards,
                 &[
-                    ("rate", "rate"),
-                    ("verdict", "verdict"),
-                    ("bound_by", "bound_by"),
-                    ("published/s", "events/published_per_second"),
-                    ("delivered/s", "events/delivered_per_second"),
-                    ("missing", "events/missing"),
-                    ("dup", "events/duplicated"),
-                    ("reordered", "events/reordered"),
-                    ("p50", "latency_ms/p50"),
-                    ("p99", "latency_ms/p99"),
-                    ("sched p99", "latency_from_schedule_ms/p99"),
-                    ("server cpu", "server_cpu_percent"),
-                    ("driver cpu", "driver_cpu_percent"),
-                    ("driver core", "driver_core_busy_percent"),
+                    ("shard", "index"),
+                    ("live", "live"),
+                    ("timed", "timed"),
+                    ("received", "received"),
+                    ("driver cpu %", "driver_cpu_percent"),
+                    ("driver core %", "driver_core_busy_percent"),
+                    ("driver cpus", "driver_cpus"),
+                    ("driver-bound", "driver_bound"),
+                    ("late ms", "started_late_ms"),
+                    ("report", "report"),
                 ],
-            );
-            section("best", best);
+            ),
+            (name, value) => section(name, value),
         }
-        Details::Storm { storm } => section("storm", storm),
     }
+    if let Some(samples) = field("memory_samples").as_array() {
+        columns(
+            "memory_samples",
+            samples,
+            &[("connections", "connections"), ("rss_kib", "rss_kib")],
+        );
+    }
+    if let Some(steps) = field("steps").as_array() {
+        columns(
+            "steps",
+            steps,
+            &[
+                ("rate", "rate"),
+                ("verdict", "verdict"),
+                ("bound_by", "bound_by"),
+                ("published/s", "events/published_per_second"),
+                ("delivered/s", "events/delivered_per_second"),
+                ("missing", "events/missing"),
+                ("dup", "events/duplicated"),
+                ("reordered", "events/reordered"),
+                ("p50", "latency_ms/p50"),
+                ("p99", "latency_ms/p99"),
+                ("sched p99", "latency_from_schedule_ms/p99"),
+                ("server cpu", "server_cpu_percent"),
+                ("driver cpu", "driver_cpu_percent"),
+                ("driver core", "driver_core_busy_percent"),
+            ],
+        );
+        section("best", field("best"));
+    }
+    if let Some(stalled) = field("stalled").as_object() {
+        let samples = stalled.get("samples").and_then(Value::as_array);
+        columns(
+            "stalled.samples",
+            samples.map_or(&[][..], Vec::as_slice),
+            &[
+                ("t_s", "t_s"),
+                ("rss_kib", "rss_kib"),
+                ("tcp_mem_kib", "tcp_mem_kib"),
+                ("server sockets", "server/sockets"),
+                ("server send queue B", "server/send_queue_bytes"),
+                ("server states", "server/states"),
+                ("client sockets", "clients/sockets"),
+                ("client recv queue B", "clients/receive_queue_bytes"),
+            ],
+        );
+        let mut summary = stalled.clone();
+        summary.remove("samples");
+        section("stalled", &Value::Object(summary));
+    }
+    section("storm", field("storm"));
+    let shown = SECTIONS
+        .iter()
+        .chain(&NOT_PRINTED)
+        .chain(&LOAD)
+        .chain(&DETAILS);
+    let shown: Vec<&str> = shown.copied().chain(["scenario"]).collect();
+    if let Some(fields) = report.as_object() {
+        for (name, value) in fields
+            .iter()
+            .filter(|(name, _)| !shown.contains(&name.as_str()))
+        {
+            section(name, value);
+        }
+    }
+    let load: serde_json::Map<String, Value> = LOAD
+        .iter()
+        .map(|&name| (name.to_owned(), field(name).clone()))
+        .collect();
+    section("load", &Value::Object(load));
+    println!("{}", driver_line(report));
     println!("{:-<64}", "");
+}
+
+/// The flattened [`Load`] fields.
+const LOAD: [&str; 5] = [
+    "driver_cpu_percent",
+    "server_cpu_percent",
+    "driver_core_busy_percent",
+    "driver_bound",
+    "bound_by",
+];
+/// The scenario sections printed on their own above.
+const DETAILS: [&str; 5] = ["memory_samples", "steps", "best", "stalled", "storm"];
+
+/// One line on the driver: its CPU, its cores' busy time, and whether it bound the run.
+fn driver_line(report: &Value) -> String {
+    let number = |name: &str| {
+        report
+            .get(name)
+            .and_then(Value::as_f64)
+            .map_or_else(|| "?".to_owned(), |value| format!("{value}"))
+    };
+    let verdict = if report.get("driver_bound").and_then(Value::as_bool) == Some(true) {
+        format!("DRIVER-BOUND (above {SATURATED_PERCENT} %)")
+    } else {
+        "not driver-bound".to_owned()
+    };
+    format!(
+        "driver: {} % of one core, its cores {} % busy: {verdict}",
+        number("driver_cpu_percent"),
+        number("driver_core_busy_percent"),
+    )
 }
 
 fn row(name: &str, value: &Value) {
@@ -441,7 +723,7 @@ fn row(name: &str, value: &Value) {
 }
 
 /// One row per leaf of `value`, named by its dotted path under `name`.
-fn section(name: &str, value: &impl Serialize) {
+fn section(name: &str, value: &Value) {
     fn leaves(name: &str, value: &Value) {
         match value {
             Value::Object(fields) => {
@@ -452,7 +734,9 @@ fn section(name: &str, value: &impl Serialize) {
             leaf => row(name, leaf),
         }
     }
-    leaves(name, &serde_json::to_value(value).unwrap_or_default());
+    if !value.is_null() {
+        leaves(name, value);
+    }
 }
 
 /// `rows` as a table under `name`, one column per (header, path), a path naming

@@ -39,8 +39,13 @@ pub(crate) struct Tally {
     pub(crate) duplicated: AtomicU64,
     /// Events that arrived after a higher sequence of their topic: reordered, not lost.
     pub(crate) reordered: AtomicU64,
-    /// When the latest event arrived, in µs since the Unix epoch.
+    /// When the latest event arrived, in µs since the Unix epoch (to 10 ms for the counted
+    /// connections, see `clock`).
     pub(crate) last_received_micros: AtomicU64,
+    /// The time, stored every 10 ms by `clock::Ticker`, in µs since the Unix epoch.
+    pub(crate) coarse_micros: AtomicU64,
+    /// Connections that parse and time every event (all, unless `--timed-sample`).
+    pub(crate) timed: AtomicU64,
     /// Storm connections that reconnected.
     pub(crate) reconnected: AtomicU64,
     /// Storm connections whose every reconnect attempt failed.
@@ -208,7 +213,7 @@ impl Counts {
 }
 
 /// An empty histogram for latencies from 1 µs to 10 minutes.
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant bounds are valid")
 }
 

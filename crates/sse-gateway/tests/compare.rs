@@ -3,24 +3,26 @@
 //! write the report and the plots, with the columns that make the comparison fair (achieved
 //! publish rate, reordered, latency from the schedule, server and driver CPU, what bound the
 //! run) in every scenario. Debug builds measure nothing worth keeping; this checks that the
-//! command works and that the gateway lost nothing where the load suits a debug build.
+//! command works and that the gateway lost nothing where the load suits a debug build, and that
+//! it cut every stalled reader and freed its socket with nothing left queued in the kernel.
 
 mod harness;
 
 use std::path::Path;
 use std::process::Command;
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "idle",
     "fanout",
     "fanout-10",
     "topics",
     "ramp",
     "reconnect-storm",
+    "stalled",
 ];
 
 /// Rows every scenario's table in compare.md has, for both servers.
-const ROWS: [&str; 15] = [
+const ROWS: [&str; 16] = [
     "| published |",
     "| publish rate achieved /s |",
     "| delivered /s |",
@@ -32,7 +34,8 @@ const ROWS: [&str; 15] = [
     "| p50 ms from schedule |",
     "| p99 ms from schedule |",
     "| server CPU % (of one core) |",
-    "| driver CPU % (of one core) |",
+    "| driver CPU % (of one core; all driver processes together) |",
+    "| timed streams (the latency sample; all streams checked) |",
     "| driver's core busy % (driver, Redis, anything else) |",
     "| driver-bound |",
     "| bound by |",
@@ -124,7 +127,7 @@ fn the_comparison_runs_every_scenario_against_both_servers_and_writes_the_report
             }
         }
     }
-    for scenario in ["fanout-10", "topics", "reconnect-storm"] {
+    for scenario in ["fanout-10", "topics", "reconnect-storm", "stalled"] {
         let path = out.path().join(format!("{scenario}.sse-gateway.json"));
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(path).expect("the gateway's report"))
@@ -134,4 +137,19 @@ fn the_comparison_runs_every_scenario_against_both_servers_and_writes_the_report
         assert_eq!(events["missing"], 0, "{scenario}: {json}");
         assert_eq!(events["duplicated"], 0, "{scenario}: {json}");
     }
+    // The stalled readers: the gateway cut every one, and by the end their sockets were gone
+    // with nothing left queued in the kernel; only the healthy readers' remained.
+    let path = out.path().join("stalled.sse-gateway.json");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).expect("the gateway's stalled report"))
+            .expect("the report is JSON");
+    let stalled = &json["stalled"];
+    assert!(stalled["opened"].as_u64() > Some(0), "{json}");
+    assert_eq!(stalled["failed"], 0, "{json}");
+    assert_eq!(
+        stalled["end"]["server"]["sockets"], stalled["healthy"],
+        "every stalled stream was cut and its socket freed: {json}"
+    );
+    assert_eq!(stalled["end"]["server"]["send_queue_bytes"], 0, "{json}");
+    assert_eq!(stalled["peak"]["server_fin_wait1"], 0, "{json}");
 }
