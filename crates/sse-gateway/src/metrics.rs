@@ -114,7 +114,7 @@ impl Metrics {
             ),
             delivery_latency: registry.histogram(
                 "sse_delivery_latency_seconds",
-                "Time from publish (the event id's timestamp) to the write to a client, live events.",
+                "Time from publish (the event id's timestamp) to the write to a client (as of when its batch left the stream's queue), live events.",
                 vec![
                     0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                 ],

@@ -117,6 +117,9 @@ pub(crate) struct SseBody {
     out: VecDeque<Bytes>,
     /// Events taken from the outbox, not yet written.
     live: VecDeque<Queued>,
+    /// When they were taken, in ms since the epoch: the clock is read once per batch, not
+    /// once per event (a burst to many streams would read it once per delivery).
+    taken_ms: u64,
     reads: Arc<SharedReads>,
     /// Taken once every topic is live: which shared reads this stream may join.
     ticket: Ticket,
@@ -164,6 +167,7 @@ impl SseBody {
                 frame::comment("stream open").unwrap_or(HEARTBEAT),
             ]),
             live: VecDeque::new(),
+            taken_ms: 0,
             reads: setup.reads,
             ticket: 0,
             metrics: setup.metrics,
@@ -223,6 +227,9 @@ impl SseBody {
                             self.out.push_back(HEARTBEAT);
                         }
                         self.live = batch.events;
+                        self.taken_ms = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(0, |now| u64::try_from(now.as_millis()).unwrap_or(u64::MAX));
                         Poll::Ready(true)
                     }
                     Poll::Pending => Poll::Pending,
@@ -386,12 +393,9 @@ impl SseBody {
         }
         self.emit(&delivery.frame);
         self.metrics.frames_delivered.inc();
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |now| u64::try_from(now.as_millis()).unwrap_or(u64::MAX));
         self.metrics
             .delivery_latency
-            .observe(now_ms.saturating_sub(delivery.id.ms) as f64 / 1000.0);
+            .observe(self.taken_ms.saturating_sub(delivery.id.ms) as f64 / 1000.0);
     }
 
     /// Tells the client of events its topic's stream lost after `gap.from`, if it stands
