@@ -4,6 +4,8 @@
 //! publish, `--min-replicas-ack 1`) with a second `redis-server` replicating the first, compared
 //! with the same `FCALL` + `WAIT` pipeline on connections checked out of a `deadpool-redis` pool.
 //!
+//! Single events go both ways, alternately: grouped (`publish`) and direct (one `FCALL` each).
+//!
 //! `cargo bench -p sse-publisher --bench library` (pin it with `taskset -c 0` to see one
 //! core's worth: Redis then shares that core, as it would on a one-core box).
 
@@ -15,6 +17,41 @@ use sse_publisher::{Publisher, RedisFlags};
 use sse_testkit::RedisServer;
 
 const EVENTS: usize = 200_000;
+
+/// How single events are sent: `publish` (grouped with whatever else is waiting), or a batch
+/// of one, which is one `FCALL` of its own as every single event was before grouping.
+#[derive(Clone, Copy, Debug)]
+enum Path {
+    Grouped,
+    Direct,
+}
+
+/// [`EVENTS`] single events from `concurrency` tasks, by `path`.
+async fn singles(publisher: &Publisher, event: &Event, concurrency: usize, path: Path) {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (publisher, event) = (publisher.clone(), event.clone());
+        tasks.spawn(async move {
+            for _ in 0..EVENTS / concurrency {
+                match path {
+                    Path::Grouped => publisher.publish(&event).await.map(drop),
+                    Path::Direct => publisher
+                        .publish_batch(std::slice::from_ref(&event))
+                        .await
+                        .map(drop),
+                }
+                .expect("publish succeeds");
+            }
+        });
+    }
+    tasks.join_all().await;
+    let name = match path {
+        Path::Grouped => "publish",
+        Path::Direct => "direct (batch of 1)",
+    };
+    report(&format!("{name}, {concurrency} concurrent"), started);
+}
 const REPLICATED_EVENTS: usize = 20_000;
 
 #[tokio::main(flavor = "current_thread")]
@@ -34,18 +71,13 @@ async fn main() {
     let event = Event::new(topic, payload);
 
     for concurrency in [1, 16, 64, 256] {
-        let started = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..concurrency {
-            let (publisher, event) = (publisher.clone(), event.clone());
-            tasks.spawn(async move {
-                for _ in 0..EVENTS / concurrency {
-                    publisher.publish(&event).await.expect("publish succeeds");
-                }
-            });
+        singles(&publisher, &event, concurrency, Path::Grouped).await;
+    }
+    // Grouped against direct, alternately, so both see the same machine.
+    for concurrency in [64, 256] {
+        for path in [Path::Direct, Path::Grouped, Path::Direct, Path::Grouped] {
+            singles(&publisher, &event, concurrency, path).await;
         }
-        tasks.join_all().await;
-        report(&format!("publish, {concurrency} concurrent"), started);
     }
 
     for (batch, concurrency) in [(16, 16), (100, 4)] {

@@ -100,29 +100,31 @@ async fn send(group: Vec<Pending>, connection: &mut Commands) {
     let mut pipe = redis::pipe();
     // Each reply on its own: one call's error must not fail the others.
     pipe.ignore_errors();
-    for pending in &group {
-        pipe.add_command(pending.call.clone());
+    let mut callers = Vec::with_capacity(group.len());
+    for pending in group {
+        pipe.add_command(pending.call);
+        callers.push(pending.reply);
     }
+    // A caller that stopped waiting is no one to tell, hence the ignored sends.
     match pipe.query_async::<Vec<Value>>(connection).await {
-        Ok(replies) if replies.len() == group.len() => {
-            for (pending, reply) in group.into_iter().zip(replies) {
-                // A caller that stopped waiting is no one to tell.
-                let _ = pending.reply.send(reply.extract_error());
+        Ok(replies) if replies.len() == callers.len() => {
+            for (caller, reply) in callers.into_iter().zip(replies) {
+                let _ = caller.send(reply.extract_error());
             }
         }
         Ok(replies) => {
             let error = RedisError::from((
                 redis::ErrorKind::Parse,
                 "a grouped pipeline got another number of replies than calls",
-                format!("{} calls, {} replies", group.len(), replies.len()),
+                format!("{} calls, {} replies", callers.len(), replies.len()),
             ));
-            for pending in group {
-                let _ = pending.reply.send(Err(error.clone()));
+            for caller in callers {
+                let _ = caller.send(Err(error.clone()));
             }
         }
         Err(error) => {
-            for pending in group {
-                let _ = pending.reply.send(Err(error.clone()));
+            for caller in callers {
+                let _ = caller.send(Err(error.clone()));
             }
         }
     }
