@@ -4,7 +4,7 @@
 //! publish, `--min-replicas-ack 1`) with a second `redis-server` replicating the first, compared
 //! with the same `FCALL` + `WAIT` pipeline on connections checked out of a `deadpool-redis` pool.
 //!
-//! Single events go both ways, alternately: grouped (`publish`) and direct (one `FCALL` each).
+//! Single events also go both ways, alternately: direct (one `FCALL` each) and grouped.
 //!
 //! `cargo bench -p sse-publisher --bench library` (pin it with `taskset -c 0` to see one
 //! core's worth: Redis then shares that core, as it would on a one-core box).
@@ -18,40 +18,22 @@ use sse_testkit::RedisServer;
 
 const EVENTS: usize = 200_000;
 
-/// How single events are sent: `publish` (grouped with whatever else is waiting), or a batch
-/// of one, which is one `FCALL` of its own as every single event was before grouping.
-#[derive(Clone, Copy, Debug)]
-enum Path {
-    Grouped,
-    Direct,
-}
-
-/// [`EVENTS`] single events from `concurrency` tasks, by `path`.
-async fn singles(publisher: &Publisher, event: &Event, concurrency: usize, path: Path) {
+/// [`EVENTS`] single events from `concurrency` tasks through `publisher`, reported as `name`.
+async fn singles(publisher: &Publisher, name: &str, event: &Event, concurrency: usize) {
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
         let (publisher, event) = (publisher.clone(), event.clone());
         tasks.spawn(async move {
             for _ in 0..EVENTS / concurrency {
-                match path {
-                    Path::Grouped => publisher.publish(&event).await.map(drop),
-                    Path::Direct => publisher
-                        .publish_batch(std::slice::from_ref(&event))
-                        .await
-                        .map(drop),
-                }
-                .expect("publish succeeds");
+                publisher.publish(&event).await.expect("publish succeeds");
             }
         });
     }
     tasks.join_all().await;
-    let name = match path {
-        Path::Grouped => "publish",
-        Path::Direct => "direct (batch of 1)",
-    };
     report(&format!("{name}, {concurrency} concurrent"), started);
 }
+
 const REPLICATED_EVENTS: usize = 20_000;
 
 #[tokio::main(flavor = "current_thread")]
@@ -71,12 +53,14 @@ async fn main() {
     let event = Event::new(topic, payload);
 
     for concurrency in [1, 16, 64, 256] {
-        singles(&publisher, &event, concurrency, Path::Grouped).await;
+        singles(&publisher, "publish", &event, concurrency).await;
     }
-    // Grouped against direct, alternately, so both see the same machine.
+    // Grouped (`Publisher::grouped`) against direct, alternately, so both see the same machine.
+    let grouped = publisher.clone().grouped();
     for concurrency in [64, 256] {
-        for path in [Path::Direct, Path::Grouped, Path::Direct, Path::Grouped] {
-            singles(&publisher, &event, concurrency, path).await;
+        for _ in 0..2 {
+            singles(&publisher, "publish", &event, concurrency).await;
+            singles(&grouped, "grouped publish", &event, concurrency).await;
         }
     }
 

@@ -58,6 +58,11 @@ pub async fn run(
         .acknowledged_by(config.min_replicas_ack, config.min_replicas_timeout)
         .map_err(StartError::Redis)?
         .remembering_keys_for(config.idempotency_window);
+    let publisher = if config.group_publishes {
+        publisher.grouped()
+    } else {
+        publisher
+    };
     let metrics = metrics::Metrics::new();
     // Runs as long as the process: the publisher's JWKS keys stay fresh until it exits.
     let jwks_stop = tokio_util::sync::CancellationToken::new();

@@ -9,8 +9,9 @@
 //!
 //! The connection is one multiplexed [`Commands`] connection, cloned per call: concurrent
 //! publishes are pipelined on one socket (on a Cluster, one per master), which is what Redis
-//! serves fastest, and it reconnects by itself after Redis goes away. Single events without
-//! an idempotency key go through `crate::coalesce`, which sends the calls waiting at the same
+//! serves fastest, and it reconnects by itself after Redis goes away. With
+//! [`Publisher::grouped`], single events without an idempotency key go through
+//! `crate::coalesce`, which sends the calls waiting at the same
 //! moment as one pipeline (each still its own atomic call with its own reply); batches,
 //! keyed publishes, replica acks and a Cluster take the direct path.
 //!
@@ -56,8 +57,8 @@ use crate::coalesce::{CoalesceError, Coalescer};
 #[derive(Clone)]
 pub struct Publisher {
     connection: Commands,
-    /// Groups concurrent single-event publishes into one pipeline (`crate::coalesce`); none
-    /// on a Redis Cluster, whose calls go to the master of their own slot.
+    /// Groups concurrent single-event publishes into one pipeline (`crate::coalesce`), when
+    /// asked for ([`Publisher::grouped`]); never on a Redis Cluster.
     coalescer: Option<Coalescer>,
     redis: Redis,
     retention: Retention,
@@ -226,11 +227,9 @@ impl Publisher {
             Err(CheckError::Mismatch(error)) => return Err(error.into()),
             Err(CheckError::Unreachable(_)) | Ok(()) => {}
         }
-        let coalescer =
-            (redis.mode() != Mode::Cluster).then(|| Coalescer::start(connection.clone()));
         let publisher = Self {
             connection,
-            coalescer,
+            coalescer: None,
             redis,
             retention,
             replicas: None,
@@ -269,6 +268,17 @@ impl Publisher {
             })
         };
         Ok(self)
+    }
+
+    /// This publisher, sending concurrent single-event publishes that wait at the same moment
+    /// as one pipeline (`--group-publishes`). Off by default: measured, it was not faster than
+    /// the multiplexed connection alone (README, Performance). No effect on a Redis Cluster.
+    #[must_use]
+    pub fn grouped(mut self) -> Self {
+        if self.redis.mode() != Mode::Cluster {
+            self.coalescer = Some(Coalescer::start(self.connection.clone()));
+        }
+        self
     }
 
     /// This publisher, recognising a repeated idempotency key for `window` after its first

@@ -1,4 +1,4 @@
-//! Grouped single-event publishes (`coalesce`): many concurrent publishes through one
+//! Grouped single-event publishes (`Publisher::grouped`, `--group-publishes`): many concurrent publishes through one
 //! `Publisher` share pipelines, yet each gets its own id or its own error, every event is in
 //! its stream exactly once, and an outage answers every waiting caller.
 
@@ -24,6 +24,7 @@ async fn library(redis: &RedisServer) -> Publisher {
     Publisher::connect(&options, Retention::default())
         .await
         .expect("connect")
+        .grouped()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
