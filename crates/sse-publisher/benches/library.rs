@@ -18,20 +18,30 @@ use sse_testkit::RedisServer;
 
 const EVENTS: usize = 200_000;
 
-/// [`EVENTS`] single events from `concurrency` tasks through `publisher`, reported as `name`.
-async fn singles(publisher: &Publisher, name: &str, event: &Event, concurrency: usize) {
+/// `events` single events from `concurrency` tasks through `publisher`, reported as `name`.
+async fn singles(
+    publisher: &Publisher,
+    name: &str,
+    event: &Event,
+    events: usize,
+    concurrency: usize,
+) {
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
         let (publisher, event) = (publisher.clone(), event.clone());
         tasks.spawn(async move {
-            for _ in 0..EVENTS / concurrency {
+            for _ in 0..events / concurrency {
                 publisher.publish(&event).await.expect("publish succeeds");
             }
         });
     }
     tasks.join_all().await;
-    report(&format!("{name}, {concurrency} concurrent"), started);
+    report_n(
+        events,
+        &format!("{name}, {concurrency} concurrent"),
+        started,
+    );
 }
 
 const REPLICATED_EVENTS: usize = 20_000;
@@ -53,14 +63,14 @@ async fn main() {
     let event = Event::new(topic, payload);
 
     for concurrency in [1, 16, 64, 256] {
-        singles(&publisher, "publish", &event, concurrency).await;
+        singles(&publisher, "publish", &event, EVENTS, concurrency).await;
     }
     // Grouped (`Publisher::grouped`) against direct, alternately, so both see the same machine.
     let grouped = publisher.clone().grouped();
     for concurrency in [64, 256] {
         for _ in 0..2 {
-            singles(&publisher, "publish", &event, concurrency).await;
-            singles(&grouped, "grouped publish", &event, concurrency).await;
+            singles(&publisher, "publish", &event, EVENTS, concurrency).await;
+            singles(&grouped, "grouped publish", &event, EVENTS, concurrency).await;
         }
     }
 
@@ -107,22 +117,14 @@ async fn replicated(redis: &RedisServer, options: &RedisFlags, event: &Event) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for concurrency in [1, 16, 64] {
-        let started = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..concurrency {
-            let (publisher, event) = (publisher.clone(), event.clone());
-            tasks.spawn(async move {
-                for _ in 0..REPLICATED_EVENTS / concurrency {
-                    publisher.publish(&event).await.expect("publish succeeds");
-                }
-            });
-        }
-        tasks.join_all().await;
-        report_n(
+        singles(
+            &publisher,
+            "replica ack",
+            event,
             REPLICATED_EVENTS,
-            &format!("replica ack, {concurrency} concurrent"),
-            started,
-        );
+            concurrency,
+        )
+        .await;
     }
     for size in [16, 64] {
         let pool = deadpool_redis::Config::from_url(redis.url())
